@@ -1,0 +1,27 @@
+//! # mesh-proto
+//!
+//! The sans-IO core of a gossip mesh that speaks protocol version 2 of
+//! weaveworks/mesh, byte for byte, so a Rust peer can join a mesh of unmodified Go peers.
+//!
+//! This crate never touches a socket, a clock, a thread or the operating system's
+//! randomness. Bytes and timer events go in; bytes to send and events come out. Time is
+//! always an argument ([`time::Instant`]); randomness comes from a generator the caller
+//! seeds.
+//!
+//! Layers, bottom up:
+//! - [`name`]: peer names (48-bit, MAC-style text).
+//! - [`wire`]: bytes to values and back: [`wire::gob`], [`wire::frame`],
+//!   [`wire::header`], [`wire::features`], [`wire::message`], [`wire::topology`].
+//! - [`crypto`]: key agreement, session key, sealing and nonces.
+//! - [`handshake`]: one connection's introduction, as a state machine over bytes.
+//! - [`config`]: every constant and default in one place.
+
+pub mod config;
+pub mod crypto;
+pub mod handshake;
+pub mod name;
+pub mod time;
+pub mod wire;
+
+pub use name::PeerName;
+pub use time::Instant;

@@ -1,0 +1,266 @@
+//! Topology updates: the payload of gossip on the `topology` channel (wire.md §10).
+//!
+//! An update is one gob stream alternating a `peerSummary` struct and a
+//! `[]connectionSummary` slice per peer described. Struct fields are matched by name and
+//! unknown fields skipped, so any field order or extra field from a future Go peer is
+//! fine. Like Go, a stream that ends right after a summary drops that last summary. Unlike
+//! Go, a `NameByte` that is not six bytes long, or a short id above 12 bits, is refused.
+
+use bytes::Bytes;
+
+use crate::config::{GobLimits, SHORT_ID_SPACE};
+use crate::name::{PeerName, PeerNameError};
+use crate::wire::gob::{self, GobError, Stream, StructWriter};
+
+/// Type id Go uses for `peerSummary`.
+pub const PEER_SUMMARY_TYPE_ID: i64 = 66;
+/// Type id Go uses for `connectionSummary`.
+pub const CONNECTION_SUMMARY_TYPE_ID: i64 = 67;
+/// Type id Go uses for `[]connectionSummary`.
+pub const CONNECTION_LIST_TYPE_ID: i64 = 68;
+
+/// One peer's record as gossiped.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeerSummary {
+    /// The peer's name.
+    pub name: PeerName,
+    /// Its nickname (any bytes).
+    pub nickname: Bytes,
+    /// Its incarnation id; 0 for a placeholder.
+    pub uid: u64,
+    /// Its version.
+    pub version: u64,
+    /// Its short id, meaningful when `has_short_id`.
+    pub short_id: u16,
+    /// Whether the short id is known.
+    pub has_short_id: bool,
+}
+
+/// One connection in a peer's reported list.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConnectionSummary {
+    /// The peer at the other end.
+    pub name: PeerName,
+    /// The address as the describing peer sees it (any bytes; usually `ip:port`).
+    pub remote_tcp_addr: Bytes,
+    /// Whether the describing peer dialled this connection.
+    pub outbound: bool,
+    /// Whether the describing peer considers it established.
+    pub established: bool,
+}
+
+/// A peer's summary and its connection list.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeerRecord {
+    /// The summary.
+    pub summary: PeerSummary,
+    /// Its connections as it reported them.
+    pub connections: Vec<ConnectionSummary>,
+}
+
+/// Why a topology update could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// Malformed gob.
+    #[error("malformed topology update: {0}")]
+    Gob(#[from] GobError),
+    /// A `NameByte` was not six bytes.
+    #[error("topology record has a bad name: {0}")]
+    Name(#[from] PeerNameError),
+    /// A short id does not fit in 12 bits.
+    #[error("topology record has short id {0}, which does not fit in 12 bits")]
+    ShortId(u64),
+}
+
+/// Writes update payloads exactly as Go does: definitions at first use, ids 66/67/68.
+#[derive(Debug, Default)]
+pub struct UpdateEncoder {
+    summary_defined: bool,
+    list_defined: bool,
+}
+
+impl UpdateEncoder {
+    /// An encoder at the start of a fresh stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one peer: its summary, then its connection list.
+    pub fn push<'c>(
+        &mut self,
+        out: &mut Vec<u8>,
+        summary: &PeerSummary,
+        connections: impl ExactSizeIterator<Item = &'c ConnectionSummary>,
+    ) {
+        if !self.summary_defined {
+            self.summary_defined = true;
+            gob::put_struct_definition(
+                out,
+                PEER_SUMMARY_TYPE_ID,
+                "peerSummary",
+                &[
+                    ("NameByte", gob::BYTES),
+                    ("NickName", gob::STRING),
+                    ("UID", gob::UINT),
+                    ("Version", gob::UINT),
+                    ("ShortID", gob::UINT),
+                    ("HasShortID", gob::BOOL),
+                ],
+            );
+        }
+        gob::put_message(out, |o| {
+            gob::put_int(o, PEER_SUMMARY_TYPE_ID);
+            StructWriter::new(o)
+                .bytes(0, &summary.name.to_bytes())
+                .bytes(1, &summary.nickname)
+                .uint(2, summary.uid)
+                .uint(3, summary.version)
+                .uint(4, summary.short_id.into())
+                .bool(5, summary.has_short_id)
+                .end();
+        });
+        if !self.list_defined {
+            self.list_defined = true;
+            gob::put_slice_definition(out, CONNECTION_LIST_TYPE_ID, CONNECTION_SUMMARY_TYPE_ID);
+            gob::put_struct_definition(
+                out,
+                CONNECTION_SUMMARY_TYPE_ID,
+                "connectionSummary",
+                &[
+                    ("NameByte", gob::BYTES),
+                    ("RemoteTCPAddr", gob::STRING),
+                    ("Outbound", gob::BOOL),
+                    ("Established", gob::BOOL),
+                ],
+            );
+        }
+        gob::put_message(out, |o| {
+            gob::put_int(o, CONNECTION_LIST_TYPE_ID);
+            o.push(0);
+            gob::put_uint(o, connections.len() as u64);
+            for c in connections {
+                StructWriter::new(o)
+                    .bytes(0, &c.name.to_bytes())
+                    .bytes(1, &c.remote_tcp_addr)
+                    .bool(2, c.outbound)
+                    .bool(3, c.established)
+                    .end();
+            }
+        });
+    }
+}
+
+/// Encodes a whole update from records.
+pub fn encode(out: &mut Vec<u8>, records: &[PeerRecord]) {
+    let mut enc = UpdateEncoder::new();
+    for r in records {
+        enc.push(out, &r.summary, r.connections.iter());
+    }
+}
+
+/// Decodes an update payload.
+pub fn decode(payload: &[u8]) -> Result<Vec<PeerRecord>, TopologyError> {
+    decode_with_limits(payload, GobLimits::default())
+}
+
+/// Decodes an update payload with explicit gob limits.
+pub fn decode_with_limits(
+    payload: &[u8],
+    limits: GobLimits,
+) -> Result<Vec<PeerRecord>, TopologyError> {
+    let mut stream = Stream::with_limits(payload, limits);
+    let mut records = Vec::new();
+    loop {
+        let Some(v) = stream.next()? else { break };
+        let summary = v.decode(|f| {
+            let mut s = RawSummary::default();
+            f.structure(|name, field| {
+                match name {
+                    b"NameByte" => s.name = field.bytes()?,
+                    b"NickName" => s.nickname = field.string()?,
+                    b"UID" => s.uid = field.uint()?,
+                    b"Version" => s.version = field.uint()?,
+                    b"ShortID" => s.short_id = field.uint()?,
+                    b"HasShortID" => s.has_short_id = field.bool()?,
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            Ok(s)
+        })?;
+        let summary = summary.validate()?;
+        // A stream that ends after a summary ends cleanly; that summary is dropped (Go).
+        let Some(v) = stream.next()? else { break };
+        let mut connections = Vec::new();
+        let mut first_error = None;
+        v.decode(|f| {
+            f.slice(|elem| {
+                let mut c = RawConnection::default();
+                elem.structure(|name, field| {
+                    match name {
+                        b"NameByte" => c.name = field.bytes()?,
+                        b"RemoteTCPAddr" => c.addr = field.string()?,
+                        b"Outbound" => c.outbound = field.bool()?,
+                        b"Established" => c.established = field.bool()?,
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+                match PeerName::from_bytes(c.name) {
+                    Ok(name) => connections.push(ConnectionSummary {
+                        name,
+                        remote_tcp_addr: Bytes::copy_from_slice(c.addr),
+                        outbound: c.outbound,
+                        established: c.established,
+                    }),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Ok(())
+            })
+        })?;
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
+        records.push(PeerRecord {
+            summary,
+            connections,
+        });
+    }
+    Ok(records)
+}
+
+#[derive(Default)]
+struct RawSummary<'a> {
+    name: &'a [u8],
+    nickname: &'a [u8],
+    uid: u64,
+    version: u64,
+    short_id: u64,
+    has_short_id: bool,
+}
+
+impl RawSummary<'_> {
+    fn validate(self) -> Result<PeerSummary, TopologyError> {
+        if self.short_id >= u64::from(SHORT_ID_SPACE) {
+            return Err(TopologyError::ShortId(self.short_id));
+        }
+        Ok(PeerSummary {
+            name: PeerName::from_bytes(self.name)?,
+            nickname: Bytes::copy_from_slice(self.nickname),
+            uid: self.uid,
+            version: self.version,
+            short_id: self.short_id as u16,
+            has_short_id: self.has_short_id,
+        })
+    }
+}
+
+#[derive(Default)]
+struct RawConnection<'a> {
+    name: &'a [u8],
+    addr: &'a [u8],
+    outbound: bool,
+    established: bool,
+}
