@@ -90,9 +90,6 @@ pub struct GobLimits {
 
 impl Default for GobLimits {
     fn default() -> Self {
-        GobLimits {
-            max_types: 32,
-            max_depth: 16,
-        }
+        GobLimits { max_types: 32, max_depth: 16 }
     }
 }

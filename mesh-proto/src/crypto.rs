@@ -25,9 +25,7 @@ pub use crate::config::{NONCE_LEN, PUBLIC_KEY_LEN, SESSION_KEY_LEN, TAG_LEN};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
     /// The remote's public key is of low order (for example all zeros).
-    #[error(
-        "remote public key is of low order; refusing a key exchange that authenticates nothing"
-    )]
+    #[error("remote public key is of low order; refusing a key exchange that authenticates nothing")]
     LowOrderKey,
     /// A frame failed authentication: wrong password, tampering, replay or reordering.
     #[error("frame {seq} failed to open (wrong password, tampered, replayed or reordered)")]
@@ -51,9 +49,7 @@ pub struct KeyPair {
 
 impl core::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("KeyPair")
-            .field("public", &self.public)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyPair").field("public", &self.public).finish_non_exhaustive()
     }
 }
 
@@ -134,19 +130,13 @@ pub struct Opener {
 
 impl core::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Sealer")
-            .field("from_dialer", &self.from_dialer)
-            .field("seq", &self.seq)
-            .finish()
+        f.debug_struct("Sealer").field("from_dialer", &self.from_dialer).field("seq", &self.seq).finish()
     }
 }
 
 impl core::fmt::Debug for Opener {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Opener")
-            .field("from_dialer", &self.from_dialer)
-            .field("seq", &self.seq)
-            .finish()
+        f.debug_struct("Opener").field("from_dialer", &self.from_dialer).field("seq", &self.seq).finish()
     }
 }
 
@@ -165,10 +155,7 @@ impl Sealer {
         let (tag_slot, msg) = buf.split_at_mut(TAG_LEN);
         // Encryption with an in-memory buffer cannot fail; the error case is a length
         // limit far above the 10 MiB frame limit.
-        if let Ok(tag) = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&n), b"", msg)
-        {
+        if let Ok(tag) = self.cipher.encrypt_in_place_detached(Nonce::from_slice(&n), b"", msg) {
             tag_slot.copy_from_slice(&tag);
         }
     }
@@ -227,16 +214,8 @@ impl Session {
     pub fn new(key: &[u8; SESSION_KEY_LEN], we_dialed: bool) -> Self {
         let cipher = XSalsa20Poly1305::new(key.into());
         Session {
-            sealer: Sealer {
-                cipher: cipher.clone(),
-                from_dialer: we_dialed,
-                seq: 0,
-            },
-            opener: Opener {
-                cipher,
-                from_dialer: !we_dialed,
-                seq: 0,
-            },
+            sealer: Sealer { cipher: cipher.clone(), from_dialer: we_dialed, seq: 0 },
+            opener: Opener { cipher, from_dialer: !we_dialed, seq: 0 },
         }
     }
 }

@@ -16,8 +16,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{
-    HANDSHAKE_READ_TIMEOUT, MAX_HANDSHAKE_FRAME_LEN, PREAMBLE_LEN, PREAMBLE_TIMEOUT,
-    PUBLIC_KEY_LEN, TAG_LEN,
+    HANDSHAKE_READ_TIMEOUT, MAX_HANDSHAKE_FRAME_LEN, PREAMBLE_LEN, PREAMBLE_TIMEOUT, PUBLIC_KEY_LEN, TAG_LEN,
 };
 use crate::crypto::{self, CryptoError, KeyPair, Session};
 use crate::name::PeerName;
@@ -160,13 +159,25 @@ pub struct Handshake {
 
 impl Handshake {
     /// Starts a handshake at `now`; the first bytes to send are ready at once.
-    pub fn new<R: rand_core::CryptoRng + ?Sized>(
-        config: HandshakeConfig,
-        rng: &mut R,
-        now: Instant,
-    ) -> Self {
+    pub fn new<R: rand_core::CryptoRng + ?Sized>(config: HandshakeConfig, rng: &mut R, now: Instant) -> Self {
         let local_conn_id = rng.next_u64();
         let keys = config.password.as_ref().map(|_| KeyPair::generate(rng));
+        Self::with_parts(config, keys, local_conn_id, now)
+    }
+
+    /// Starts a handshake with a given key pair and connection id instead of random ones
+    /// (for test vectors and fuzzing). `keys` is ignored without a password; with one, a
+    /// missing key pair is replaced by a fixed one, which is only fit for tests.
+    pub fn with_parts(
+        config: HandshakeConfig,
+        keys: Option<KeyPair>,
+        local_conn_id: u64,
+        now: Instant,
+    ) -> Self {
+        let keys = match &config.password {
+            None => None,
+            Some(_) => Some(keys.unwrap_or_else(|| KeyPair::from_secret([7; 32]))),
+        };
         let mut features_plain = Vec::with_capacity(192);
         features::encode(
             &mut features_plain,
@@ -179,9 +190,8 @@ impl Handshake {
                 trusts_remote: config.trusts_remote,
             },
         );
-        let mut out = Vec::with_capacity(
-            PREAMBLE_LEN + 1 + PUBLIC_KEY_LEN + LEN_PREFIX + features_plain.len(),
-        );
+        let mut out =
+            Vec::with_capacity(PREAMBLE_LEN + 1 + PUBLIC_KEY_LEN + LEN_PREFIX + features_plain.len());
         out.extend_from_slice(&config.versions.encode());
         match &keys {
             Some(k) => {
@@ -212,11 +222,7 @@ impl Handshake {
 
     /// Bytes to send, if any (in order; call after every input).
     pub fn take_output(&mut self) -> Option<Vec<u8>> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(core::mem::take(&mut self.out))
-        }
+        if self.out.is_empty() { None } else { Some(core::mem::take(&mut self.out)) }
     }
 
     /// The stage we are waiting in.
@@ -289,16 +295,9 @@ impl Handshake {
                         other => return Err(HandshakeError::BadFlag(other)),
                     };
                     if we_encrypt != they_encrypt {
-                        return Err(HandshakeError::EncryptionMismatch {
-                            we_encrypt,
-                            they_encrypt,
-                        });
+                        return Err(HandshakeError::EncryptionMismatch { we_encrypt, they_encrypt });
                     }
-                    self.stage = if they_encrypt {
-                        Stage::PublicKey
-                    } else {
-                        Stage::Features
-                    };
+                    self.stage = if they_encrypt { Stage::PublicKey } else { Stage::Features };
                     if self.stage == Stage::Features {
                         self.start_frames();
                     }
@@ -313,11 +312,8 @@ impl Handshake {
                     let shared = keys.shared_key(&remote)?;
                     let key = crypto::session_key(&shared, password);
                     let mut session = Session::new(&key, self.config.role == Role::Dialer);
-                    let mut frame =
-                        Vec::with_capacity(LEN_PREFIX + TAG_LEN + self.features_plain.len());
-                    frame.extend_from_slice(
-                        &((TAG_LEN + self.features_plain.len()) as u32).to_be_bytes(),
-                    );
+                    let mut frame = Vec::with_capacity(LEN_PREFIX + TAG_LEN + self.features_plain.len());
+                    frame.extend_from_slice(&((TAG_LEN + self.features_plain.len()) as u32).to_be_bytes());
                     frame.extend_from_slice(&[0; TAG_LEN]);
                     frame.extend_from_slice(&self.features_plain);
                     session.sealer.seal_in_place(&mut frame[LEN_PREFIX..]);
@@ -332,9 +328,7 @@ impl Handshake {
                     };
                     let plain: &[u8] = match &mut self.session {
                         Some(s) => {
-                            s.opener
-                                .open_in_place(&mut body)
-                                .map_err(|_| HandshakeError::WrongPassword)?;
+                            s.opener.open_in_place(&mut body).map_err(|_| HandshakeError::WrongPassword)?;
                             &body[TAG_LEN..]
                         }
                         None => &body,
@@ -395,19 +389,10 @@ mod tests {
         let t0 = Instant::from_secs(100);
         let mut h = Handshake::new(config(Role::Dialer, 1, None), &mut rng, t0);
         assert_eq!(h.deadline(), t0 + PREAMBLE_TIMEOUT);
-        assert!(
-            h.handle_timeout(t0 + PREAMBLE_TIMEOUT - core::time::Duration::from_millis(1))
-                .is_ok()
-        );
+        assert!(h.handle_timeout(t0 + PREAMBLE_TIMEOUT - core::time::Duration::from_millis(1)).is_ok());
         let t1 = t0 + core::time::Duration::from_secs(2);
-        assert!(matches!(
-            h.handle_data(b"weave\x01\x02", t1),
-            Ok(Progress::Pending)
-        ));
+        assert!(matches!(h.handle_data(b"weave\x01\x02", t1), Ok(Progress::Pending)));
         assert_eq!(h.deadline(), t1 + HANDSHAKE_READ_TIMEOUT);
-        assert_eq!(
-            h.handle_timeout(t1 + HANDSHAKE_READ_TIMEOUT),
-            Err(HandshakeError::Timeout(Stage::Flag))
-        );
+        assert_eq!(h.handle_timeout(t1 + HANDSHAKE_READ_TIMEOUT), Err(HandshakeError::Timeout(Stage::Flag)));
     }
 }

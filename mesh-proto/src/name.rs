@@ -80,11 +80,7 @@ impl PeerName {
 
     /// The name with this numeric value, if it fits in 48 bits.
     pub const fn from_u64(value: u64) -> Result<PeerName, PeerNameError> {
-        if value & !NAME_MASK != 0 {
-            Err(PeerNameError::TooLarge(value))
-        } else {
-            Ok(PeerName(value))
-        }
+        if value & !NAME_MASK != 0 { Err(PeerNameError::TooLarge(value)) } else { Ok(PeerName(value)) }
     }
 
     /// The name's numeric value, as gob envelopes carry it.
@@ -105,9 +101,7 @@ impl PeerName {
 
     /// The name whose byte form is `bytes`, which must be exactly six bytes long.
     pub fn from_bytes(bytes: &[u8]) -> Result<PeerName, PeerNameError> {
-        let arr: [u8; NAME_LEN] = bytes
-            .try_into()
-            .map_err(|_| PeerNameError::ByteLength(bytes.len()))?;
+        let arr: [u8; NAME_LEN] = bytes.try_into().map_err(|_| PeerNameError::ByteLength(bytes.len()))?;
         Ok(PeerName::from_array(arr))
     }
 
@@ -124,10 +118,8 @@ impl PeerName {
 
     /// Parses the text form strictly (see the module docs).
     pub fn parse(text: &str) -> Result<PeerName, PeerNameError> {
-        parse_text(text).map_err(|reason| PeerNameError::Text {
-            input: text.chars().take(64).collect(),
-            reason,
-        })
+        parse_text(text)
+            .map_err(|reason| PeerNameError::Text { input: text.chars().take(64).collect(), reason })
     }
 }
 
@@ -221,11 +213,7 @@ impl From<PeerName> for u64 {
 impl fmt::Display for PeerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.to_bytes();
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -266,13 +254,7 @@ mod tests {
     #[test]
     fn numeric_form_is_bounded() {
         assert!(PeerName::from_u64(1 << 48).is_err());
-        assert_eq!(
-            PeerName::from_u64((1 << 48) - 1).unwrap().to_string(),
-            "ff:ff:ff:ff:ff:ff"
-        );
-        assert_eq!(
-            PeerName::from_bytes(&[1, 2, 3]),
-            Err(PeerNameError::ByteLength(3))
-        );
+        assert_eq!(PeerName::from_u64((1 << 48) - 1).unwrap().to_string(), "ff:ff:ff:ff:ff:ff");
+        assert_eq!(PeerName::from_bytes(&[1, 2, 3]), Err(PeerNameError::ByteLength(3)));
     }
 }

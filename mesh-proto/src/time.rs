@@ -115,14 +115,8 @@ mod tests {
         let t = Instant::from_secs(10);
         assert_eq!(t + Duration::from_secs(5), Instant::from_secs(15));
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(
-            Instant::from_secs(1) - Instant::from_secs(3),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Instant::from_secs(3) - Instant::from_secs(1),
-            Duration::from_secs(2)
-        );
+        assert_eq!(Instant::from_secs(1) - Instant::from_secs(3), Duration::ZERO);
+        assert_eq!(Instant::from_secs(3) - Instant::from_secs(1), Duration::from_secs(2));
         assert_eq!(t.saturating_sub(Duration::from_secs(20)), Instant::ZERO);
         assert_eq!(Instant::from_millis(1500).as_nanos(), 1_500_000_000);
     }

@@ -129,10 +129,7 @@ pub fn decode_map(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, GobError> {
     value.decode(|f| {
         f.map(|k, v| {
             let Scalar::String(k) = k else {
-                return Err(GobError::TypeMismatch {
-                    expected: "string",
-                    found: gob::UINT,
-                });
+                return Err(GobError::TypeMismatch { expected: "string", found: gob::UINT });
             };
             entries.push((k, v.string()?));
             Ok(())
@@ -151,13 +148,7 @@ pub fn decode(body: &[u8]) -> Result<RemoteFeatures, FeaturesError> {
 
 /// Validates decoded entries as behaviour.md §2.4 says.
 pub fn validate(entries: &[(&[u8], &[u8])]) -> Result<RemoteFeatures, FeaturesError> {
-    let get = |key: &str| {
-        entries
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key.as_bytes())
-            .map(|(_, v)| *v)
-    };
+    let get = |key: &str| entries.iter().rev().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v);
     let require = |key: &'static str| get(key).ok_or(FeaturesError::Missing(key));
 
     let flavour = require("PeerNameFlavour")?;
@@ -186,14 +177,7 @@ pub fn validate(entries: &[(&[u8], &[u8])]) -> Result<RemoteFeatures, FeaturesEr
         None => false,
         Some(v) => parse_go_bool(v).ok_or_else(|| FeaturesError::Trusted(lossy(v)))?,
     };
-    Ok(RemoteFeatures {
-        name,
-        nickname: Bytes::copy_from_slice(nickname),
-        uid,
-        conn_id,
-        short_id,
-        trusts_us,
-    })
+    Ok(RemoteFeatures { name, nickname: Bytes::copy_from_slice(nickname), uid, conn_id, short_id, trusts_us })
 }
 
 fn lossy(v: &[u8]) -> String {
@@ -202,20 +186,13 @@ fn lossy(v: &[u8]) -> String {
 
 /// Go's `strconv.ParseUint(s, 10, bits)`: ASCII digits only, no sign, no blanks.
 fn decimal(key: &'static str, v: &[u8], max: u64) -> Result<u64, FeaturesError> {
-    let bad = || FeaturesError::Number {
-        key,
-        value: lossy(v),
-        max,
-    };
+    let bad = || FeaturesError::Number { key, value: lossy(v), max };
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
     let mut n: u64 = 0;
     for d in v {
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or_else(bad)?;
+        n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).ok_or_else(bad)?;
     }
     if n > max {
         return Err(bad());
@@ -238,10 +215,7 @@ mod tests {
 
     #[test]
     fn decimal_is_strict() {
-        assert_eq!(
-            decimal("UID", b"18446744073709551615", u64::MAX).unwrap(),
-            u64::MAX
-        );
+        assert_eq!(decimal("UID", b"18446744073709551615", u64::MAX).unwrap(), u64::MAX);
         assert!(decimal("UID", b"18446744073709551616", u64::MAX).is_err());
         for bad in [&b""[..], b"-1", b"+1", b" 1", b"1 ", b"0x10"] {
             assert!(decimal("UID", bad, u64::MAX).is_err(), "{bad:?}");

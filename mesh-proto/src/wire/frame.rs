@@ -38,11 +38,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder that refuses bodies longer than `max_len` (at most Go's 10 MiB).
     pub fn new(max_len: usize) -> Self {
-        FrameDecoder {
-            buf: BytesMut::new(),
-            max_len: max_len.min(MAX_FRAME_LEN),
-            pending: None,
-        }
+        FrameDecoder { buf: BytesMut::new(), max_len: max_len.min(MAX_FRAME_LEN), pending: None }
     }
 
     /// The body limit in force.
@@ -75,10 +71,7 @@ impl FrameDecoder {
                 }
                 let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
                 if len as u64 > self.max_len as u64 {
-                    return Err(FrameError::TooLarge {
-                        len: len as u64,
-                        max: self.max_len,
-                    });
+                    return Err(FrameError::TooLarge { len: len as u64, max: self.max_len });
                 }
                 self.buf.advance(LEN_PREFIX);
                 self.pending = Some(len as usize);
@@ -118,10 +111,7 @@ pub fn put_frame(out: &mut Vec<u8>, body: &[u8], max_len: usize) -> Result<(), F
 pub fn check_len(len: usize, max_len: usize) -> Result<(), FrameError> {
     let max = max_len.min(MAX_FRAME_LEN);
     if len > max {
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max,
-        });
+        return Err(FrameError::TooLarge { len: len as u64, max });
     }
     Ok(())
 }
@@ -141,10 +131,7 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), b"abc");
         assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), b"");
         d.push(&[0, 0, 0, 17]);
-        assert_eq!(
-            d.next_frame(),
-            Err(FrameError::TooLarge { len: 17, max: 16 })
-        );
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { len: 17, max: 16 }));
         // Nothing was reserved for the refused body.
         assert!(d.buffered() <= LEN_PREFIX);
     }

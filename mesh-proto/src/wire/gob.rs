@@ -111,11 +111,7 @@ type Result<T> = core::result::Result<T, GobError>;
 
 /// Number of bytes `put_uint` writes for `v`.
 pub fn uint_len(v: u64) -> usize {
-    if v < 0x80 {
-        1
-    } else {
-        1 + (8 - v.leading_zeros() as usize / 8)
-    }
+    if v < 0x80 { 1 } else { 1 + (8 - v.leading_zeros() as usize / 8) }
 }
 
 /// Appends an unsigned integer in gob's minimal encoding.
@@ -131,11 +127,7 @@ pub fn put_uint(out: &mut Vec<u8>, v: u64) {
 
 /// Maps a signed integer onto gob's unsigned form.
 pub fn int_to_uint(i: i64) -> u64 {
-    if i < 0 {
-        ((!i as u64) << 1) | 1
-    } else {
-        (i as u64) << 1
-    }
+    if i < 0 { ((!i as u64) << 1) | 1 } else { (i as u64) << 1 }
 }
 
 /// Appends a signed integer.
@@ -172,12 +164,7 @@ pub fn put_message(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
 
 /// Appends a top-level value of a built-in scalar kind whose encoding is `n` bytes
 /// produced by `value`; the length is computed up front so nothing moves.
-fn put_top_scalar(
-    out: &mut Vec<u8>,
-    type_id: i64,
-    encoded_len: usize,
-    value: impl FnOnce(&mut Vec<u8>),
-) {
+fn put_top_scalar(out: &mut Vec<u8>, type_id: i64, encoded_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
     // body = type id (1 byte for built-ins) + 00 marker + value
     put_uint(out, (2 + encoded_len) as u64);
     put_int(out, type_id);
@@ -198,16 +185,12 @@ pub fn put_top_int(out: &mut Vec<u8>, v: i64) {
 
 /// Appends a top-level `string` message.
 pub fn put_top_string(out: &mut Vec<u8>, s: &[u8]) {
-    put_top_scalar(out, STRING, uint_len(s.len() as u64) + s.len(), |o| {
-        put_bytes(o, s)
-    });
+    put_top_scalar(out, STRING, uint_len(s.len() as u64) + s.len(), |o| put_bytes(o, s));
 }
 
 /// Appends a top-level `[]byte` message.
 pub fn put_top_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_top_scalar(out, BYTES, uint_len(b.len() as u64) + b.len(), |o| {
-        put_bytes(o, b)
-    });
+    put_top_scalar(out, BYTES, uint_len(b.len() as u64) + b.len(), |o| put_bytes(o, b));
 }
 
 /// Writes the fields of a struct value in increasing order, omitting zero values.
@@ -317,9 +300,7 @@ pub fn put_map_definition(out: &mut Vec<u8>, id: i64, key: i64, elem: i64) {
         put_int(o, -id);
         StructWriter::new(o)
             .nested(WT_MAP as i64, |m| {
-                m.nested(0, |c| common_type(c, b"", id))
-                    .int(1, key)
-                    .int(2, elem);
+                m.nested(0, |c| common_type(c, b"", id)).int(1, key).int(2, elem);
             })
             .end();
     });
@@ -344,10 +325,13 @@ pub fn put_struct_definition(out: &mut Vec<u8>, id: i64, name: &str, fields: &[(
         put_int(o, -id);
         StructWriter::new(o)
             .nested(WT_STRUCT as i64, |s| {
-                s.nested(0, |c| common_type(c, name.as_bytes(), id))
-                    .struct_slice(1, fields, |f, (fname, fid)| {
+                s.nested(0, |c| common_type(c, name.as_bytes(), id)).struct_slice(
+                    1,
+                    fields,
+                    |f, (fname, fid)| {
                         f.bytes(0, fname.as_bytes()).int(1, *fid);
-                    });
+                    },
+                );
             })
             .end();
     });
@@ -411,11 +395,7 @@ impl<'a> Reader<'a> {
     /// Reads a signed integer.
     pub fn int(&mut self) -> Result<i64> {
         let u = self.uint()?;
-        Ok(if u & 1 == 1 {
-            !(u >> 1) as i64
-        } else {
-            (u >> 1) as i64
-        })
+        Ok(if u & 1 == 1 { !(u >> 1) as i64 } else { (u >> 1) as i64 })
     }
 
     /// Reads a bool (any non-zero value is true, as in Go).
@@ -439,11 +419,7 @@ impl<'a> Reader<'a> {
 
     fn check_len(&self, what: &'static str, len: u64) -> Result<()> {
         if len > self.remaining() as u64 {
-            return Err(GobError::TooLong {
-                what,
-                len,
-                remaining: self.remaining(),
-            });
+            return Err(GobError::TooLong { what, len, remaining: self.remaining() });
         }
         Ok(())
     }
@@ -646,11 +622,7 @@ impl<'a> Stream<'a> {
 
     /// A stream over `input` with explicit limits.
     pub fn with_limits(input: &'a [u8], limits: GobLimits) -> Self {
-        Stream {
-            r: Reader::new(input),
-            types: Types::default(),
-            limits,
-        }
+        Stream { r: Reader::new(input), types: Types::default(), limits }
     }
 
     /// Whether the whole input has been consumed.
@@ -680,12 +652,7 @@ impl<'a> Stream<'a> {
                 self.types.define(id, ty, &self.limits)?;
                 continue;
             }
-            return Ok(Some(Value {
-                types: &self.types,
-                limits: self.limits,
-                r: body,
-                ty: id,
-            }));
+            return Ok(Some(Value { types: &self.types, limits: self.limits, r: body, ty: id }));
         }
     }
 
@@ -810,10 +777,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
             return Err(GobError::Unsupported("a value decoded twice"));
         }
         if self.ty != ty {
-            return Err(GobError::TypeMismatch {
-                expected: kind_name(ty),
-                found: self.ty,
-            });
+            return Err(GobError::TypeMismatch { expected: kind_name(ty), found: self.ty });
         }
         self.consumed = true;
         Ok(())
@@ -824,16 +788,11 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
             return Err(GobError::Unsupported("a value decoded twice"));
         }
         self.consumed = true;
-        self.types
-            .get(self.ty)
-            .ok_or(if self.ty < FIRST_USER_ID - 1 {
-                GobError::TypeMismatch {
-                    expected,
-                    found: self.ty,
-                }
-            } else {
-                GobError::UnknownType(self.ty)
-            })
+        self.types.get(self.ty).ok_or(if self.ty < FIRST_USER_ID - 1 {
+            GobError::TypeMismatch { expected, found: self.ty }
+        } else {
+            GobError::UnknownType(self.ty)
+        })
     }
 
     fn child(&mut self, ty: i64) -> Result<Field<'_, 't, 'a>> {
@@ -841,14 +800,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
         if depth > self.limits.max_depth {
             return Err(GobError::TooDeep(self.limits.max_depth));
         }
-        Ok(Field {
-            types: self.types,
-            limits: self.limits,
-            r: self.r,
-            ty,
-            depth,
-            consumed: false,
-        })
+        Ok(Field { types: self.types, limits: self.limits, r: self.r, ty, depth, consumed: false })
     }
 
     /// Decodes a `uint`.
@@ -894,10 +846,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
             STRING => Scalar::String(self.string()?),
             BYTES => Scalar::Bytes(self.bytes()?),
             found => {
-                return Err(GobError::TypeMismatch {
-                    expected: "a scalar",
-                    found,
-                });
+                return Err(GobError::TypeMismatch { expected: "a scalar", found });
             }
         };
         Ok(s)
@@ -910,10 +859,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
         mut entry: impl FnMut(Scalar<'a>, &mut Field<'_, 't, 'a>) -> Result<()>,
     ) -> Result<()> {
         let WireType::Map { key, elem } = *self.user_type("a map")? else {
-            return Err(GobError::TypeMismatch {
-                expected: "a map",
-                found: self.ty,
-            });
+            return Err(GobError::TypeMismatch { expected: "a map", found: self.ty });
         };
         let n = self.r.count("map entry count")?;
         for _ in 0..n {
@@ -931,17 +877,11 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
     }
 
     /// Decodes a slice (or array), calling `each` with a field for every element.
-    pub fn slice(
-        &mut self,
-        mut each: impl FnMut(&mut Field<'_, 't, 'a>) -> Result<()>,
-    ) -> Result<()> {
+    pub fn slice(&mut self, mut each: impl FnMut(&mut Field<'_, 't, 'a>) -> Result<()>) -> Result<()> {
         let elem = match *self.user_type("a slice")? {
             WireType::Slice { elem } | WireType::Array { elem, .. } => elem,
             _ => {
-                return Err(GobError::TypeMismatch {
-                    expected: "a slice",
-                    found: self.ty,
-                });
+                return Err(GobError::TypeMismatch { expected: "a slice", found: self.ty });
             }
         };
         let n = self.r.count("slice element count")?;
@@ -960,10 +900,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
         mut field: impl FnMut(&[u8], &mut Field<'_, 't, 'a>) -> Result<()>,
     ) -> Result<()> {
         let WireType::Struct { fields } = self.user_type("a struct")? else {
-            return Err(GobError::TypeMismatch {
-                expected: "a struct",
-                found: self.ty,
-            });
+            return Err(GobError::TypeMismatch { expected: "a struct", found: self.ty });
         };
         let mut current: i64 = -1;
         loop {
@@ -996,13 +933,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
 }
 
 /// Skips one value of type `ty` without allocating.
-fn skip(
-    types: &Types,
-    r: &mut Reader<'_>,
-    ty: i64,
-    depth: usize,
-    limits: &GobLimits,
-) -> Result<()> {
+fn skip(types: &Types, r: &mut Reader<'_>, ty: i64, depth: usize, limits: &GobLimits) -> Result<()> {
     if depth > limits.max_depth {
         return Err(GobError::TooDeep(limits.max_depth));
     }
@@ -1040,8 +971,7 @@ fn skip(
                         break;
                     }
                     let next = current as i128 + delta as i128;
-                    let Some((_, fty)) = usize::try_from(next).ok().and_then(|i| fields.get(i))
-                    else {
+                    let Some((_, fty)) = usize::try_from(next).ok().and_then(|i| fields.get(i)) else {
                         return Err(GobError::BadField {
                             field: next.clamp(0, u64::MAX as i128) as u64,
                             count: fields.len(),
@@ -1075,10 +1005,7 @@ mod tests {
         assert_eq!(enc_uint(127), [0x7f]);
         assert_eq!(enc_uint(128), [0xff, 0x80]);
         assert_eq!(enc_uint(256), [0xfe, 0x01, 0x00]);
-        assert_eq!(
-            enc_uint(u64::MAX),
-            [0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
-        );
+        assert_eq!(enc_uint(u64::MAX), [0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         for v in [0, 1, 127, 128, 255, 256, 65535, 1 << 40, u64::MAX] {
             assert_eq!(uint_len(v), enc_uint(v).len());
             assert_eq!(Reader::new(&enc_uint(v)).uint().unwrap(), v);
@@ -1131,9 +1058,6 @@ mod tests {
         let mut st = Stream::new(&s);
         let v = st.next().unwrap().unwrap();
         let err = v.decode(|f| f.map(|_, _| Ok(()))).unwrap_err();
-        assert!(
-            matches!(err, GobError::TooLong { len, .. } if len == 1 << 40),
-            "{err:?}"
-        );
+        assert!(matches!(err, GobError::TooLong { len, .. } if len == 1 << 40), "{err:?}");
     }
 }

@@ -21,7 +21,7 @@ pub struct Preamble {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// The first five bytes were not `weave`.
-    #[error("remote protocol header not recognised: {0:02x?}")]
+    #[error("remote protocol header not recognised: {}", go_bytes(.0))]
     BadMagic([u8; 5]),
     /// The connection ended before the remote's 7 bytes arrived.
     #[error("connection closed after {0} of the 7 preamble bytes")]
@@ -41,10 +41,7 @@ pub enum HeaderError {
 
 impl Preamble {
     /// The range this implementation advertises: [2, 2].
-    pub const OURS: Preamble = Preamble {
-        min: PROTOCOL_MIN_VERSION,
-        max: PROTOCOL_MAX_VERSION,
-    };
+    pub const OURS: Preamble = Preamble { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_MAX_VERSION };
 
     /// The 7 bytes that announce this range.
     pub fn encode(self) -> [u8; PREAMBLE_LEN] {
@@ -58,11 +55,14 @@ impl Preamble {
         if magic != PROTOCOL_MAGIC {
             return Err(HeaderError::BadMagic(magic));
         }
-        Ok(Preamble {
-            min: bytes[5],
-            max: bytes[6],
-        })
+        Ok(Preamble { min: bytes[5], max: bytes[6] })
     }
+}
+
+/// Formats bytes as Go's `%v` does: `[119 101 97]`.
+fn go_bytes(b: &[u8]) -> String {
+    let parts: Vec<String> = b.iter().map(u8::to_string).collect();
+    format!("[{}]", parts.join(" "))
 }
 
 /// Go's negotiation: `min(max_a, max_b)` if it is at least `max(min_a, min_b)`.
@@ -99,15 +99,9 @@ mod tests {
         let go = Preamble { min: 1, max: 2 };
         assert_eq!(negotiate_supported(Preamble::OURS, go), Ok(2));
         let old = Preamble { min: 1, max: 1 };
-        assert!(matches!(
-            negotiate_supported(Preamble::OURS, old),
-            Err(HeaderError::Incompatible { .. })
-        ));
+        assert!(matches!(negotiate_supported(Preamble::OURS, old), Err(HeaderError::Incompatible { .. })));
         // Even a broken "ours" that reached 0 would be refused.
         let zero = Preamble { min: 0, max: 0 };
-        assert_eq!(
-            negotiate_supported(Preamble { min: 0, max: 2 }, zero),
-            Err(HeaderError::Unsupported(0))
-        );
+        assert_eq!(negotiate_supported(Preamble { min: 0, max: 2 }, zero), Err(HeaderError::Unsupported(0)));
     }
 }

@@ -100,9 +100,7 @@ impl<'a> Message<'a> {
         Ok(match tag {
             TAG_HEARTBEAT => Message::Heartbeat,
             1..=3 | TAG_OVERLAY_CONTROL => Message::Overlay { tag, payload },
-            TAG_GOSSIP | TAG_UNICAST | TAG_BROADCAST => {
-                Message::Gossip(decode_envelope(tag, payload)?)
-            }
+            TAG_GOSSIP | TAG_UNICAST | TAG_BROADCAST => Message::Gossip(decode_envelope(tag, payload)?),
             tag => Message::Unknown { tag },
         })
     }
@@ -135,22 +133,11 @@ fn decode_envelope(tag: u8, payload: &[u8]) -> Result<GossipMessage<'_>, Message
     };
     let payload = s.expect_next("the payload")?.bytes()?;
     // Like Go, ignore anything after the values the envelope needs.
-    Ok(GossipMessage {
-        kind,
-        channel,
-        source,
-        payload,
-    })
+    Ok(GossipMessage { kind, channel, source, payload })
 }
 
 /// Appends a gossip message (tag and envelope) for the given fields.
-pub fn encode_gossip(
-    out: &mut Vec<u8>,
-    kind: GossipKind,
-    channel: &[u8],
-    source: PeerName,
-    payload: &[u8],
-) {
+pub fn encode_gossip(out: &mut Vec<u8>, kind: GossipKind, channel: &[u8], source: PeerName, payload: &[u8]) {
     out.push(kind.tag());
     gob::put_top_string(out, channel);
     gob::put_top_uint(out, source.to_u64());
@@ -164,10 +151,9 @@ pub fn encode_gossip(
 /// relaying the unchanged body to the next hop.
 pub fn unicast_destination(body: &[u8]) -> Result<Option<PeerName>, MessageError> {
     match Message::decode(body)? {
-        Message::Gossip(GossipMessage {
-            kind: GossipKind::Unicast { destination },
-            ..
-        }) => Ok(Some(destination)),
+        Message::Gossip(GossipMessage { kind: GossipKind::Unicast { destination }, .. }) => {
+            Ok(Some(destination))
+        }
         _ => Ok(None),
     }
 }

@@ -164,10 +164,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<PeerRecord>, TopologyError> {
 }
 
 /// Decodes an update payload with explicit gob limits.
-pub fn decode_with_limits(
-    payload: &[u8],
-    limits: GobLimits,
-) -> Result<Vec<PeerRecord>, TopologyError> {
+pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerRecord>, TopologyError> {
     let mut stream = Stream::with_limits(payload, limits);
     let mut records = Vec::new();
     loop {
@@ -223,10 +220,7 @@ pub fn decode_with_limits(
         if let Some(e) = first_error {
             return Err(e.into());
         }
-        records.push(PeerRecord {
-            summary,
-            connections,
-        });
+        records.push(PeerRecord { summary, connections });
     }
     Ok(records)
 }
