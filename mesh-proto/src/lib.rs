@@ -16,6 +16,8 @@
 //! - [`handshake`]: one connection's introduction, as a state machine over bytes.
 //! - [`config`]: every constant and default in one place.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod crypto;
 pub mod handshake;

@@ -24,6 +24,14 @@ pub enum FrameError {
         /// The limit in force.
         max: usize,
     },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame: {have} of {need} bytes")]
+    Truncated {
+        /// Bytes of the frame (prefix included) that arrived.
+        have: usize,
+        /// Bytes the frame needed.
+        need: usize,
+    },
 }
 
 /// Streaming decoder of length-prefixed frames.
@@ -83,6 +91,19 @@ impl FrameDecoder {
         }
         self.pending = None;
         Ok(Some(self.buf.split_to(len)))
+    }
+
+    /// Called when the stream ends: an error if it ended inside a frame.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        match self.pending {
+            Some(len) => {
+                Err(FrameError::Truncated { have: LEN_PREFIX + self.buf.len(), need: LEN_PREFIX + len })
+            }
+            None if !self.buf.is_empty() => {
+                Err(FrameError::Truncated { have: self.buf.len(), need: LEN_PREFIX })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Everything buffered past the frames returned so far, including a partly read

@@ -23,9 +23,6 @@ pub enum HeaderError {
     /// The first five bytes were not `weave`.
     #[error("remote protocol header not recognised: {}", go_bytes(.0))]
     BadMagic([u8; 5]),
-    /// The connection ended before the remote's 7 bytes arrived.
-    #[error("connection closed after {0} of the 7 preamble bytes")]
-    Short(usize),
     /// The ranges do not overlap.
     #[error("remote version range [{},{}] is incompatible with ours [{},{}]", theirs.min, theirs.max, ours.min, ours.max)]
     Incompatible {
