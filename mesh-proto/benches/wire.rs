@@ -1,1 +1,125 @@
-fn main() {}
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+//! Wire-layer benchmarks: sealing, topology encoding, handshakes.
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mesh_proto::crypto::{Session, TAG_LEN};
+use mesh_proto::handshake::{Handshake, HandshakeConfig, Progress, Role};
+use mesh_proto::name::PeerName;
+use mesh_proto::time::Instant;
+use mesh_proto::wire::header::Preamble;
+use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::hint::black_box;
+
+fn seal_open(c: &mut Criterion) {
+    let mut g = c.benchmark_group("seal+open");
+    for size in [1024usize, 64 * 1024] {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
+            let key = [3u8; 32];
+            let mut a = Session::new(&key, true);
+            let mut z = Session::new(&key, false);
+            let mut buf = vec![0u8; TAG_LEN + size];
+            b.iter(|| {
+                // Plaintext into the buffer, seal in place, open in place: no allocation.
+                buf[TAG_LEN..].fill(0x5a);
+                a.sealer.seal_in_place(&mut buf);
+                z.opener.open_in_place(&mut buf).unwrap();
+                black_box(&buf);
+            });
+        });
+    }
+    g.finish();
+}
+
+fn records(peers: u64, degree: u64) -> Vec<PeerRecord> {
+    (1..=peers)
+        .map(|i| PeerRecord {
+            summary: PeerSummary {
+                name: PeerName::from_u64(0x0200_0000_0000 + i).unwrap(),
+                nickname: Bytes::from(format!("host-{i}")),
+                uid: 0x1234_5678_9abc_def0 ^ i,
+                version: 40 + i,
+                short_id: (i % 4096) as u16,
+                has_short_id: true,
+            },
+            connections: (1..=degree)
+                .map(|d| {
+                    let j = (i + d - 1) % peers + 1;
+                    ConnectionSummary {
+                        name: PeerName::from_u64(0x0200_0000_0000 + j).unwrap(),
+                        remote_tcp_addr: Bytes::from(format!("10.0.{}.{}:6783", j / 250, j % 250)),
+                        outbound: d % 2 == 0,
+                        established: true,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn topology_update(c: &mut Criterion) {
+    let mut g = c.benchmark_group("topology-100-peers");
+    for (label, degree) in [("degree-8", 8), ("full-mesh", 99)] {
+        let recs = records(100, degree);
+        let mut encoded = Vec::new();
+        topology::encode(&mut encoded, &recs);
+        g.throughput(Throughput::Bytes(encoded.len() as u64));
+        g.bench_function(BenchmarkId::new("encode", label), |b| {
+            let mut out = Vec::with_capacity(encoded.len());
+            b.iter(|| {
+                out.clear();
+                topology::encode(&mut out, black_box(&recs));
+            });
+        });
+        g.bench_function(BenchmarkId::new("decode", label), |b| {
+            b.iter(|| black_box(topology::decode(black_box(&encoded)).unwrap()));
+        });
+    }
+    g.finish();
+}
+
+fn config(role: Role, n: u64, password: Option<&'static str>) -> HandshakeConfig {
+    HandshakeConfig {
+        role,
+        name: PeerName::from_u64(n).unwrap(),
+        nickname: Bytes::from_static(b"bench"),
+        uid: n,
+        short_id: 1,
+        trusts_remote: false,
+        password: password.map(|p| Bytes::from_static(p.as_bytes())),
+        versions: Preamble::OURS,
+    }
+}
+
+fn handshakes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake-pair");
+    g.throughput(Throughput::Elements(1));
+    for (label, pw) in [("plaintext", None), ("encrypted", Some("s3cret"))] {
+        g.bench_function(label, |b| {
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            b.iter(|| {
+                let now = Instant::ZERO;
+                let mut a = Handshake::new(config(Role::Dialer, 1, pw), &mut rng, now);
+                let mut z = Handshake::new(config(Role::Listener, 2, pw), &mut rng, now);
+                let (mut da, mut dz) = (false, false);
+                while !(da && dz) {
+                    let to_z = a.take_output();
+                    let to_a = z.take_output();
+                    if let Some(bytes) = to_z {
+                        dz |= matches!(z.handle_data(&bytes, now).unwrap(), Progress::Done(_));
+                    }
+                    if let Some(bytes) = to_a {
+                        da |= matches!(a.handle_data(&bytes, now).unwrap(), Progress::Done(_));
+                    }
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, seal_open, topology_update, handshakes);
+criterion_main!(benches);

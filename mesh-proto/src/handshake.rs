@@ -174,10 +174,7 @@ impl Handshake {
         local_conn_id: u64,
         now: Instant,
     ) -> Self {
-        let keys = match &config.password {
-            None => None,
-            Some(_) => Some(keys.unwrap_or_else(|| KeyPair::from_secret([7; 32]))),
-        };
+        let keys = config.password.as_ref().map(|_| keys.unwrap_or_else(|| KeyPair::from_secret([7; 32])));
         let mut features_plain = Vec::with_capacity(192);
         features::encode(
             &mut features_plain,

@@ -244,7 +244,7 @@ fn gob_bad_inputs() {
 
     // A string length larger than the input.
     let s = [0x04, 0x0c, 0x00, 0x7f, 0x41];
-    let got = bounded(|| gob::Stream::new(&s).next().unwrap().unwrap().string().map(<[u8]>::to_vec));
+    let got = bounded(|| gob::Stream::new(&s).next_value().unwrap().unwrap().string().map(<[u8]>::to_vec));
     assert!(matches!(got.unwrap_err(), GobError::TooLong { .. }));
 
     // A map count larger than the input.

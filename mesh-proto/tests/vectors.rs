@@ -119,7 +119,7 @@ fn peername_from_bytes_six_exactly() {
         gob::put_top_uint(&mut out, name(&c["name"]).to_u64());
         assert_eq!(out, hx(&c["gob_top_level"]));
         let mut s = Stream::new(&out);
-        assert_eq!(s.next().unwrap().unwrap().uint().unwrap(), name(&c["name"]).to_u64());
+        assert_eq!(s.next_value().unwrap().unwrap().uint().unwrap(), name(&c["name"]).to_u64());
     }
 }
 
@@ -136,7 +136,7 @@ fn gob_primitives() {
         let mut top = Vec::new();
         gob::put_top_uint(&mut top, x);
         assert_eq!(top, hx(&c["top_level_message"]));
-        assert_eq!(Stream::new(&top).next().unwrap().unwrap().uint().unwrap(), x);
+        assert_eq!(Stream::new(&top).next_value().unwrap().unwrap().uint().unwrap(), x);
     }
     for c in v["int"].as_array().unwrap() {
         let x = c["value"].as_i64().unwrap();
@@ -146,7 +146,7 @@ fn gob_primitives() {
         let mut top = Vec::new();
         gob::put_top_int(&mut top, x);
         assert_eq!(top, hx(&c["top_level_message"]));
-        assert_eq!(Stream::new(&top).next().unwrap().unwrap().int().unwrap(), x);
+        assert_eq!(Stream::new(&top).next_value().unwrap().unwrap().int().unwrap(), x);
     }
     for c in v["bool"].as_array().unwrap() {
         let x = c["value"].as_bool().unwrap();
@@ -157,7 +157,7 @@ fn gob_primitives() {
             gob::put_bool(o, x);
         });
         assert_eq!(top, hx(&c["top_level_message"]));
-        let got = Stream::new(&top).next().unwrap().unwrap().decode(|f| f.bool()).unwrap();
+        let got = Stream::new(&top).next_value().unwrap().unwrap().decode(|f| f.bool()).unwrap();
         assert_eq!(got, x);
     }
     for (kind, put, id) in [
@@ -173,7 +173,7 @@ fn gob_primitives() {
             put(&mut top, &x);
             assert_eq!(top, hx(&c["top_level_message"]), "{kind} {c}");
             let mut stream = Stream::new(&top);
-            let val = stream.next().unwrap().unwrap();
+            let val = stream.next_value().unwrap().unwrap();
             assert_eq!(val.type_id(), id);
             assert_eq!(
                 val.decode(|f| f.scalar()).unwrap(),
@@ -252,6 +252,7 @@ fn features_encode_and_decode() {
 
 #[test]
 fn features_parse_cases_match_go_verdicts() {
+    type Map = Vec<(String, String)>;
     let v = load("features.json");
     let base: Vec<(String, String)> = v["peers"][0]["features"]
         .as_object()
@@ -259,7 +260,7 @@ fn features_parse_cases_match_go_verdicts() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect();
-    let edited = |edit: &dyn Fn(&mut Vec<(String, String)>)| {
+    let edited = |edit: &dyn Fn(&mut Map)| {
         let mut m = base.clone();
         edit(&mut m);
         let mut out = Vec::new();
@@ -541,7 +542,7 @@ fn counter_app_payloads() {
         assert_eq!(out, hx(&c["gob"]), "{case}");
         let mut decoded = Vec::new();
         Stream::new(&out)
-            .next()
+            .next_value()
             .unwrap()
             .unwrap()
             .decode(|f| {
@@ -703,7 +704,7 @@ fn captures_replay_through_frame_decoder_and_parsers() {
             dec.push(&hx(&f["frame"]));
         }
         while let Some(body) = dec.next_frame().unwrap() {
-            assert!(body.len() >= 16 + 1);
+            assert!(body.len() > 16, "a sealed message holds at least its tag and a tag byte");
         }
     }
 }

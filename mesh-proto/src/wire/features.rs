@@ -120,9 +120,12 @@ pub fn encode_map(out: &mut Vec<u8>, entries: &[(&[u8], &[u8])]) {
     });
 }
 
+/// Raw entries of a features map, borrowed from the frame, in wire order.
+pub type Entries<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Decodes a features frame into its entries, in wire order. A repeated key keeps its
 /// last value when validated, as a Go map would.
-pub fn decode_map(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, GobError> {
+pub fn decode_map(body: &[u8]) -> Result<Entries<'_>, GobError> {
     let mut stream = Stream::new(body);
     let value = stream.expect_next("the features map")?;
     let mut entries = Vec::new();

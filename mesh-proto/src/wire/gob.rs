@@ -605,7 +605,7 @@ fn read_definition(r: &mut Reader<'_>) -> Result<WireType> {
 // ---------------------------------------------------------------------------------------
 // Streams and values
 
-/// A decoder over one gob stream. Definitions are absorbed as they come; [`Stream::next`]
+/// A decoder over one gob stream. Definitions are absorbed as they come; [`Stream::next_value`]
 /// yields value messages.
 #[derive(Debug)]
 pub struct Stream<'a> {
@@ -631,7 +631,7 @@ impl<'a> Stream<'a> {
     }
 
     /// The next value message, absorbing any definitions before it; `None` at the end.
-    pub fn next(&mut self) -> Result<Option<Value<'_, 'a>>> {
+    pub fn next_value(&mut self) -> Result<Option<Value<'_, 'a>>> {
         loop {
             if self.r.is_empty() {
                 return Ok(None);
@@ -658,7 +658,7 @@ impl<'a> Stream<'a> {
 
     /// The next value message, which must exist.
     pub fn expect_next(&mut self, what: &'static str) -> Result<Value<'_, 'a>> {
-        self.next()?.ok_or(GobError::Truncated(what))
+        self.next_value()?.ok_or(GobError::Truncated(what))
     }
 }
 
@@ -1041,7 +1041,7 @@ mod tests {
             o.push(0);
         });
         let mut st = Stream::new(&s);
-        let v = st.next().unwrap().unwrap();
+        let v = st.next_value().unwrap().unwrap();
         assert_eq!(v.decode(|f| { f.finish() }), Err(GobError::TooDeep(16)));
     }
 
@@ -1056,7 +1056,7 @@ mod tests {
             put_uint(o, 1 << 40);
         });
         let mut st = Stream::new(&s);
-        let v = st.next().unwrap().unwrap();
+        let v = st.next_value().unwrap().unwrap();
         let err = v.decode(|f| f.map(|_, _| Ok(()))).unwrap_err();
         assert!(matches!(err, GobError::TooLong { len, .. } if len == 1 << 40), "{err:?}");
     }

@@ -167,8 +167,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<PeerRecord>, TopologyError> {
 pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerRecord>, TopologyError> {
     let mut stream = Stream::with_limits(payload, limits);
     let mut records = Vec::new();
-    loop {
-        let Some(v) = stream.next()? else { break };
+    while let Some(v) = stream.next_value()? {
         let summary = v.decode(|f| {
             let mut s = RawSummary::default();
             f.structure(|name, field| {
@@ -187,7 +186,7 @@ pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerR
         })?;
         let summary = summary.validate()?;
         // A stream that ends after a summary ends cleanly; that summary is dropped (Go).
-        let Some(v) = stream.next()? else { break };
+        let Some(v) = stream.next_value()? else { break };
         let mut connections = Vec::new();
         let mut first_error = None;
         v.decode(|f| {
