@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod handshake;
 pub mod name;
 pub mod time;
+pub mod topology;
 pub mod wire;
 
 pub use name::PeerName;

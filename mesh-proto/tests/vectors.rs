@@ -708,3 +708,46 @@ fn captures_replay_through_frame_decoder_and_parsers() {
         }
     }
 }
+
+// ----------------------------------------------------------------------------- apply rules
+
+fn table_as_records(peers: &mesh_proto::topology::Peers) -> Vec<PeerRecord> {
+    let others: Vec<PeerName> = peers.names().copied().filter(|n| *n != peers.our_name()).collect();
+    peers.records(others.iter())
+}
+
+fn names(v: &Value) -> std::collections::BTreeSet<PeerName> {
+    v.as_array().unwrap().iter().map(name).collect()
+}
+
+#[test]
+fn topology_apply_matches_the_go_receiver() {
+    use mesh_proto::topology::Peers;
+    let v = load("topology.json");
+    let receiver = name(&v["full_update"]["go_receiver"]["receiver_name"]);
+    let mut table = Peers::new(receiver, Bytes::from_static(b"receiver"), 42, 4000);
+    let steps = [
+        ("full_update", "go_receiver"),
+        ("incremental_update", "go_receiver_after_full_update"),
+        ("full_update", "stale"),
+        ("unknown_connection_target", "go_receiver_after_incremental"),
+    ];
+    for (scenario, outcome) in steps {
+        let update = topology::decode(&hx(&v[scenario]["gob"])).unwrap();
+        let applied = table.apply(&update);
+        if outcome == "stale" {
+            assert_eq!(applied.improved, names(&v["stale_resend_of_full_update"]["new_or_improved"]));
+            continue;
+        }
+        let go = &v[scenario][outcome];
+        assert_eq!(applied.received, names(&go["update_names"]), "{scenario}");
+        assert_eq!(applied.improved, names(&go["new_or_improved"]), "{scenario}");
+        assert_eq!(table_as_records(&table), records(&go["peers_after"]), "{scenario}");
+    }
+    // A placeholder summary sent by Go is a new record to a fresh receiver.
+    let mut fresh = Peers::new(receiver, Bytes::new(), 42, 4000);
+    let s = &v["placeholder_summary"];
+    let applied = fresh.apply(&topology::decode(&hx(&s["gob"])).unwrap());
+    assert_eq!(applied.improved, names(&s["go_receiver_fresh"]["new_or_improved"]));
+    assert_eq!(table_as_records(&fresh), records(&s["go_receiver_fresh"]["peers_after"]));
+}

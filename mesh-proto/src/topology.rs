@@ -1,0 +1,720 @@
+//! The peers table (behaviour.md §3): one record per known name, the rules for applying
+//! received updates, placeholders, garbage collection and the short-id index.
+//!
+//! Connection entries hold remote *names*, resolved through the table when needed; a
+//! name that is not in the table is a dangling edge and is ignored. Iteration is always
+//! in name order, so every peer holding the same table computes the same things.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::config::{SHORT_ID_RANDOM_PICKS, SHORT_ID_SPACE};
+use crate::name::PeerName;
+use crate::wire::topology::{ConnectionSummary, PeerRecord, PeerSummary};
+
+/// A connection as the peer at one end reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteConnection {
+    /// The address as that peer sees it.
+    pub addr: Bytes,
+    /// Whether that peer dialled it.
+    pub outbound: bool,
+    /// Whether that peer considers it established.
+    pub established: bool,
+}
+
+/// One record of the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Name.
+    pub name: PeerName,
+    /// Nickname.
+    pub nickname: Bytes,
+    /// Incarnation id; 0 for a placeholder.
+    pub uid: u64,
+    /// Version as last accepted.
+    pub version: u64,
+    /// Short id, meaningful with `has_short_id`.
+    pub short_id: u16,
+    /// Whether the short id is known.
+    pub has_short_id: bool,
+    /// Its connections as it last reported them, by remote name.
+    pub connections: BTreeMap<PeerName, RemoteConnection>,
+    /// Local references (not gossiped): ourselves, and connections bound to the record.
+    local_refs: u32,
+}
+
+impl Peer {
+    /// A record from a received summary and its connection list.
+    pub fn from_record(r: &PeerRecord) -> Peer {
+        let mut p = Peer::placeholder(r.summary.name);
+        p.adopt(&r.summary, &r.connections);
+        p
+    }
+
+    /// A placeholder: a name we only saw as a connection target.
+    pub fn placeholder(name: PeerName) -> Peer {
+        Peer {
+            name,
+            nickname: Bytes::new(),
+            uid: 0,
+            version: 0,
+            short_id: 0,
+            has_short_id: false,
+            connections: BTreeMap::new(),
+            local_refs: 0,
+        }
+    }
+
+    fn adopt(&mut self, s: &PeerSummary, conns: &[ConnectionSummary]) {
+        self.nickname = s.nickname.clone();
+        self.uid = s.uid;
+        self.version = s.version;
+        self.short_id = s.short_id;
+        self.has_short_id = s.has_short_id;
+        // Entries are keyed by remote name: duplicates collapse and the last one wins.
+        self.connections = conns
+            .iter()
+            .map(|c| {
+                let rc = RemoteConnection {
+                    addr: c.remote_tcp_addr.clone(),
+                    outbound: c.outbound,
+                    established: c.established,
+                };
+                (c.name, rc)
+            })
+            .collect();
+    }
+
+    /// The gossiped summary of this record.
+    pub fn summary(&self) -> PeerSummary {
+        PeerSummary {
+            name: self.name,
+            nickname: self.nickname.clone(),
+            uid: self.uid,
+            version: self.version,
+            short_id: self.short_id,
+            has_short_id: self.has_short_id,
+        }
+    }
+
+    /// The gossiped connection list of this record, in name order.
+    pub fn connection_summaries(&self) -> Vec<ConnectionSummary> {
+        self.connections
+            .iter()
+            .map(|(name, c)| ConnectionSummary {
+                name: *name,
+                remote_tcp_addr: c.addr.clone(),
+                outbound: c.outbound,
+                established: c.established,
+            })
+            .collect()
+    }
+
+    /// Whether this is a placeholder (never described by its owner).
+    pub fn is_placeholder(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// The number of local references.
+    pub fn local_refs(&self) -> u32 {
+        self.local_refs
+    }
+
+    /// Whether a received record beats this one: higher version, then higher UID, then
+    /// having a short id where this has none.
+    fn is_beaten_by(&self, s: &PeerSummary) -> bool {
+        s.version > self.version
+            || (s.version == self.version && s.uid > self.uid)
+            || (s.version == self.version && s.uid == self.uid && s.has_short_id && !self.has_short_id)
+    }
+}
+
+/// What applying an update did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Every name that had a record in the update.
+    pub received: BTreeSet<PeerName>,
+    /// Names counted as new information (new or improved records).
+    pub improved: BTreeSet<PeerName>,
+    /// A record described an older incarnation of us with a version at least ours; our
+    /// version has been set beyond it.
+    pub bumped_self: bool,
+    /// A lower-named peer now claims our short id.
+    pub short_id_displaced: bool,
+    /// Names that entered the table (new records and placeholders).
+    pub added: BTreeSet<PeerName>,
+}
+
+/// A short id's claimants: the principal is always the lowest name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShortIdEntry {
+    /// The lowest-named claimant; `None` once the last claimant left.
+    pub principal: Option<PeerName>,
+    /// The other claimants.
+    pub others: BTreeSet<PeerName>,
+}
+
+/// Short id → claimants. An entry whose last claimant left is kept, empty, so a later
+/// re-use is seen as a change of principal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShortIdIndex {
+    entries: BTreeMap<u16, ShortIdEntry>,
+}
+
+/// Effect of a change to the short-id index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexChange {
+    /// The principal of the id changed in a way that invalidates caches.
+    pub invalidated: bool,
+    /// The principal that a lower name displaced.
+    pub displaced: Option<PeerName>,
+}
+
+impl ShortIdIndex {
+    /// The entry of `id`.
+    pub fn get(&self, id: u16) -> Option<&ShortIdEntry> {
+        self.entries.get(&id)
+    }
+
+    /// The principal of `id`.
+    pub fn principal(&self, id: u16) -> Option<PeerName> {
+        self.entries.get(&id).and_then(|e| e.principal)
+    }
+
+    /// Adds `name` as a claimant of `id`.
+    pub fn add(&mut self, name: PeerName, id: u16) -> IndexChange {
+        match self.entries.get_mut(&id) {
+            None => {
+                self.entries.insert(id, ShortIdEntry { principal: Some(name), others: BTreeSet::new() });
+                IndexChange::default()
+            }
+            Some(e) => match e.principal {
+                None => {
+                    e.principal = Some(name);
+                    IndexChange { invalidated: true, displaced: None }
+                }
+                Some(p) if p == name => IndexChange::default(),
+                Some(p) if name < p => {
+                    e.others.insert(p);
+                    e.principal = Some(name);
+                    IndexChange { invalidated: true, displaced: Some(p) }
+                }
+                Some(_) => {
+                    e.others.insert(name);
+                    IndexChange::default()
+                }
+            },
+        }
+    }
+
+    /// Removes `name` as a claimant of `id`.
+    pub fn remove(&mut self, name: PeerName, id: u16) -> IndexChange {
+        let Some(e) = self.entries.get_mut(&id) else { return IndexChange::default() };
+        if e.principal == Some(name) {
+            e.principal = e.others.pop_first();
+            IndexChange { invalidated: e.principal.is_some(), displaced: None }
+        } else {
+            e.others.remove(&name);
+            IndexChange::default()
+        }
+    }
+
+    /// Every id with a principal, in id order.
+    pub fn claimed(&self) -> impl Iterator<Item = (u16, PeerName)> + '_ {
+        self.entries.iter().filter_map(|(id, e)| e.principal.map(|p| (*id, p)))
+    }
+}
+
+/// The peers table.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    ours: PeerName,
+    table: BTreeMap<PeerName, Peer>,
+    short_ids: ShortIdIndex,
+}
+
+impl Peers {
+    /// A table holding only our own record.
+    pub fn new(ours: PeerName, nickname: Bytes, uid: u64, short_id: u16) -> Peers {
+        let mut me = Peer::placeholder(ours);
+        me.nickname = nickname;
+        me.uid = uid;
+        me.short_id = short_id;
+        me.has_short_id = true;
+        me.local_refs = 1; // permanent: we are never collected
+        let mut short_ids = ShortIdIndex::default();
+        short_ids.add(ours, short_id);
+        let mut table = BTreeMap::new();
+        table.insert(ours, me);
+        Peers { ours, table, short_ids }
+    }
+
+    /// Our name.
+    pub fn our_name(&self) -> PeerName {
+        self.ours
+    }
+
+    /// Our record.
+    pub fn ours(&self) -> &Peer {
+        &self.table[&self.ours]
+    }
+
+    fn ours_mut(&mut self) -> &mut Peer {
+        self.table.get_mut(&self.ours).expect("our record is permanent")
+    }
+
+    /// A record by name.
+    pub fn get(&self, name: &PeerName) -> Option<&Peer> {
+        self.table.get(name)
+    }
+
+    /// Whether `name` is in the table.
+    pub fn contains(&self, name: &PeerName) -> bool {
+        self.table.contains_key(name)
+    }
+
+    /// All records in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.table.values()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Always false: our own record is permanent.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The short-id index.
+    pub fn short_ids(&self) -> &ShortIdIndex {
+        &self.short_ids
+    }
+
+    /// Increments our version (a local change).
+    pub fn bump_our_version(&mut self) {
+        let me = self.ours_mut();
+        me.version = me.version.saturating_add(1);
+    }
+
+    /// Records a registered connection of ours (or replaces its entry).
+    pub fn set_our_connection(&mut self, remote: PeerName, conn: RemoteConnection) {
+        self.ours_mut().connections.insert(remote, conn);
+    }
+
+    /// Marks our connection to `remote` as established; false if there is none.
+    pub fn set_our_connection_established(&mut self, remote: PeerName) -> bool {
+        match self.ours_mut().connections.get_mut(&remote) {
+            Some(c) => {
+                c.established = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes our connection to `remote`.
+    pub fn remove_our_connection(&mut self, remote: PeerName) -> bool {
+        self.ours_mut().connections.remove(&remote).is_some()
+    }
+
+    /// Binds a connection to the record of `candidate.name`, inserting the candidate if
+    /// the name is unknown and `accept_new` is set. The record's reference count goes up.
+    /// Returns the UID stored in the table (which may differ from the candidate's: a
+    /// restarted peer) and whether our short id was displaced; `None` if the name is
+    /// unknown and new peers are not accepted.
+    pub fn bind(&mut self, candidate: Peer, accept_new: bool) -> Option<(u64, IndexChange)> {
+        let name = candidate.name;
+        let mut change = IndexChange::default();
+        if !self.table.contains_key(&name) {
+            if !accept_new {
+                return None;
+            }
+            if candidate.has_short_id {
+                change = self.short_ids.add(name, candidate.short_id);
+            }
+            self.table.insert(name, candidate);
+        }
+        let rec = self.table.get_mut(&name)?;
+        rec.local_refs = rec.local_refs.saturating_add(1);
+        Some((rec.uid, change))
+    }
+
+    /// Releases a reference taken by [`Peers::bind`].
+    pub fn release(&mut self, name: PeerName) {
+        if let Some(rec) = self.table.get_mut(&name) {
+            rec.local_refs = rec.local_refs.saturating_sub(1);
+        }
+    }
+
+    /// Applies a received update (behaviour.md §3.3).
+    pub fn apply(&mut self, records: &[PeerRecord]) -> Applied {
+        let mut out = Applied::default();
+        let our_uid = self.ours().uid;
+        // Step 2: records for unknown names are new; with duplicates the last copy wins.
+        let mut new_index: BTreeMap<PeerName, usize> = BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            out.received.insert(r.summary.name);
+            if !self.table.contains_key(&r.summary.name) {
+                new_index.insert(r.summary.name, i);
+            }
+        }
+        // Step 3: connection targets neither known nor new become placeholders.
+        let mut placeholders = BTreeSet::new();
+        for r in records {
+            for c in &r.connections {
+                if !self.table.contains_key(&c.name) && !new_index.contains_key(&c.name) {
+                    placeholders.insert(c.name);
+                }
+            }
+        }
+        // Step 4: insert new records and placeholders, and index their short ids.
+        for (name, &i) in &new_index {
+            let rec = Peer::from_record(&records[i]);
+            if rec.has_short_id {
+                let ch = self.short_ids.add(*name, rec.short_id);
+                out.short_id_displaced |= ch.displaced == Some(self.ours);
+            }
+            self.table.insert(*name, rec);
+            out.added.insert(*name);
+        }
+        for name in placeholders {
+            self.table.insert(name, Peer::placeholder(name));
+            out.added.insert(name);
+        }
+        // Step 5: apply each record in order.
+        for (i, r) in records.iter().enumerate() {
+            let s = &r.summary;
+            if s.name == self.ours {
+                let me = self.ours_mut();
+                if s.uid != our_uid && s.version >= me.version {
+                    me.version = s.version.saturating_add(1);
+                    out.bumped_self = true;
+                }
+                continue;
+            }
+            if new_index.get(&s.name) == Some(&i) {
+                out.improved.insert(s.name);
+                continue;
+            }
+            let Some(existing) = self.table.get_mut(&s.name) else { continue };
+            if !existing.is_beaten_by(s) {
+                continue;
+            }
+            let old_sid = existing.has_short_id.then_some(existing.short_id);
+            existing.adopt(s, &r.connections);
+            let new_sid = existing.has_short_id.then_some(existing.short_id);
+            out.improved.insert(s.name);
+            if old_sid != new_sid {
+                if let Some(id) = old_sid {
+                    self.short_ids.remove(s.name, id);
+                }
+                if let Some(id) = new_sid {
+                    let ch = self.short_ids.add(s.name, id);
+                    out.short_id_displaced |= ch.displaced == Some(self.ours);
+                }
+            }
+        }
+        out
+    }
+
+    /// Names reachable from us over every reported connection (directed, established or
+    /// not), ourselves included.
+    pub fn reachable(&self) -> BTreeSet<PeerName> {
+        let mut seen = BTreeSet::new();
+        seen.insert(self.ours);
+        let mut stack = vec![self.ours];
+        while let Some(n) = stack.pop() {
+            if let Some(p) = self.table.get(&n) {
+                for r in p.connections.keys() {
+                    if self.table.contains_key(r) && seen.insert(*r) {
+                        stack.push(*r);
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    /// Garbage collection (behaviour.md §3.6): removes every unreachable record that has
+    /// no local reference. Returns the removed names, in order.
+    pub fn garbage_collect(&mut self) -> Vec<PeerName> {
+        let reachable = self.reachable();
+        let doomed: Vec<PeerName> = self
+            .table
+            .values()
+            .filter(|p| p.local_refs == 0 && !reachable.contains(&p.name))
+            .map(|p| p.name)
+            .collect();
+        for name in &doomed {
+            if let Some(p) = self.table.remove(name) {
+                if p.has_short_id {
+                    self.short_ids.remove(p.name, p.short_id);
+                }
+            }
+        }
+        doomed
+    }
+
+    /// Whether we are the principal of our own short id.
+    pub fn own_short_id_held(&self) -> bool {
+        let me = self.ours();
+        self.short_ids.principal(me.short_id) == Some(self.ours)
+    }
+
+    /// Picks a new short id for us if one is free (behaviour.md §3.7): up to ten random
+    /// picks, then a uniform choice among the free ids. Bumps our version on success.
+    pub fn reassign_short_id(&mut self, mut random: impl FnMut(u32) -> u32) -> bool {
+        let free = |idx: &ShortIdIndex, id: u16| idx.principal(id).is_none();
+        let mut choice = None;
+        for _ in 0..SHORT_ID_RANDOM_PICKS {
+            let id = random(u32::from(SHORT_ID_SPACE)) as u16;
+            if free(&self.short_ids, id) {
+                choice = Some(id);
+                break;
+            }
+        }
+        if choice.is_none() {
+            let free_ids: Vec<u16> = (0..SHORT_ID_SPACE).filter(|id| free(&self.short_ids, *id)).collect();
+            if !free_ids.is_empty() {
+                choice = Some(free_ids[random(free_ids.len() as u32) as usize]);
+            }
+        }
+        let Some(id) = choice else { return false };
+        let old = self.ours().short_id;
+        self.short_ids.remove(self.ours, old);
+        self.short_ids.add(self.ours, id);
+        let me = self.ours_mut();
+        me.short_id = id;
+        me.version = me.version.saturating_add(1);
+        true
+    }
+
+    /// The full topology, or the records of `names` that still exist, as wire records.
+    pub fn records<'a>(&'a self, names: impl IntoIterator<Item = &'a PeerName>) -> Vec<PeerRecord> {
+        names
+            .into_iter()
+            .filter_map(|n| self.table.get(n))
+            .map(|p| PeerRecord { summary: p.summary(), connections: p.connection_summaries() })
+            .collect()
+    }
+
+    /// Every name in the table.
+    pub fn names(&self) -> impl Iterator<Item = &PeerName> {
+        self.table.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: u64) -> PeerName {
+        PeerName::from_u64(v).unwrap()
+    }
+
+    fn rec(name: u64, uid: u64, version: u64, conns: &[u64]) -> PeerRecord {
+        PeerRecord {
+            summary: PeerSummary {
+                name: n(name),
+                nickname: Bytes::from(format!("p{name}")),
+                uid,
+                version,
+                short_id: name as u16,
+                has_short_id: true,
+            },
+            connections: conns
+                .iter()
+                .map(|c| ConnectionSummary {
+                    name: n(*c),
+                    remote_tcp_addr: Bytes::from_static(b"x"),
+                    outbound: true,
+                    established: true,
+                })
+                .collect(),
+        }
+    }
+
+    fn table() -> Peers {
+        Peers::new(n(1), Bytes::from_static(b"me"), 100, 1)
+    }
+
+    #[test]
+    fn new_records_placeholders_and_comparison() {
+        let mut p = table();
+        let a = p.apply(&[rec(2, 20, 3, &[1, 9])]);
+        assert_eq!(a.improved, [n(2)].into());
+        assert_eq!(a.added, [n(2), n(9)].into());
+        assert!(p.get(&n(9)).unwrap().is_placeholder());
+        // Same version and uid: nothing new, connection list untouched.
+        let a = p.apply(&[rec(2, 20, 3, &[])]);
+        assert!(a.improved.is_empty());
+        assert_eq!(p.get(&n(2)).unwrap().connections.len(), 2);
+        // Higher version wins and replaces the connection list wholesale.
+        let a = p.apply(&[rec(2, 20, 4, &[3])]);
+        assert_eq!(a.improved, [n(2)].into());
+        assert_eq!(p.get(&n(2)).unwrap().connections.keys().copied().collect::<Vec<_>>(), [n(3)]);
+        // Same version, higher UID wins; lower UID loses.
+        assert!(p.apply(&[rec(2, 19, 4, &[])]).improved.is_empty());
+        assert_eq!(p.apply(&[rec(2, 21, 4, &[])]).improved, [n(2)].into());
+        // Any real record beats a placeholder.
+        assert_eq!(p.apply(&[rec(9, 1, 0, &[])]).improved, [n(9)].into());
+    }
+
+    #[test]
+    fn has_short_id_breaks_the_last_tie() {
+        let mut p = table();
+        let mut r = rec(2, 20, 3, &[]);
+        r.summary.has_short_id = false;
+        p.apply(&[r.clone()]);
+        assert!(p.apply(&[r.clone()]).improved.is_empty());
+        r.summary.has_short_id = true;
+        assert_eq!(p.apply(&[r.clone()]).improved, [n(2)].into());
+        // ... but losing the short id at the same version is not an improvement.
+        r.summary.has_short_id = false;
+        assert!(p.apply(&[r]).improved.is_empty());
+        assert!(p.get(&n(2)).unwrap().has_short_id);
+    }
+
+    #[test]
+    fn records_about_us() {
+        let mut p = table();
+        p.bump_our_version();
+        p.bump_our_version(); // version 2
+        // Same UID: ignored, whatever the version.
+        let a = p.apply(&[rec(1, 100, 10, &[])]);
+        assert!(!a.bumped_self && a.improved.is_empty());
+        assert_eq!(p.ours().version, 2);
+        // An older incarnation with a lower version: ignored.
+        assert!(!p.apply(&[rec(1, 55, 1, &[])]).bumped_self);
+        // An older incarnation with version >= ours: we bump beyond it.
+        let a = p.apply(&[rec(1, 55, 2, &[])]);
+        assert!(a.bumped_self && a.improved.is_empty() && a.received.contains(&n(1)));
+        assert_eq!(p.ours().version, 3);
+        assert_eq!(p.ours().uid, 100, "nothing is adopted from a record about us");
+    }
+
+    #[test]
+    fn duplicate_names_in_one_update() {
+        let mut p = table();
+        // The last copy becomes the record; the earlier copy is compared against it.
+        // [v5, v4]: v4 is inserted, then v5 beats it.
+        let a = p.apply(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
+        assert_eq!(p.get(&n(2)).unwrap().version, 5);
+        assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(3)));
+        assert_eq!(a.improved, [n(2)].into());
+        // [v3, v4]: v4 is inserted, and v3 loses against it.
+        let mut p = table();
+        p.apply(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
+        assert_eq!(p.get(&n(2)).unwrap().version, 4);
+        assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(4)));
+    }
+
+    #[test]
+    fn gc_keeps_referenced_and_reachable() {
+        let mut p = table();
+        p.set_our_connection(
+            n(2),
+            RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
+        );
+        p.apply(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
+        // 4 is not reachable from us (3 does not report 4).
+        assert_eq!(p.garbage_collect(), [n(4)]);
+        // Dropping one of two paths to 3 keeps it.
+        p.set_our_connection(
+            n(3),
+            RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
+        );
+        p.apply(&[rec(2, 20, 2, &[1])]);
+        assert!(p.garbage_collect().is_empty());
+        // Dropping the last path collects exactly 3, unless referenced.
+        p.remove_our_connection(n(3));
+        p.bind(Peer::placeholder(n(3)), false).unwrap();
+        assert!(p.garbage_collect().is_empty());
+        p.release(n(3));
+        assert_eq!(p.garbage_collect(), [n(3)]);
+        assert!(p.contains(&n(2)) && p.contains(&n(1)));
+    }
+
+    #[test]
+    fn short_id_invalidation_sequence() {
+        let mut idx = ShortIdIndex::default();
+        assert!(!idx.add(n(5), 7).invalidated, "first use");
+        assert!(!idx.add(n(6), 7).invalidated, "higher-named second claimant");
+        let ch = idx.add(n(4), 7);
+        assert!(ch.invalidated && ch.displaced == Some(n(5)), "lower-named claimant");
+        assert!(!idx.remove(n(6), 7).invalidated, "removing a secondary");
+        assert!(idx.remove(n(4), 7).invalidated, "removing the principal while others remain");
+        assert_eq!(idx.principal(7), Some(n(5)));
+        assert!(!idx.remove(n(5), 7).invalidated, "removing the last claimant");
+        assert_eq!(idx.get(7), Some(&ShortIdEntry::default()));
+        assert!(idx.add(n(9), 7).invalidated, "re-using an emptied id");
+    }
+
+    #[test]
+    fn short_id_reassignment() {
+        let us = 0xffff_ffff;
+        let mut p = Peers::new(n(us), Bytes::new(), 1, 5);
+        // Few ids taken: always succeeds, and we become principal of the new id.
+        let mut seq = [5u32, 5, 6].into_iter().chain(std::iter::repeat(0));
+        assert!(p.reassign_short_id(|_| seq.next().unwrap()));
+        assert_eq!(p.ours().short_id, 6);
+        assert!(p.own_short_id_held());
+        assert_eq!(p.ours().version, 1);
+        // Every id taken by lower names: fails and keeps our id.
+        let recs: Vec<PeerRecord> = (0..4096u64)
+            .map(|i| {
+                let mut r = rec(i + 1, 1, 1, &[]);
+                r.summary.short_id = i as u16;
+                r
+            })
+            .collect();
+        let a = p.apply(&recs);
+        assert!(a.short_id_displaced);
+        assert!(!p.reassign_short_id(|m| m - 1));
+        assert_eq!(p.ours().short_id, 6);
+        // GC frees every id but the one of our displacer (7 holds id 6 and stays
+        // reachable): the deferred reassignment now succeeds.
+        p.set_our_connection(
+            n(7),
+            RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
+        );
+        assert_eq!(p.garbage_collect().len(), 4095);
+        assert!(!p.own_short_id_held());
+        assert!(p.reassign_short_id(|m| m - 1));
+        assert!(p.own_short_id_held());
+        assert_ne!(p.ours().short_id, 6);
+    }
+
+    #[test]
+    fn index_principal_is_lowest_claimant() {
+        let mut p = table();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut recs = Vec::new();
+        for i in 2..4098u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut r = rec(i, 1, 1, &[]);
+            r.summary.short_id = (x % 4096) as u16;
+            recs.push(r);
+        }
+        p.apply(&recs);
+        let mut seen = BTreeSet::new();
+        for id in 0..4096u16 {
+            let Some(e) = p.short_ids().get(id) else { continue };
+            let claimants: BTreeSet<PeerName> =
+                p.iter().filter(|q| q.has_short_id && q.short_id == id).map(|q| q.name).collect();
+            assert_eq!(e.principal, claimants.first().copied());
+            assert_eq!(e.others.len() + e.principal.iter().count(), claimants.len());
+            for c in claimants {
+                assert!(seen.insert(c), "indexed once");
+            }
+        }
+        assert_eq!(seen.len(), p.len());
+    }
+}
