@@ -22,6 +22,7 @@ pub mod config;
 pub mod crypto;
 pub mod handshake;
 pub mod name;
+pub mod routes;
 pub mod time;
 pub mod topology;
 pub mod wire;

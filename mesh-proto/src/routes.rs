@@ -1,0 +1,348 @@
+//! Routes (behaviour.md §4): the breadth-first search shared by every table, unicast
+//! next hops, broadcast trees and the weighted neighbour subset used by gossip.
+//!
+//! Every peer holding the same table computes the same routes: levels are visited in
+//! name order and the first discoverer of a peer gives its next hop.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::name::PeerName;
+use crate::topology::Peers;
+
+/// Which edges a search may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every reported connection, directed as reported. Used to relay gossip.
+    All,
+    /// Only links both ends report as established. Used for status and for "already
+    /// reachable?" at registration.
+    EstablishedSymmetric,
+}
+
+/// Whether the edge `from -> to` qualifies under `mode`.
+fn edge_ok(peers: &Peers, from: PeerName, to: PeerName, mode: Mode) -> bool {
+    let Some(f) = peers.get(&from) else { return false };
+    let Some(c) = f.connections.get(&to) else { return false };
+    let Some(t) = peers.get(&to) else { return false };
+    match mode {
+        Mode::All => true,
+        Mode::EstablishedSymmetric => {
+            c.established && t.connections.get(&from).is_some_and(|back| back.established)
+        }
+    }
+}
+
+/// The search of behaviour.md §4.1. Returns whether `stop_at` was dequeued and the map
+/// name → next hop (the start maps to [`PeerName::UNKNOWN`]).
+pub fn search(
+    peers: &Peers,
+    start: PeerName,
+    stop_at: Option<PeerName>,
+    mode: Mode,
+) -> (bool, BTreeMap<PeerName, PeerName>) {
+    let mut result = BTreeMap::new();
+    result.insert(start, PeerName::UNKNOWN);
+    let mut level = vec![start];
+    while !level.is_empty() {
+        level.sort_unstable();
+        let mut next = Vec::new();
+        for &cur in &level {
+            if Some(cur) == stop_at {
+                return (true, result);
+            }
+            let Some(rec) = peers.get(&cur) else { continue };
+            for &r in rec.connections.keys() {
+                if result.contains_key(&r) || !edge_ok(peers, cur, r, mode) {
+                    continue;
+                }
+                let hop = if cur == start { r } else { result[&cur] };
+                result.insert(r, hop);
+                next.push(r);
+            }
+        }
+        level = next;
+    }
+    (false, result)
+}
+
+/// Our neighbours under `mode`'s edge rule, in name order.
+fn neighbours(peers: &Peers, mode: Mode) -> Vec<PeerName> {
+    let us = peers.our_name();
+    peers.ours().connections.keys().copied().filter(|r| edge_ok(peers, us, *r, mode)).collect()
+}
+
+/// The neighbours to pass a broadcast from `source` on to (behaviour.md §4.3).
+pub fn broadcast_next_hops(peers: &Peers, source: PeerName, mode: Mode) -> Vec<PeerName> {
+    if !peers.contains(&source) {
+        return Vec::new();
+    }
+    let (reached_us, reached) = search(peers, source, Some(peers.our_name()), mode);
+    if !reached_us {
+        return Vec::new();
+    }
+    neighbours(peers, mode).into_iter().filter(|n| !reached.contains_key(n)).collect()
+}
+
+/// The route tables, recomputed from the peers table after every change.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    /// Next hop per destination over established, symmetric links.
+    pub unicast: BTreeMap<PeerName, PeerName>,
+    /// Next hop per destination over every reported link.
+    pub unicast_all: BTreeMap<PeerName, PeerName>,
+    broadcast_all: BTreeMap<PeerName, Vec<PeerName>>,
+    broadcast: BTreeMap<PeerName, Vec<PeerName>>,
+}
+
+impl Routes {
+    /// Computes the unicast tables and our own broadcast entries.
+    pub fn compute(peers: &Peers) -> Routes {
+        let us = peers.our_name();
+        let mut r = Routes {
+            unicast: search(peers, us, None, Mode::EstablishedSymmetric).1,
+            unicast_all: search(peers, us, None, Mode::All).1,
+            ..Routes::default()
+        };
+        r.broadcast.insert(us, broadcast_next_hops(peers, us, Mode::EstablishedSymmetric));
+        r.broadcast_all.insert(us, broadcast_next_hops(peers, us, Mode::All));
+        r
+    }
+
+    /// The next hop towards `dest` over every reported link (what mesh relays with).
+    pub fn next_hop(&self, dest: PeerName) -> Option<PeerName> {
+        self.unicast_all.get(&dest).copied().filter(|h| !h.is_unknown())
+    }
+
+    /// Whether `name` is reachable over established, symmetric links.
+    pub fn reachable_established(&self, name: PeerName) -> bool {
+        self.unicast.contains_key(&name)
+    }
+
+    /// Where to relay a broadcast from `source` (cached per source until recomputed).
+    pub fn broadcast_all(&mut self, peers: &Peers, source: PeerName) -> &[PeerName] {
+        self.broadcast_all.entry(source).or_insert_with(|| broadcast_next_hops(peers, source, Mode::All))
+    }
+
+    /// The established & symmetric broadcast entries computed so far (for status).
+    pub fn broadcast_established(&self) -> &BTreeMap<PeerName, Vec<PeerName>> {
+        &self.broadcast
+    }
+
+    /// The weighted neighbour subset of behaviour.md §4.5, excluding `exclude`. `random`
+    /// returns a uniform number below its argument.
+    pub fn neighbour_subset(&self, exclude: PeerName, mut random: impl FnMut(u64) -> u64) -> Vec<PeerName> {
+        let mut weights: BTreeMap<PeerName, u64> = BTreeMap::new();
+        for hop in self.unicast_all.values() {
+            if !hop.is_unknown() && *hop != exclude {
+                *weights.entry(*hop).or_default() += 1;
+            }
+        }
+        let n = self.unicast_all.len() as u64;
+        let count = fanout(n, weights.len() as u64);
+        let mut pool: Vec<(PeerName, u64)> = weights.into_iter().collect();
+        let mut chosen = Vec::with_capacity(count);
+        for _ in 0..count {
+            let total: u64 = pool.iter().map(|(_, w)| w).sum();
+            if total == 0 {
+                break;
+            }
+            let mut pick = random(total);
+            let idx = pool
+                .iter()
+                .position(|(_, w)| {
+                    if pick < *w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .unwrap_or(pool.len() - 1);
+            chosen.push(pool.remove(idx).0);
+        }
+        chosen
+    }
+}
+
+/// `floor(min(2·log2 n, k))`, computed exactly as `min(floor(log2(n²)), k)`.
+pub fn fanout(n: u64, k: u64) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    let two_log = (u128::from(n) * u128::from(n)).ilog2() as u64;
+    two_log.min(k) as usize
+}
+
+/// Every peer reachable over established, symmetric links (for status).
+pub fn established_component(peers: &Peers) -> BTreeSet<PeerName> {
+    search(peers, peers.our_name(), None, Mode::EstablishedSymmetric).1.into_keys().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::RemoteConnection;
+    use crate::wire::topology::{ConnectionSummary, PeerRecord, PeerSummary};
+    use bytes::Bytes;
+
+    fn n(v: u64) -> PeerName {
+        PeerName::from_u64(v).unwrap()
+    }
+
+    /// A table seen from peer 1 with the given directed edges (all established).
+    fn graph(edges: &[(u64, u64)], peers_count: u64) -> Peers {
+        let mut p = Peers::new(n(1), Bytes::new(), 1, 1);
+        let mut recs = Vec::new();
+        for i in 2..=peers_count {
+            recs.push(PeerRecord {
+                summary: PeerSummary { name: n(i), uid: i, version: 1, ..PeerSummary::default() },
+                connections: edges
+                    .iter()
+                    .filter(|(a, _)| *a == i)
+                    .map(|(_, b)| ConnectionSummary { name: n(*b), established: true, ..Default::default() })
+                    .collect(),
+            });
+        }
+        p.apply(&recs);
+        for (a, b) in edges {
+            if *a == 1 {
+                p.set_our_connection(
+                    n(*b),
+                    RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
+                );
+            }
+        }
+        p
+    }
+
+    fn sym(pairs: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect()
+    }
+
+    #[test]
+    fn next_hop_is_the_lowest_named_discoverer() {
+        // 1 - 3 - 4, 1 - 2 - 4: peer 4 is at distance 2 via 2 and via 3; 2 sorts first.
+        let p = graph(&sym(&[(1, 3), (1, 2), (3, 4), (2, 4)]), 4);
+        let r = Routes::compute(&p);
+        assert_eq!(r.next_hop(n(4)), Some(n(2)));
+        assert_eq!(r.next_hop(n(3)), Some(n(3)));
+        assert_eq!(r.next_hop(n(1)), None, "unicast to ourselves has no next hop");
+        assert_eq!(r.unicast, r.unicast_all);
+    }
+
+    #[test]
+    fn symmetric_mode_needs_both_ends() {
+        // 1 -> 2 reported by us only; 2 reports nothing back.
+        let p = graph(&[(1, 2), (2, 3), (3, 2)], 3);
+        let r = Routes::compute(&p);
+        assert!(r.unicast_all.contains_key(&n(3)));
+        assert!(!r.unicast.contains_key(&n(2)));
+        assert!(!r.reachable_established(n(3)));
+    }
+
+    #[test]
+    fn broadcast_trees_deliver_exactly_once() {
+        // A ring of 6 with a chord; every peer computes its relays from the same table.
+        let edges = sym(&[(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 1), (2, 5)]);
+        for source in 1..=6u64 {
+            let mut received = BTreeMap::new();
+            let mut frontier = vec![(n(source), n(source))];
+            received.insert(n(source), 1);
+            while let Some((at, src)) = frontier.pop() {
+                // Compute `at`'s relays from `at`'s own point of view.
+                let view = view_from(&edges, at.to_u64(), 6);
+                for hop in broadcast_next_hops(&view, src, Mode::All) {
+                    *received.entry(hop).or_insert(0) += 1;
+                    frontier.push((hop, src));
+                }
+            }
+            assert_eq!(received.len(), 6, "source {source}");
+            assert!(received.values().all(|c| *c == 1), "source {source}: {received:?}");
+        }
+    }
+
+    /// The same graph as seen from `me`.
+    fn view_from(edges: &[(u64, u64)], me: u64, count: u64) -> Peers {
+        let mut p = Peers::new(n(me), Bytes::new(), me, 1);
+        let recs: Vec<PeerRecord> = (1..=count)
+            .filter(|i| *i != me)
+            .map(|i| PeerRecord {
+                summary: PeerSummary { name: n(i), uid: i, version: 1, ..PeerSummary::default() },
+                connections: edges
+                    .iter()
+                    .filter(|(a, _)| *a == i)
+                    .map(|(_, b)| ConnectionSummary { name: n(*b), established: true, ..Default::default() })
+                    .collect(),
+            })
+            .collect();
+        p.apply(&recs);
+        for (a, b) in edges {
+            if *a == me {
+                p.set_our_connection(
+                    n(*b),
+                    RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
+                );
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn fanout_examples() {
+        let expect = [
+            (1, 0),
+            (2, 1),
+            (3, 2),
+            (4, 3),
+            (8, 6),
+            (10, 6),
+            (16, 8),
+            (50, 11),
+            (100, 13),
+            (200, 15),
+            (1000, 19),
+        ];
+        for (n, f) in expect {
+            assert_eq!(fanout(n, n - 1), f, "N={n}");
+        }
+    }
+
+    #[test]
+    fn neighbour_subset_is_fair_and_excludes() {
+        // (peers, neighbours): every peer is reachable through neighbour (i mod k) + 1.
+        for (peers, k) in [(1u64, 0u64), (2, 1), (3, 2), (10, 2), (10, 3), (10, 9), (100, 2), (100, 99)] {
+            let mut r = Routes::default();
+            r.unicast_all.insert(n(1), PeerName::UNKNOWN);
+            for i in 2..=peers {
+                let hop = if i <= k + 1 { i } else { (i % k) + 2 };
+                r.unicast_all.insert(n(i), n(hop));
+            }
+            let mut counts: BTreeMap<PeerName, u64> = BTreeMap::new();
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let draws = 5000;
+            let exclude = n(2);
+            for _ in 0..draws {
+                let subset = r.neighbour_subset(exclude, |m| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % m
+                });
+                let weighted: BTreeSet<PeerName> =
+                    r.unicast_all.values().filter(|h| !h.is_unknown() && **h != exclude).copied().collect();
+                assert_eq!(subset.len(), fanout(peers, weighted.len() as u64), "({peers},{k})");
+                assert!(!subset.contains(&exclude));
+                for s in subset {
+                    *counts.entry(s).or_default() += 1;
+                }
+            }
+            if counts.len() > 1 {
+                let mean = counts.values().sum::<u64>() as f64 / counts.len() as f64;
+                assert!(
+                    counts.values().all(|c| (*c as f64 - mean).abs() <= 0.2 * mean),
+                    "({peers},{k}): {counts:?}"
+                );
+            }
+        }
+    }
+}
