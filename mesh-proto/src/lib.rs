@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connector;
 pub mod crypto;
 pub mod handshake;
 pub mod name;

@@ -1,0 +1,503 @@
+//! The connection maker (behaviour.md §6): direct peers, discovered targets, back-off.
+//!
+//! Targets are keyed by the exact address string that is dialled. The core never
+//! resolves names: a target is an IP literal with a port (IPv6 in brackets, unlike Go's
+//! discovery) or a `host:port` the driver resolves at each dial, so a peer that moved is
+//! found again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::config::{RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
+use crate::name::PeerName;
+use crate::time::Instant;
+use crate::topology::Peers;
+
+/// Why a user-supplied peer address was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Nothing before the port.
+    #[error("peer address {0:?} has no host")]
+    NoHost(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("peer address {0:?} has a bad port (a number from 1 to 65535 is needed)")]
+    BadPort(String),
+    /// Unbalanced brackets or stray characters.
+    #[error("peer address {0:?} is malformed")]
+    Malformed(String),
+}
+
+/// A parsed peer address: a host (IP literal or name) and an optional port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddress {
+    /// The IP, if the host is a literal.
+    pub ip: Option<IpAddr>,
+    /// The host as given (without brackets).
+    pub host: String,
+    /// The port, if one was given.
+    pub port: Option<u16>,
+}
+
+impl PeerAddress {
+    /// Parses `host`, `host:port`, `ip`, `ip:port`, `[v6]`, `[v6]:port` or a bare IPv6
+    /// literal (which Go rejects).
+    pub fn parse(s: &str) -> Result<PeerAddress, AddressError> {
+        let bad = || AddressError::Malformed(s.to_owned());
+        if s.trim() != s || s.is_empty() {
+            return Err(AddressError::NoHost(s.to_owned()));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(PeerAddress { ip: Some(ip), host: ip.to_string(), port: None });
+        }
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            let port = check_port(s, sa.port())?;
+            return Ok(PeerAddress { ip: Some(sa.ip()), host: sa.ip().to_string(), port: Some(port) });
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => None,
+                p => Some(parse_port(s, p.strip_prefix(':').ok_or_else(bad)?)?),
+            };
+            let ip: IpAddr = h.parse().map_err(|_| bad())?;
+            return Ok(PeerAddress { ip: Some(ip), host: ip.to_string(), port });
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) => (h, Some(parse_port(s, p)?)),
+                None => (s, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(AddressError::NoHost(s.to_owned()));
+        }
+        if host.contains([':', '[', ']', '/', ' ']) {
+            return Err(bad());
+        }
+        Ok(PeerAddress { ip: host.parse().ok(), host: host.to_owned(), port })
+    }
+
+    /// The dial string, with `default_port` when none was given.
+    pub fn key(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        match self.ip {
+            Some(ip) => SocketAddr::new(ip, port).to_string(),
+            None => format!("{}:{port}", self.host),
+        }
+    }
+}
+
+fn parse_port(s: &str, p: &str) -> Result<u16, AddressError> {
+    let port: u16 = p.parse().map_err(|_| AddressError::BadPort(s.to_owned()))?;
+    check_port(s, port)
+}
+
+fn check_port(s: &str, port: u16) -> Result<u16, AddressError> {
+    if port == 0 { Err(AddressError::BadPort(s.to_owned())) } else { Ok(port) }
+}
+
+/// The state of a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetState {
+    /// Waiting for its next try.
+    Waiting,
+    /// A dial or handshake is in progress.
+    Attempting,
+    /// A registered connection uses it.
+    Connected,
+    /// A direct peer that is not a valid target at the moment.
+    Suspended,
+}
+
+/// One address we may dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Its state.
+    pub state: TargetState,
+    /// The error of the last attempt, if any.
+    pub last_error: Option<String>,
+    /// When to try next; `None` means never (a name collision or ourselves).
+    pub try_after: Option<Instant>,
+    /// The current back-off interval.
+    pub interval: Duration,
+    /// When the current attempt had been scheduled.
+    last_scheduled: Instant,
+}
+
+/// Why a connection ended, as far as retrying is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// An ordinary failure: retry with back-off, or at once after a long life.
+    Retry,
+    /// The remote has our name: never retry.
+    NameCollision,
+    /// The remote is ourselves: never retry, and not counted.
+    ConnectToSelf,
+}
+
+/// What the connector needs to know about our registered connections.
+#[derive(Clone, Debug)]
+pub struct LiveConnection {
+    /// The remote's name.
+    pub name: PeerName,
+    /// The connection's address (the dial string for outbound, the socket's for inbound).
+    pub addr: String,
+    /// Whether we dialled it.
+    pub outbound: bool,
+}
+
+/// A dial the connector wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialRequest {
+    /// The address string to dial.
+    pub addr: String,
+    /// Whether a peer we do not know yet may answer (true for direct peers only).
+    pub accept_new_peer: bool,
+}
+
+/// The connection maker.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    our_port: u16,
+    discovery: bool,
+    direct: BTreeMap<String, PeerAddress>,
+    targets: BTreeMap<String, Target>,
+}
+
+impl Connector {
+    /// A connector for a peer listening on `our_port`.
+    pub fn new(our_port: u16, discovery: bool) -> Self {
+        Connector { our_port, discovery, direct: BTreeMap::new(), targets: BTreeMap::new() }
+    }
+
+    /// Adds direct peers (replacing them all if `replace`). Invalid entries are returned
+    /// as errors; valid ones are added regardless.
+    pub fn initiate(&mut self, peers: &[String], replace: bool, now: Instant) -> Vec<AddressError> {
+        let mut errors = Vec::new();
+        let mut parsed = Vec::new();
+        for s in peers {
+            match PeerAddress::parse(s) {
+                Ok(a) => parsed.push((s.clone(), a)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if replace {
+            self.direct.clear();
+        }
+        for (s, a) in parsed {
+            let key = a.key(self.our_port);
+            self.direct.insert(s, a);
+            if let Some(t) = self.targets.get_mut(&key) {
+                // Cut the back-off short; an attempt in progress keeps running.
+                t.try_after = Some(now);
+                t.interval = RETRY_INITIAL;
+                t.last_error = None;
+            }
+        }
+        errors
+    }
+
+    /// Removes direct peers. Existing connections stay up.
+    pub fn forget(&mut self, peers: &[String]) {
+        for s in peers {
+            self.direct.remove(s);
+        }
+    }
+
+    /// The direct-peer strings; with `active_only`, those marked never-retry are left out.
+    pub fn direct_peers(&self, active_only: bool) -> Vec<String> {
+        self.direct
+            .iter()
+            .filter(|(_, a)| {
+                !active_only || self.targets.get(&a.key(self.our_port)).is_none_or(|t| t.try_after.is_some())
+            })
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// All targets, by address.
+    pub fn targets(&self) -> &BTreeMap<String, Target> {
+        &self.targets
+    }
+
+    /// Re-checks the targets (behaviour.md §6.3, §6.4). Returns the dials to start now
+    /// (already marked attempting) and when to check again.
+    pub fn check(
+        &mut self,
+        now: Instant,
+        live: &[LiveConnection],
+        peers: &Peers,
+    ) -> (Vec<DialRequest>, Option<Instant>) {
+        let us = peers.our_name();
+        let connected_names: BTreeSet<PeerName> = live.iter().map(|c| c.name).collect();
+        let connected_addrs: BTreeSet<&str> = live.iter().map(|c| c.addr.as_str()).collect();
+        let inbound_ips: BTreeSet<IpAddr> = live
+            .iter()
+            .filter(|c| !c.outbound)
+            .filter_map(|c| c.addr.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .collect();
+
+        // Valid targets, with whether each is direct.
+        let mut valid: BTreeMap<String, bool> = BTreeMap::new();
+        let mut direct_keys = BTreeSet::new();
+        for a in self.direct.values() {
+            let key = a.key(self.our_port);
+            direct_keys.insert(key.clone());
+            if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
+                continue; // it evidently connects to us; we cannot tell its port
+            }
+            if !connected_addrs.contains(key.as_str()) {
+                valid.insert(key, true);
+            }
+        }
+        if self.discovery {
+            for p in peers.iter().filter(|p| p.name != us) {
+                for (remote, c) in &p.connections {
+                    if *remote == us || connected_names.contains(remote) {
+                        continue;
+                    }
+                    let addr = String::from_utf8_lossy(&c.addr);
+                    let key = if c.outbound {
+                        addr.into_owned()
+                    } else {
+                        // The describing peer only knows the dialler's ephemeral port:
+                        // assume the dialler listens on the same port as we do.
+                        match addr.parse::<SocketAddr>() {
+                            Ok(sa) => SocketAddr::new(sa.ip(), self.our_port).to_string(),
+                            Err(_) => continue,
+                        }
+                    };
+                    if key.is_empty() || connected_addrs.contains(key.as_str()) {
+                        continue;
+                    }
+                    let is_direct = direct_keys.contains(&key);
+                    valid.entry(key).or_insert(is_direct);
+                }
+            }
+        }
+        for key in valid.keys() {
+            self.targets.entry(key.clone()).or_insert(Target {
+                state: TargetState::Waiting,
+                last_error: None,
+                try_after: Some(now),
+                interval: RETRY_INITIAL,
+                last_scheduled: now,
+            });
+        }
+
+        let mut dials = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut doomed = Vec::new();
+        for (key, t) in self.targets.iter_mut() {
+            if !matches!(t.state, TargetState::Waiting | TargetState::Suspended) {
+                continue;
+            }
+            let Some(&is_direct) = valid.get(key) else {
+                if direct_keys.contains(key) {
+                    t.state = TargetState::Suspended;
+                } else {
+                    doomed.push(key.clone());
+                }
+                continue;
+            };
+            t.state = TargetState::Waiting;
+            let Some(at) = t.try_after else { continue }; // never retry
+            if at <= now {
+                t.state = TargetState::Attempting;
+                t.last_scheduled = at;
+                dials.push(DialRequest { addr: key.clone(), accept_new_peer: is_direct });
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        for key in doomed {
+            self.targets.remove(&key);
+        }
+        (dials, next)
+    }
+
+    /// A dial or handshake attempt ended before a connection was registered.
+    pub fn attempt_failed(
+        &mut self,
+        addr: &str,
+        error: String,
+        now: Instant,
+        random: impl FnMut(u64) -> u64,
+    ) {
+        if let Some(t) = self.targets.get_mut(addr) {
+            t.state = TargetState::Waiting;
+            t.last_error = Some(error);
+            back_off(t, now, random);
+        }
+    }
+
+    /// An outbound connection to `addr` was registered.
+    pub fn connected(&mut self, addr: &str) {
+        if let Some(t) = self.targets.get_mut(addr) {
+            t.state = TargetState::Connected;
+            t.last_error = None;
+        }
+    }
+
+    /// A connection that we dialled to `addr` ended, after or without registration.
+    pub fn terminated(
+        &mut self,
+        addr: &str,
+        how: Termination,
+        error: String,
+        now: Instant,
+        random: impl FnMut(u64) -> u64,
+    ) {
+        let Some(t) = self.targets.get_mut(addr) else { return };
+        t.state = TargetState::Waiting;
+        t.last_error = Some(error);
+        match how {
+            Termination::NameCollision | Termination::ConnectToSelf => {
+                t.try_after = None;
+                t.interval = RETRY_MAX;
+            }
+            Termination::Retry if now > t.last_scheduled + RETRY_RESET_AFTER => {
+                t.try_after = Some(now);
+                t.interval = RETRY_INITIAL;
+            }
+            Termination::Retry => back_off(t, now, random),
+        }
+    }
+
+    /// Revives never-retry targets (by re-initiating them) is done by
+    /// [`Connector::initiate`]; this reports whether `addr` is currently never-retry.
+    pub fn is_never_retry(&self, addr: &str) -> bool {
+        self.targets.get(addr).is_some_and(|t| t.try_after.is_none())
+    }
+}
+
+/// Next try uniformly in [now + i/2, now + 3i/2); then i := min(1.5 i, 6 min).
+fn back_off(t: &mut Target, now: Instant, mut random: impl FnMut(u64) -> u64) {
+    let i = t.interval.as_nanos() as u64;
+    let jitter = random(i.max(1));
+    t.try_after = Some(now + Duration::from_nanos(i / 2 + jitter));
+    let grown = t.interval * RETRY_GROWTH.0 / RETRY_GROWTH.1;
+    t.interval = grown.min(RETRY_MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn peers() -> Peers {
+        Peers::new(PeerName::from_u64(1).unwrap(), Bytes::new(), 1, 1)
+    }
+
+    #[test]
+    fn addresses() {
+        let a = PeerAddress::parse("10.0.0.1").unwrap();
+        assert_eq!(a.key(6783), "10.0.0.1:6783");
+        assert_eq!(PeerAddress::parse("10.0.0.1:99").unwrap().key(6783), "10.0.0.1:99");
+        assert_eq!(PeerAddress::parse("::1").unwrap().key(6783), "[::1]:6783");
+        assert_eq!(PeerAddress::parse("[::1]").unwrap().key(6783), "[::1]:6783");
+        assert_eq!(PeerAddress::parse("[fe80::2]:7").unwrap().key(6783), "[fe80::2]:7");
+        assert_eq!(PeerAddress::parse("host.example").unwrap().key(6783), "host.example:6783");
+        assert_eq!(PeerAddress::parse("host:80").unwrap().key(6783), "host:80");
+        assert!(matches!(PeerAddress::parse(":80"), Err(AddressError::NoHost(_))));
+        assert!(matches!(PeerAddress::parse("host:http"), Err(AddressError::BadPort(_))));
+        assert!(matches!(PeerAddress::parse("host:0"), Err(AddressError::BadPort(_))));
+        assert!(matches!(PeerAddress::parse("[::1"), Err(AddressError::Malformed(_))));
+        assert!(PeerAddress::parse("").is_err());
+    }
+
+    #[test]
+    fn back_off_sequence() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(100);
+        assert!(c.initiate(&["10.0.0.2".into()], false, t0).is_empty());
+        let (dials, _) = c.check(t0, &[], &peers());
+        assert_eq!(dials, [DialRequest { addr: "10.0.0.2:6783".into(), accept_new_peer: true }]);
+        // Retries come after [i/2, 3i/2) with i = 2 s, 3 s, 4.5 s, ... capped at 6 min.
+        let mut now = t0;
+        let mut interval = 2.0f64;
+        for _ in 0..20 {
+            // The lowest and the highest jitter both stay in range.
+            for (rand_hi, expect_extra) in [(false, 0.0), (true, 1.0)] {
+                let mut cc = c.clone();
+                cc.attempt_failed(
+                    "10.0.0.2:6783",
+                    "refused".into(),
+                    now,
+                    |m| if rand_hi { m - 1 } else { 0 },
+                );
+                let t = &cc.targets()["10.0.0.2:6783"];
+                let delay = (t.try_after.unwrap() - now).as_secs_f64();
+                assert!(
+                    (delay - (interval / 2.0 + expect_extra * interval)).abs() < 1e-6,
+                    "{delay} vs i={interval}"
+                );
+            }
+            c.attempt_failed("10.0.0.2:6783", "refused".into(), now, |_| 0);
+            now = c.targets()["10.0.0.2:6783"].try_after.unwrap();
+            let (d, _) = c.check(now, &[], &peers());
+            assert_eq!(d.len(), 1);
+            interval = (interval * 1.5).min(360.0);
+        }
+        assert_eq!(c.targets()["10.0.0.2:6783"].interval, RETRY_MAX);
+    }
+
+    #[test]
+    fn collisions_are_never_retried_until_reinitiated() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        c.check(t0, &[], &peers());
+        c.terminated("10.0.0.2:6783", Termination::NameCollision, "collision".into(), t0, |_| 0);
+        assert!(c.is_never_retry("10.0.0.2:6783"));
+        let (d, next) = c.check(t0 + Duration::from_secs(3600), &[], &peers());
+        assert!(d.is_empty() && next.is_none());
+        assert!(c.direct_peers(true).is_empty());
+        assert_eq!(c.direct_peers(false), ["10.0.0.2"]);
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        assert_eq!(c.check(t0, &[], &peers()).0.len(), 1);
+    }
+
+    #[test]
+    fn long_lived_connections_retry_at_once() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.2:7000".into()], false, t0);
+        c.check(t0, &[], &peers());
+        c.connected("10.0.0.2:7000");
+        let later = t0 + Duration::from_secs(61);
+        c.terminated("10.0.0.2:7000", Termination::Retry, "reset".into(), later, |_| 0);
+        assert_eq!(c.targets()["10.0.0.2:7000"].try_after, Some(later));
+        // A short-lived one backs off instead.
+        c.check(later, &[], &peers());
+        c.terminated(
+            "10.0.0.2:7000",
+            Termination::Retry,
+            "reset".into(),
+            later + Duration::from_secs(1),
+            |_| 0,
+        );
+        assert_eq!(c.targets()["10.0.0.2:7000"].try_after, Some(later + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn portless_direct_peer_skipped_while_it_connects_to_us() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::ZERO;
+        c.initiate(&["10.0.0.2".into(), "10.0.0.3:6783".into()], false, t0);
+        let live = [
+            LiveConnection {
+                name: PeerName::from_u64(2).unwrap(),
+                addr: "10.0.0.2:40000".into(),
+                outbound: false,
+            },
+            LiveConnection {
+                name: PeerName::from_u64(3).unwrap(),
+                addr: "10.0.0.3:40001".into(),
+                outbound: false,
+            },
+        ];
+        let (d, _) = c.check(t0, &live, &peers());
+        assert_eq!(d, [DialRequest { addr: "10.0.0.3:6783".into(), accept_new_peer: true }]);
+    }
+}
