@@ -21,6 +21,7 @@
 pub mod config;
 pub mod connector;
 pub mod crypto;
+pub mod gossip;
 pub mod handshake;
 pub mod name;
 pub mod routes;

@@ -1,0 +1,351 @@
+//! Gossip channels (behaviour.md §5): the application contracts, the per-connection send
+//! slots that merge instead of queueing, and relay-only channels for names we have no
+//! gossiper for.
+//!
+//! Each channel owns its slots. A slot holds at most one gossip item and one broadcast
+//! item per source; new data merges into what is waiting, so a slow connection costs at
+//! most one merged item per slot, never a growing queue. Items are encoded only when they
+//! are written, so they carry the state of that moment.
+
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::name::PeerName;
+use crate::time::Instant;
+
+/// An error returned by a [`Gossiper`]: the connection that delivered the message is
+/// closed, as in Go.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GossipError(pub String);
+
+impl GossipError {
+    /// An error with this message.
+    pub fn new(msg: impl fmt::Display) -> Self {
+        GossipError(msg.to_string())
+    }
+}
+
+/// Data an application gossips: it can be encoded into messages and merged.
+///
+/// `merge` takes `other` by value and may not alias anything shared: each queued copy is
+/// its own value, which avoids Go's weaveworks/weave#1697.
+pub trait GossipData: Clone + Send + 'static {
+    /// The messages that carry this data; each becomes one frame with its own envelope.
+    fn encode(&self) -> Vec<Bytes>;
+    /// Folds `other` into `self`.
+    fn merge(&mut self, other: Self);
+}
+
+/// An application's handler for one channel. Callbacks run inside `Node` calls, on the
+/// thread that drives the node.
+pub trait Gossiper: Send + 'static {
+    /// The data this channel gossips.
+    type Data: GossipData;
+    /// Our complete state, sent periodically and down new connections; `None` if empty.
+    fn gossip(&mut self) -> Option<Self::Data>;
+    /// Merges received gossip and returns what was new to us (relayed to a neighbour
+    /// subset), or `None` if nothing was.
+    fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Self::Data>, GossipError>;
+    /// Merges a broadcast and returns what to pass on down the source's tree; `None`
+    /// stops the broadcast here.
+    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Self::Data>, GossipError>;
+    /// Handles a unicast addressed to us.
+    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError>;
+}
+
+/// Which slot an item goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Slot {
+    /// The gossip slot (tag 4).
+    Gossip,
+    /// The broadcast slot of a source (tag 6).
+    Broadcast(PeerName),
+}
+
+/// Data returned by a callback, type-erased until it is queued.
+pub type Erased = Box<dyn Any + Send>;
+
+/// The node's view of a channel, whatever its data type.
+pub(crate) trait Channel: Send {
+    fn gossip(&mut self) -> Option<Erased>;
+    fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError>;
+    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError>;
+    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError>;
+    /// Merges a copy of `data` into `conn`'s slot. False if `data` has the wrong type.
+    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool;
+    /// Takes and encodes the next waiting item for `conn`: gossip first, then
+    /// broadcasts by source.
+    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)>;
+    /// Whether anything waits for `conn`.
+    fn has_pending(&self, conn: u64) -> bool;
+    /// Forgets `conn`'s slots.
+    fn drop_conn(&mut self, conn: u64);
+    /// Whether this is a relay-only channel.
+    fn is_relay(&self) -> bool;
+}
+
+struct ConnSlots<D> {
+    gossip: Option<D>,
+    broadcast: BTreeMap<PeerName, D>,
+}
+
+impl<D> Default for ConnSlots<D> {
+    fn default() -> Self {
+        ConnSlots { gossip: None, broadcast: BTreeMap::new() }
+    }
+}
+
+fn merge_into<D: GossipData>(slot: &mut Option<D>, data: D) {
+    match slot {
+        Some(d) => d.merge(data),
+        None => *slot = Some(data),
+    }
+}
+
+struct Slots<D> {
+    by_conn: BTreeMap<u64, ConnSlots<D>>,
+}
+
+impl<D: GossipData> Slots<D> {
+    fn new() -> Self {
+        Slots { by_conn: BTreeMap::new() }
+    }
+
+    fn queue(&mut self, conn: u64, slot: Slot, data: D) {
+        let s = self.by_conn.entry(conn).or_default();
+        match slot {
+            Slot::Gossip => merge_into(&mut s.gossip, data),
+            Slot::Broadcast(src) => match s.broadcast.get_mut(&src) {
+                Some(d) => d.merge(data),
+                None => {
+                    s.broadcast.insert(src, data);
+                }
+            },
+        }
+    }
+
+    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
+        let s = self.by_conn.get_mut(&conn)?;
+        let out = if let Some(d) = s.gossip.take() {
+            Some((Slot::Gossip, d.encode()))
+        } else {
+            s.broadcast.pop_first().map(|(src, d)| (Slot::Broadcast(src), d.encode()))
+        };
+        if s.gossip.is_none() && s.broadcast.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+        out
+    }
+
+    fn has_pending(&self, conn: u64) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+}
+
+/// A channel with an application gossiper.
+pub(crate) struct AppChannel<G: Gossiper> {
+    gossiper: G,
+    slots: Slots<G::Data>,
+}
+
+impl<G: Gossiper> AppChannel<G> {
+    pub(crate) fn new(gossiper: G) -> Self {
+        AppChannel { gossiper, slots: Slots::new() }
+    }
+}
+
+fn erase<D: GossipData>(d: Option<D>) -> Option<Erased> {
+    d.map(|d| Box::new(d) as Erased)
+}
+
+impl<G: Gossiper> Channel for AppChannel<G> {
+    fn gossip(&mut self) -> Option<Erased> {
+        erase(self.gossiper.gossip())
+    }
+    fn on_gossip(&mut self, payload: &[u8], _now: Instant) -> Result<Option<Erased>, GossipError> {
+        Ok(erase(self.gossiper.on_gossip(payload)?))
+    }
+    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError> {
+        Ok(erase(self.gossiper.on_broadcast(source, payload)?))
+    }
+    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+        self.gossiper.on_unicast(source, payload)
+    }
+    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool {
+        match data.downcast_ref::<G::Data>() {
+            Some(d) => {
+                self.slots.queue(conn, slot, d.clone());
+                true
+            }
+            None => false,
+        }
+    }
+    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
+        self.slots.take(conn)
+    }
+    fn has_pending(&self, conn: u64) -> bool {
+        self.slots.has_pending(conn)
+    }
+    fn drop_conn(&mut self, conn: u64) {
+        self.slots.by_conn.remove(&conn);
+    }
+    fn is_relay(&self) -> bool {
+        false
+    }
+}
+
+/// Payloads relayed unchanged by a relay-only channel. Merging concatenates, bounded:
+/// past [`RelayData::MAX_ITEMS`] the oldest payloads are dropped, so a slow connection
+/// cannot make the queue grow without end (Go's weaveworks/mesh#68).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayData(pub VecDeque<Bytes>);
+
+impl RelayData {
+    /// The most payloads one slot keeps.
+    pub const MAX_ITEMS: usize = 64;
+}
+
+impl GossipData for RelayData {
+    fn encode(&self) -> Vec<Bytes> {
+        self.0.iter().cloned().collect()
+    }
+    fn merge(&mut self, other: Self) {
+        self.0.extend(other.0);
+        while self.0.len() > Self::MAX_ITEMS {
+            self.0.pop_front();
+        }
+    }
+}
+
+/// Relay-only channel (Go's surrogate): passes gossip and broadcasts on unchanged,
+/// suppressing gossip payloads already seen within one gossip interval.
+pub(crate) struct RelayChannel {
+    window: Duration,
+    seen: Vec<(Instant, u64, Bytes)>,
+    slots: Slots<RelayData>,
+    pub(crate) last_used: Instant,
+}
+
+impl RelayChannel {
+    pub(crate) fn new(window: Duration, now: Instant) -> Self {
+        RelayChannel { window, seen: Vec::new(), slots: Slots::new(), last_used: now }
+    }
+
+    /// The most remembered payloads, whatever their age.
+    const MAX_SEEN: usize = 1024;
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+impl Channel for RelayChannel {
+    fn gossip(&mut self) -> Option<Erased> {
+        None
+    }
+    fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError> {
+        self.last_used = now;
+        let h = fnv1a(payload);
+        if self.seen.iter().any(|(_, sh, p)| *sh == h && p.as_ref() == payload) {
+            return Ok(None);
+        }
+        // As in Go, expired entries are pruned only when a new one is added.
+        let window = self.window;
+        self.seen.retain(|(t, _, _)| now.saturating_duration_since(*t) < window);
+        if self.seen.len() >= Self::MAX_SEEN {
+            self.seen.remove(0);
+        }
+        let bytes = Bytes::copy_from_slice(payload);
+        self.seen.push((now, h, bytes.clone()));
+        Ok(erase(Some(RelayData(VecDeque::from([bytes])))))
+    }
+    fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError> {
+        Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
+    }
+    fn on_unicast(&mut self, _source: PeerName, _payload: &[u8]) -> Result<(), GossipError> {
+        Ok(())
+    }
+    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool {
+        match data.downcast_ref::<RelayData>() {
+            Some(d) => {
+                self.slots.queue(conn, slot, d.clone());
+                true
+            }
+            None => false,
+        }
+    }
+    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
+        self.slots.take(conn)
+    }
+    fn has_pending(&self, conn: u64) -> bool {
+        self.slots.has_pending(conn)
+    }
+    fn drop_conn(&mut self, conn: u64) {
+        self.slots.by_conn.remove(&conn);
+    }
+    fn is_relay(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Max(u64);
+    impl GossipData for Max {
+        fn encode(&self) -> Vec<Bytes> {
+            vec![Bytes::from(self.0.to_string())]
+        }
+        fn merge(&mut self, other: Self) {
+            self.0 = self.0.max(other.0);
+        }
+    }
+
+    #[test]
+    fn slots_merge_and_drain_in_order() {
+        let mut s: Slots<Max> = Slots::new();
+        let (a, b) = (PeerName::from_u64(2).unwrap(), PeerName::from_u64(1).unwrap());
+        s.queue(7, Slot::Broadcast(a), Max(1));
+        s.queue(7, Slot::Broadcast(b), Max(5));
+        s.queue(7, Slot::Gossip, Max(3));
+        s.queue(7, Slot::Gossip, Max(9));
+        s.queue(7, Slot::Broadcast(a), Max(4));
+        assert_eq!(s.take(7), Some((Slot::Gossip, vec![Bytes::from("9")])));
+        assert_eq!(s.take(7), Some((Slot::Broadcast(b), vec![Bytes::from("5")])));
+        assert_eq!(s.take(7), Some((Slot::Broadcast(a), vec![Bytes::from("4")])));
+        assert_eq!(s.take(7), None);
+        assert!(!s.has_pending(7));
+    }
+
+    #[test]
+    fn relay_suppresses_duplicates_within_the_window() {
+        let window = Duration::from_secs(30);
+        let mut r = RelayChannel::new(window, Instant::ZERO);
+        assert!(r.on_gossip(b"x", Instant::ZERO).unwrap().is_some());
+        assert!(r.on_gossip(b"x", Instant::from_secs(10)).unwrap().is_none());
+        // Expired, but only pruned when a new payload is added.
+        assert!(r.on_gossip(b"x", Instant::from_secs(40)).unwrap().is_none());
+        assert!(r.on_gossip(b"y", Instant::from_secs(40)).unwrap().is_some());
+        assert!(r.on_gossip(b"x", Instant::from_secs(41)).unwrap().is_some());
+        assert!(r.gossip().is_none());
+        assert!(r.on_unicast(PeerName::UNKNOWN, b"z").is_ok());
+    }
+
+    #[test]
+    fn relay_slots_are_bounded() {
+        let mut d = RelayData::default();
+        for i in 0..200u32 {
+            d.merge(RelayData(VecDeque::from([Bytes::from(i.to_string())])));
+        }
+        assert_eq!(d.0.len(), RelayData::MAX_ITEMS);
+        assert_eq!(d.0.back().unwrap(), &Bytes::from("199"));
+    }
+}
