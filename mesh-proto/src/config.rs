@@ -93,3 +93,137 @@ impl Default for GobLimits {
         GobLimits { max_types: 32, max_depth: 16 }
     }
 }
+
+/// Ours: the most bytes handed to the driver and not yet reported written before the
+/// send slots stop draining (they merge instead while the peer is slow).
+pub const WRITE_WINDOW: usize = 1024 * 1024;
+/// Ours: the most bytes a connection may have buffered for writing before direct sends
+/// (unicasts, relays) to it are refused.
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// Ours: a topology update is split into messages of about this size, each a complete
+/// update that Go applies on its own, so a large mesh never hits the frame limit.
+pub const TOPOLOGY_CHUNK: usize = 256 * 1024;
+
+/// An IP subnet in CIDR notation, e.g. `10.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Subnet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+/// A malformed subnet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid subnet {0:?}: expected an address and a prefix length, like 10.0.0.0/8")]
+pub struct SubnetError(pub String);
+
+impl Subnet {
+    /// Whether `ip` lies in this subnet.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            (V6(net), V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            (V6(net), V4(ip)) => prefix_eq(&net.octets(), &ip.to_ipv6_mapped().octets(), self.prefix),
+            (V4(net), V6(ip)) => {
+                ip.to_ipv4_mapped().is_some_and(|ip| prefix_eq(&net.octets(), &ip.octets(), self.prefix))
+            }
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0)
+}
+
+impl std::str::FromStr for Subnet {
+    type Err = SubnetError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || SubnetError(s.to_owned());
+        let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| err())?;
+        let prefix: u8 = prefix.parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Subnet { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A node's configuration. [`Config::new`] gives Go's defaults (with the example's
+/// connection limit left unlimited, as the library does).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our peer name (not all zeros).
+    pub name: crate::name::PeerName,
+    /// Our nickname.
+    pub nickname: bytes::Bytes,
+    /// The port we listen on: direct peers given without a port and peers discovered
+    /// through inbound connections are dialled on it.
+    pub port: u16,
+    /// `None`: plaintext. `Some`, even empty: every connection is encrypted.
+    pub password: Option<bytes::Bytes>,
+    /// Most registered connections; 0 means no limit.
+    pub conn_limit: usize,
+    /// Whether to dial peers learnt from the topology.
+    pub peer_discovery: bool,
+    /// Remotes in these subnets are told we trust them (no effect on mesh traffic).
+    pub trusted_subnets: Vec<Subnet>,
+    /// Interval of periodic full-state gossip.
+    pub gossip_interval: Duration,
+    /// Largest frame body sent or accepted after the handshake (at most 10 MiB).
+    pub max_frame_len: usize,
+    /// Outbound bytes that do not drain within this time close the connection.
+    pub send_timeout: Duration,
+    /// Most relay-only channels kept at once (the least recently used one is dropped).
+    pub max_relay_channels: usize,
+}
+
+impl Config {
+    /// The defaults for a peer with this name and nickname.
+    pub fn new(name: crate::name::PeerName, nickname: impl Into<bytes::Bytes>) -> Self {
+        Config {
+            name,
+            nickname: nickname.into(),
+            port: DEFAULT_PORT,
+            password: None,
+            conn_limit: 0,
+            peer_discovery: true,
+            trusted_subnets: Vec::new(),
+            gossip_interval: GOSSIP_INTERVAL,
+            max_frame_len: MAX_FRAME_LEN,
+            send_timeout: SEND_TIMEOUT,
+            max_relay_channels: MAX_RELAY_CHANNELS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let s: Subnet = "10.1.0.0/16".parse().unwrap();
+        assert!(s.contains("10.1.200.3".parse().unwrap()));
+        assert!(!s.contains("10.2.0.1".parse().unwrap()));
+        assert!(s.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let v6: Subnet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        let odd: Subnet = "192.168.0.0/23".parse().unwrap();
+        assert!(odd.contains("192.168.1.255".parse().unwrap()));
+        assert!(!odd.contains("192.168.2.0".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
+        assert!("10.0.0.0".parse::<Subnet>().is_err());
+        assert_eq!(s.to_string(), "10.1.0.0/16");
+    }
+}

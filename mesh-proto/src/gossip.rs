@@ -81,12 +81,14 @@ pub(crate) trait Channel: Send {
     /// Takes and encodes the next waiting item for `conn`: gossip first, then
     /// broadcasts by source.
     fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)>;
-    /// Whether anything waits for `conn`.
-    fn has_pending(&self, conn: u64) -> bool;
     /// Forgets `conn`'s slots.
     fn drop_conn(&mut self, conn: u64);
     /// Whether this is a relay-only channel.
     fn is_relay(&self) -> bool;
+    /// When a relay-only channel was last used (to evict the least recently used).
+    fn last_used(&self) -> Instant {
+        Instant::MAX
+    }
 }
 
 struct ConnSlots<D> {
@@ -141,10 +143,6 @@ impl<D: GossipData> Slots<D> {
         }
         out
     }
-
-    fn has_pending(&self, conn: u64) -> bool {
-        self.by_conn.contains_key(&conn)
-    }
 }
 
 /// A channel with an application gossiper.
@@ -187,9 +185,6 @@ impl<G: Gossiper> Channel for AppChannel<G> {
     }
     fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
         self.slots.take(conn)
-    }
-    fn has_pending(&self, conn: u64) -> bool {
-        self.slots.has_pending(conn)
     }
     fn drop_conn(&mut self, conn: u64) {
         self.slots.by_conn.remove(&conn);
@@ -283,14 +278,14 @@ impl Channel for RelayChannel {
     fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
         self.slots.take(conn)
     }
-    fn has_pending(&self, conn: u64) -> bool {
-        self.slots.has_pending(conn)
-    }
     fn drop_conn(&mut self, conn: u64) {
         self.slots.by_conn.remove(&conn);
     }
     fn is_relay(&self) -> bool {
         true
+    }
+    fn last_used(&self) -> Instant {
+        self.last_used
     }
 }
 
@@ -322,7 +317,7 @@ mod tests {
         assert_eq!(s.take(7), Some((Slot::Broadcast(b), vec![Bytes::from("5")])));
         assert_eq!(s.take(7), Some((Slot::Broadcast(a), vec![Bytes::from("4")])));
         assert_eq!(s.take(7), None);
-        assert!(!s.has_pending(7));
+        assert!(s.by_conn.is_empty());
     }
 
     #[test]

@@ -19,15 +19,25 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connection;
 pub mod connector;
 pub mod crypto;
+pub mod event;
 pub mod gossip;
 pub mod handshake;
 pub mod name;
+pub mod node;
 pub mod routes;
+pub mod status;
 pub mod time;
 pub mod topology;
 pub mod wire;
 
+pub use config::Config;
+pub use connection::ConnId;
+pub use event::{CloseReason, Event, Output};
+pub use gossip::{GossipData, GossipError, Gossiper};
 pub use name::PeerName;
+pub use node::{ChannelHandle, Node, NodeError};
+pub use status::Status;
 pub use time::Instant;

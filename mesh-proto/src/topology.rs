@@ -53,6 +53,17 @@ impl Peer {
         p
     }
 
+    /// The record a handshake proposes for a remote: version 0, no connections yet.
+    pub fn candidate(name: PeerName, nickname: Bytes, uid: u64, short_id: Option<u16>) -> Peer {
+        Peer {
+            nickname,
+            uid,
+            short_id: short_id.unwrap_or(0),
+            has_short_id: short_id.is_some(),
+            ..Peer::placeholder(name)
+        }
+    }
+
     /// A placeholder: a name we only saw as a connection target.
     pub fn placeholder(name: PeerName) -> Peer {
         Peer {

@@ -1,0 +1,166 @@
+//! One connection's state inside the node (behaviour.md §2): paced, dialling,
+//! handshaking, or running with its frame decoder, sealing state, timers and topology
+//! send slots; plus the bookkeeping of bytes handed to the driver but not yet written.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::crypto::{Session, TAG_LEN};
+use crate::handshake::Handshake;
+use crate::name::PeerName;
+use crate::time::Instant;
+use crate::wire::features::RemoteFeatures;
+use crate::wire::frame::{self, FrameDecoder, FrameError, LEN_PREFIX};
+
+/// Identifies a connection between the node and its driver. The node assigns them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+pub(crate) enum Phase {
+    /// Accepted; the handshake starts when the accept bucket gives a token.
+    Paced { until: Instant, buffered: Vec<u8> },
+    /// Outbound; waiting for the driver's dial.
+    Dialing,
+    /// Introducing ourselves.
+    Handshaking(Box<Handshake>),
+    /// Past the handshake.
+    Running(Box<Running>),
+}
+
+pub(crate) struct Running {
+    pub(crate) remote: RemoteFeatures,
+    pub(crate) conn_key: u64,
+    pub(crate) session: Option<Session>,
+    pub(crate) frames: FrameDecoder,
+    /// Holds a reference on the remote's record.
+    pub(crate) bound: bool,
+    pub(crate) heartbeat_at: Instant,
+    pub(crate) receive_deadline: Instant,
+    /// Topology send slots: names to describe, merged by union.
+    pub(crate) topo_gossip: Option<BTreeSet<PeerName>>,
+    pub(crate) topo_broadcast: BTreeMap<PeerName, BTreeSet<PeerName>>,
+}
+
+pub(crate) struct Connection {
+    pub(crate) addr: String,
+    pub(crate) outbound: bool,
+    pub(crate) accept_new_peer: bool,
+    pub(crate) trusts_remote: bool,
+    pub(crate) phase: Phase,
+    /// Frames built during the current input, written out in one transmit.
+    pub(crate) out: Vec<u8>,
+    /// Transmits handed to the driver and not yet reported written: (when, bytes).
+    pub(crate) in_flight: VecDeque<(Instant, usize)>,
+    pub(crate) in_flight_bytes: usize,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        addr: String,
+        outbound: bool,
+        accept_new_peer: bool,
+        trusts_remote: bool,
+        phase: Phase,
+    ) -> Self {
+        Connection {
+            addr,
+            outbound,
+            accept_new_peer,
+            trusts_remote,
+            phase,
+            out: Vec::new(),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+        }
+    }
+
+    pub(crate) fn running(&self) -> Option<&Running> {
+        match &self.phase {
+            Phase::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn running_mut(&mut self) -> Option<&mut Running> {
+        match &mut self.phase {
+            Phase::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Bytes written or waiting to be.
+    pub(crate) fn queued(&self) -> usize {
+        self.in_flight_bytes + self.out.len()
+    }
+
+    /// Appends one frame whose body `body` writes, sealed if the connection encrypts.
+    pub(crate) fn append_frame(
+        &mut self,
+        max_len: usize,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), FrameError> {
+        let Phase::Running(r) = &mut self.phase else { return Ok(()) };
+        append_frame(&mut self.out, r.session.as_mut(), max_len, body)
+    }
+
+    /// Takes the frames built so far as one transmit, remembering them as in flight.
+    pub(crate) fn take_out(&mut self, now: Instant) -> Option<Bytes> {
+        if self.out.is_empty() {
+            return None;
+        }
+        let data = Bytes::from(std::mem::take(&mut self.out));
+        self.in_flight.push_back((now, data.len()));
+        self.in_flight_bytes += data.len();
+        Some(data)
+    }
+
+    /// The driver wrote `n` more bytes.
+    pub(crate) fn written(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.in_flight.front_mut() else { break };
+            let take = n.min(front.1);
+            front.1 -= take;
+            n -= take;
+            self.in_flight_bytes -= take;
+            if front.1 == 0 {
+                self.in_flight.pop_front();
+            }
+        }
+    }
+
+    /// When the oldest unwritten transmit was handed over.
+    pub(crate) fn oldest_unwritten(&self) -> Option<Instant> {
+        self.in_flight.front().map(|(t, _)| *t)
+    }
+}
+
+/// Appends one frame to `out`, building the body in place and sealing it in place.
+pub(crate) fn append_frame(
+    out: &mut Vec<u8>,
+    session: Option<&mut Session>,
+    max_len: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), FrameError> {
+    let start = out.len();
+    let head = LEN_PREFIX + if session.is_some() { TAG_LEN } else { 0 };
+    out.resize(start + head, 0);
+    body(out);
+    let len = out.len() - start - LEN_PREFIX;
+    if let Err(e) = frame::check_len(len, max_len) {
+        out.truncate(start);
+        return Err(e);
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    if let Some(s) = session {
+        s.sealer.seal_in_place(&mut out[start + LEN_PREFIX..]);
+    }
+    Ok(())
+}
