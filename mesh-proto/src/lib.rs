@@ -21,6 +21,7 @@
 pub mod config;
 pub mod connection;
 pub mod connector;
+pub mod counter;
 pub mod crypto;
 pub mod event;
 pub mod gossip;

@@ -127,7 +127,7 @@ pub type Entries<'a> = Vec<(&'a [u8], &'a [u8])>;
 /// last value when validated, as a Go map would.
 pub fn decode_map(body: &[u8]) -> Result<Entries<'_>, GobError> {
     let mut stream = Stream::new(body);
-    let value = stream.expect_next("the features map")?;
+    let value = stream.expect_next_value("the features map")?;
     let mut entries = Vec::new();
     value.decode(|f| {
         f.map(|k, v| {

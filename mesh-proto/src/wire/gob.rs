@@ -657,7 +657,7 @@ impl<'a> Stream<'a> {
     }
 
     /// The next value message, which must exist.
-    pub fn expect_next(&mut self, what: &'static str) -> Result<Value<'_, 'a>> {
+    pub fn expect_next_value(&mut self, what: &'static str) -> Result<Value<'_, 'a>> {
         self.next_value()?.ok_or(GobError::Truncated(what))
     }
 }

@@ -122,16 +122,16 @@ impl<'a> Message<'a> {
 
 fn decode_envelope(tag: u8, payload: &[u8]) -> Result<GossipMessage<'_>, MessageError> {
     let mut s = Stream::new(payload);
-    let channel = s.expect_next("the channel name")?.string()?;
-    let source = PeerName::from_u64(s.expect_next("the source name")?.uint()?)?;
+    let channel = s.expect_next_value("the channel name")?.string()?;
+    let source = PeerName::from_u64(s.expect_next_value("the source name")?.uint()?)?;
     let kind = match tag {
         TAG_GOSSIP => GossipKind::Gossip,
         TAG_BROADCAST => GossipKind::Broadcast,
         _ => GossipKind::Unicast {
-            destination: PeerName::from_u64(s.expect_next("the destination name")?.uint()?)?,
+            destination: PeerName::from_u64(s.expect_next_value("the destination name")?.uint()?)?,
         },
     };
-    let payload = s.expect_next("the payload")?.bytes()?;
+    let payload = s.expect_next_value("the payload")?.bytes()?;
     // Like Go, ignore anything after the values the envelope needs.
     Ok(GossipMessage { kind, channel, source, payload })
 }
