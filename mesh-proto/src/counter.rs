@@ -66,8 +66,10 @@ impl Counts {
                     let Scalar::Uint(k) = k else {
                         return Err(gob::GobError::TypeMismatch { expected: "uint", found: gob::INT });
                     };
-                    let name = PeerName::from_u64(k)
-                        .map_err(|_| gob::GobError::TypeMismatch { expected: "a 48-bit name", found: gob::UINT })?;
+                    let name = PeerName::from_u64(k).map_err(|_| gob::GobError::TypeMismatch {
+                        expected: "a 48-bit name",
+                        found: gob::UINT,
+                    })?;
                     counts.0.insert(name, v.int()?);
                     Ok(())
                 })
@@ -174,7 +176,10 @@ mod tests {
         let two = Counts([(n(10), 3), (n(11), 2)].into());
         assert_eq!(hex::encode(two.encode_payload()), "0eff89040102ff8a0001060104000008ff8a00020a060b04");
         assert_eq!(Counts::decode_payload(&two.encode_payload()).unwrap(), two);
-        assert_eq!(hex::encode(Counts::default().encode_payload()), "0eff89040102ff8a0001060104000004ff8a0000");
+        assert_eq!(
+            hex::encode(Counts::default().encode_payload()),
+            "0eff89040102ff8a0001060104000004ff8a0000"
+        );
     }
 
     #[test]

@@ -1,0 +1,123 @@
+//! Applications the simulator runs on its nodes: the Go example's G-counter, and a
+//! tracker that records every broadcast and unicast delivered, to check "exactly once".
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use mesh_proto::counter::{Counter, Counts};
+use mesh_proto::{ChannelHandle, GossipData, GossipError, Gossiper, Instant, Node, PeerName};
+
+/// The counter app on one node.
+pub struct CounterApp {
+    /// The counter state.
+    pub counter: Counter,
+    /// Its channel.
+    pub channel: ChannelHandle<Counts>,
+}
+
+impl CounterApp {
+    /// Increments and broadcasts, as the Go app's POST does.
+    pub fn increment(&self, node: &mut Node, now: Instant) {
+        let state = self.counter.increment();
+        node.broadcast(&self.channel, state, now);
+    }
+}
+
+/// A setup that registers the counter on channel `default` and dials `peers`.
+pub fn counter_setup(peers: Vec<String>) -> impl FnMut(&mut Node, Instant) -> Box<dyn Any> {
+    move |node, now| {
+        let counter = Counter::new(node.name());
+        let channel = node.register_channel("default", counter.gossiper()).expect("fresh node");
+        node.initiate_connections(&peers, false, now);
+        Box::new(CounterApp { counter, channel })
+    }
+}
+
+/// Message ids carried by the tracker channel; merging is union.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ids(pub BTreeSet<u64>);
+
+impl GossipData for Ids {
+    fn encode(&self) -> Vec<Bytes> {
+        let mut b = Vec::with_capacity(self.0.len() * 8);
+        for id in &self.0 {
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+        vec![Bytes::from(b)]
+    }
+    fn merge(&mut self, other: Self) {
+        self.0.extend(other.0);
+    }
+}
+
+fn decode_ids(payload: &[u8]) -> Result<Ids, GossipError> {
+    if payload.len() % 8 != 0 {
+        return Err(GossipError::new("tracker payload is not a list of u64"));
+    }
+    Ok(Ids(payload.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect()))
+}
+
+/// What a tracker saw.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    /// Broadcast id → (source, times delivered).
+    pub broadcasts: BTreeMap<u64, (PeerName, u32)>,
+    /// Unicasts received: (source, payload).
+    pub unicasts: Vec<(PeerName, Bytes)>,
+}
+
+/// Records deliveries on one node.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker(Arc<Mutex<Deliveries>>);
+
+impl Tracker {
+    /// The deliveries so far.
+    pub fn lock(&self) -> MutexGuard<'_, Deliveries> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The tracker's gossiper.
+pub struct TrackerGossiper(Tracker);
+
+impl Gossiper for TrackerGossiper {
+    type Data = Ids;
+    fn gossip(&mut self) -> Option<Ids> {
+        None
+    }
+    fn on_gossip(&mut self, _payload: &[u8]) -> Result<Option<Ids>, GossipError> {
+        Ok(None)
+    }
+    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
+        let ids = decode_ids(payload)?;
+        let mut d = self.0.lock();
+        for id in &ids.0 {
+            d.broadcasts.entry(*id).or_insert((source, 0)).1 += 1;
+        }
+        Ok(Some(ids))
+    }
+    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+        self.0.lock().unicasts.push((source, Bytes::copy_from_slice(payload)));
+        Ok(())
+    }
+}
+
+/// The tracker app on one node.
+pub struct TrackerApp {
+    /// Deliveries.
+    pub tracker: Tracker,
+    /// Its channel.
+    pub channel: ChannelHandle<Ids>,
+}
+
+/// A setup that registers the tracker on channel `track` and dials `peers`.
+pub fn tracker_setup(peers: Vec<String>) -> impl FnMut(&mut Node, Instant) -> Box<dyn Any> {
+    move |node, now| {
+        let tracker = Tracker::default();
+        let channel = node.register_channel("track", TrackerGossiper(tracker.clone())).expect("fresh node");
+        node.initiate_connections(&peers, false, now);
+        Box::new(TrackerApp { tracker, channel })
+    }
+}

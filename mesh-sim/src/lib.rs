@@ -1,0 +1,755 @@
+//! # mesh-sim
+//!
+//! A deterministic simulator for the mesh: many [`Node`]s in one thread, a virtual clock
+//! that jumps to the next event, and a virtual network of reliable ordered byte streams
+//! between virtual addresses, with per-link latency and faults (links cut with a reset
+//! or stalled silently, crashed and restarted nodes, peers that stop reading).
+//!
+//! It plays the driver exactly as a real one does: dials, accepts, delivers bytes,
+//! reports writes and closes, and wakes each node at its `poll_timeout`. Everything
+//! random comes from the simulation seed, so a run is reproduced exactly by its seed, and
+//! [`Sim::digest`] fingerprints everything that happened.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mesh_proto::{Config, ConnId, Event, Instant, Node, Output, PeerName};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+pub mod apps;
+
+/// Index of a simulated node (stable across restarts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub usize);
+
+/// How a link is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Connections are reset at once and new ones are refused.
+    Reset,
+    /// Bytes stop moving without any error; new dials hang until they time out.
+    Stall,
+}
+
+/// Kernel socket buffer per direction: writes are confirmed while it has room.
+pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// How long a dial into a stalled link hangs before it fails.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets up a node after it starts (and after every restart): registers channels,
+/// initiates connections. Returns the application state the tests will reach through
+/// [`Sim::app`].
+pub type Setup = Box<dyn FnMut(&mut Node, Instant) -> Box<dyn Any>>;
+
+struct SimNode {
+    config: Config,
+    addr: String,
+    node: Option<Node>,
+    app: Option<Box<dyn Any>>,
+    setup: Option<Setup>,
+    incarnation: u64,
+    reading: bool,
+    log: Vec<(Instant, Event)>,
+}
+
+/// One direction of a pipe.
+#[derive(Default)]
+struct Flow {
+    /// Bytes delivered to a node that is not reading, awaiting consumption.
+    unread: VecDeque<Bytes>,
+    unread_bytes: usize,
+    /// Bytes whose write has not been confirmed to the sender.
+    unconfirmed: usize,
+    /// Deliveries held by a stall, in order.
+    held: VecDeque<Bytes>,
+    /// Time of the last scheduled delivery (deliveries stay ordered).
+    last_arrival: Instant,
+}
+
+struct End {
+    node: NodeId,
+    incarnation: u64,
+    conn: Option<ConnId>,
+}
+
+struct Pipe {
+    ends: [End; 2],   // 0: dialer, 1: listener
+    flows: [Flow; 2], // flows[i]: bytes travelling towards ends[i]
+    open: bool,
+}
+
+enum Ev {
+    Accept { pipe: usize, from: String },
+    Dialed { pipe: usize },
+    DialFailed { node: NodeId, incarnation: u64, conn: ConnId, why: &'static str },
+    Deliver { pipe: usize, to: usize, data: Bytes },
+    Closed { pipe: usize, to: usize, why: &'static str },
+}
+
+/// The simulator.
+pub struct Sim {
+    now: Instant,
+    rng: ChaCha20Rng,
+    nodes: Vec<SimNode>,
+    by_addr: BTreeMap<String, NodeId>,
+    pipes: Vec<Pipe>,
+    conn_pipe: BTreeMap<(NodeId, u64, ConnId), (usize, usize)>,
+    queue: BTreeMap<(Instant, u64), Ev>,
+    seq: u64,
+    wakes: BTreeSet<(Instant, usize)>,
+    wake_of: Vec<Option<Instant>>,
+    latency: Duration,
+    link_latency: BTreeMap<(NodeId, NodeId), Duration>,
+    cuts: BTreeMap<(NodeId, NodeId), Cut>,
+    next_port: u32,
+    digest: u64,
+    /// Bytes handed over by each node (by index), for reports.
+    pub bytes_sent: Vec<u64>,
+}
+
+fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Sim {
+    /// An empty simulation whose randomness all derives from `seed`.
+    pub fn new(seed: u64) -> Sim {
+        Sim {
+            now: Instant::ZERO,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            nodes: Vec::new(),
+            by_addr: BTreeMap::new(),
+            pipes: Vec::new(),
+            conn_pipe: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            wakes: BTreeSet::new(),
+            wake_of: Vec::new(),
+            latency: Duration::from_millis(1),
+            link_latency: BTreeMap::new(),
+            cuts: BTreeMap::new(),
+            next_port: 40000,
+            digest: 0xcbf2_9ce4_8422_2325,
+            bytes_sent: Vec::new(),
+        }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The default one-way latency of every link.
+    pub fn set_default_latency(&mut self, d: Duration) {
+        self.latency = d;
+    }
+
+    /// The one-way latency between `a` and `b`.
+    pub fn set_latency(&mut self, a: NodeId, b: NodeId, d: Duration) {
+        self.link_latency.insert(pair(a, b), d);
+    }
+
+    fn latency(&self, a: NodeId, b: NodeId) -> Duration {
+        self.link_latency.get(&pair(a, b)).copied().unwrap_or(self.latency)
+    }
+
+    /// The virtual address of the `i`-th node.
+    pub fn address_of(i: usize) -> String {
+        format!("10.{}.{}.{}:6783", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff) + 1)
+    }
+
+    /// Adds a node with `config` (its port is forced to the simulated one) and a setup
+    /// run at every start.
+    pub fn add_node(
+        &mut self,
+        mut config: Config,
+        setup: impl FnMut(&mut Node, Instant) -> Box<dyn Any> + 'static,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        let addr = Self::address_of(id.0);
+        config.port = 6783;
+        self.by_addr.insert(addr.clone(), id);
+        self.nodes.push(SimNode {
+            config,
+            addr,
+            node: None,
+            app: None,
+            setup: Some(Box::new(setup)),
+            incarnation: 0,
+            reading: true,
+            log: Vec::new(),
+        });
+        self.wake_of.push(None);
+        self.bytes_sent.push(0);
+        self.start(id);
+        id
+    }
+
+    /// Adds a node with no application channel.
+    pub fn add_plain_node(&mut self, config: Config) -> NodeId {
+        self.add_node(config, |_, _| Box::new(()))
+    }
+
+    fn start(&mut self, id: NodeId) {
+        let seed = {
+            let mut s = [0u8; 32];
+            self.rng.fill_bytes(&mut s);
+            s
+        };
+        let n = &mut self.nodes[id.0];
+        n.incarnation += 1;
+        n.reading = true;
+        let mut node = Node::new(n.config.clone(), seed, self.now).expect("valid simulated config");
+        let mut setup = n.setup.take();
+        let app = setup.as_mut().map(|f| f(&mut node, self.now));
+        let n = &mut self.nodes[id.0];
+        n.setup = setup;
+        n.app = app;
+        n.node = Some(node);
+        self.pump(id);
+    }
+
+    /// Number of nodes (live or crashed).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// All node ids.
+    pub fn ids(&self) -> Vec<NodeId> {
+        (0..self.nodes.len()).map(NodeId).collect()
+    }
+
+    /// The live node ids.
+    pub fn live_ids(&self) -> Vec<NodeId> {
+        self.ids().into_iter().filter(|i| self.nodes[i.0].node.is_some()).collect()
+    }
+
+    /// The node, if it is running.
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes[id.0].node.as_ref()
+    }
+
+    /// The node's address.
+    pub fn addr(&self, id: NodeId) -> String {
+        self.nodes[id.0].addr.clone()
+    }
+
+    /// The node's name.
+    pub fn name(&self, id: NodeId) -> PeerName {
+        self.nodes[id.0].config.name
+    }
+
+    /// The application state the node's setup returned.
+    pub fn app<T: 'static>(&self, id: NodeId) -> Option<&T> {
+        self.nodes[id.0].app.as_ref().and_then(|a| a.downcast_ref())
+    }
+
+    /// Events the node emitted, with their times (all incarnations).
+    pub fn events(&self, id: NodeId) -> &[(Instant, Event)] {
+        &self.nodes[id.0].log
+    }
+
+    /// Runs `f` on a live node at the current time, then performs its outputs.
+    pub fn act<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Node, &dyn Any, Instant) -> R) -> Option<R> {
+        let now = self.now;
+        let n = &mut self.nodes[id.0];
+        let node = n.node.as_mut()?;
+        let unit: Box<dyn Any> = Box::new(());
+        let app: &dyn Any = n.app.as_deref().unwrap_or(&*unit);
+        let r = f(node, app, now);
+        self.pump(id);
+        Some(r)
+    }
+
+    /// Tells `a` to connect to `b` (adds `b` as a direct peer of `a`).
+    pub fn connect(&mut self, a: NodeId, b: NodeId) {
+        let addr = self.addr(b);
+        self.act(a, |n, _, now| n.initiate_connections(&[addr], false, now));
+    }
+
+    // ------------------------------------------------------------------ faults
+
+    /// Cuts the link between `a` and `b`.
+    pub fn cut(&mut self, a: NodeId, b: NodeId, how: Cut) {
+        self.cuts.insert(pair(a, b), how);
+        if how == Cut::Reset {
+            for p in 0..self.pipes.len() {
+                if self.pipe_between(p, a, b) && self.pipes[p].open {
+                    self.reset_pipe(p, "connection reset");
+                }
+            }
+        }
+    }
+
+    /// Heals the link between `a` and `b`; stalled bytes move again.
+    pub fn heal(&mut self, a: NodeId, b: NodeId) {
+        if self.cuts.remove(&pair(a, b)) == Some(Cut::Stall) {
+            for p in 0..self.pipes.len() {
+                if !self.pipe_between(p, a, b) || !self.pipes[p].open {
+                    continue;
+                }
+                for to in 0..2 {
+                    let held: Vec<Bytes> = self.pipes[p].flows[to].held.drain(..).collect();
+                    for data in held {
+                        self.send_on(p, to, data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cuts every link between the two groups.
+    pub fn partition(&mut self, left: &[NodeId], right: &[NodeId], how: Cut) {
+        for &a in left {
+            for &b in right {
+                self.cut(a, b, how);
+            }
+        }
+    }
+
+    /// Heals every cut link.
+    pub fn heal_all(&mut self) {
+        let cut: Vec<(NodeId, NodeId)> = self.cuts.keys().copied().collect();
+        for (a, b) in cut {
+            self.heal(a, b);
+        }
+    }
+
+    fn pipe_between(&self, p: usize, a: NodeId, b: NodeId) -> bool {
+        let e = &self.pipes[p].ends;
+        pair(e[0].node, e[1].node) == pair(a, b)
+    }
+
+    /// Crashes a node: its connections are reset.
+    pub fn crash(&mut self, id: NodeId) {
+        if self.nodes[id.0].node.take().is_none() {
+            return;
+        }
+        self.nodes[id.0].app = None;
+        self.set_wake(id, None);
+        for p in 0..self.pipes.len() {
+            let ends = &self.pipes[p].ends;
+            if self.pipes[p].open && (ends[0].node == id || ends[1].node == id) {
+                self.reset_pipe(p, "connection reset by crashed peer");
+            }
+        }
+    }
+
+    /// Restarts a crashed (or running) node: same name and address, new UID.
+    pub fn restart(&mut self, id: NodeId) {
+        self.crash(id);
+        self.start(id);
+    }
+
+    /// Makes a node stop (or resume) reading from its sockets.
+    pub fn set_reading(&mut self, id: NodeId, reading: bool) {
+        self.nodes[id.0].reading = reading;
+        if reading {
+            for p in 0..self.pipes.len() {
+                for to in 0..2 {
+                    if self.pipes[p].ends[to].node == id && self.pipes[p].open {
+                        let unread: Vec<Bytes> = self.pipes[p].flows[to].unread.drain(..).collect();
+                        self.pipes[p].flows[to].unread_bytes = 0;
+                        for data in unread {
+                            self.consume(p, to, data);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn reset_pipe(&mut self, p: usize, why: &'static str) {
+        self.pipes[p].open = false;
+        for to in 0..2 {
+            let lat = self.latency(self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
+            let at = if self.nodes[self.pipes[p].ends[to].node.0].node.is_some() {
+                self.now + lat
+            } else {
+                self.now
+            };
+            self.schedule(at, Ev::Closed { pipe: p, to, why });
+        }
+    }
+
+    // ------------------------------------------------------------------ running
+
+    fn schedule(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn set_wake(&mut self, id: NodeId, at: Option<Instant>) {
+        if let Some(old) = self.wake_of[id.0].take() {
+            self.wakes.remove(&(old, id.0));
+        }
+        if let Some(t) = at {
+            self.wakes.insert((t, id.0));
+            self.wake_of[id.0] = Some(t);
+        }
+    }
+
+    fn mix(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.digest = (self.digest ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    /// A fingerprint of everything every node sent and reported so far.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Performs the node's outputs and re-arms its wake-up.
+    fn pump(&mut self, id: NodeId) {
+        loop {
+            let Some(node) = self.nodes[id.0].node.as_mut() else { break };
+            let Some(out) = node.poll_output() else { break };
+            let inc = self.nodes[id.0].incarnation;
+            let t = self.now.as_nanos().to_le_bytes();
+            self.mix(&t);
+            self.mix(&(id.0 as u64).to_le_bytes());
+            match out {
+                Output::Transmit { conn, data } => {
+                    self.mix(&conn.0.to_le_bytes());
+                    self.mix(&data);
+                    self.bytes_sent[id.0] += data.len() as u64;
+                    if let Some(&(p, from)) = self.conn_pipe.get(&(id, inc, conn)) {
+                        let to = 1 - from;
+                        self.send_on(p, to, data);
+                    }
+                }
+                Output::Dial { conn, addr } => {
+                    self.mix(addr.as_bytes());
+                    self.dial(id, inc, conn, &addr);
+                }
+                Output::Close { conn } => {
+                    self.mix(b"close");
+                    self.mix(&conn.0.to_le_bytes());
+                    if let Some((p, from)) = self.conn_pipe.remove(&(id, inc, conn)) {
+                        self.pipes[p].ends[from].conn = None;
+                        if self.pipes[p].open {
+                            self.pipes[p].open = false;
+                            let lat = self.latency(self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
+                            self.schedule(
+                                self.now + lat,
+                                Ev::Closed { pipe: p, to: 1 - from, why: "connection reset by peer" },
+                            );
+                        }
+                    }
+                }
+                Output::Event(ev) => {
+                    self.mix(format!("{ev:?}").as_bytes());
+                    self.nodes[id.0].log.push((self.now, ev));
+                }
+            }
+        }
+        let wake = self.nodes[id.0].node.as_ref().and_then(Node::poll_timeout);
+        self.set_wake(id, wake);
+    }
+
+    fn dial(&mut self, from: NodeId, inc: u64, conn: ConnId, addr: &str) {
+        let target = self.by_addr.get(addr).copied();
+        let Some(to) = target.filter(|t| self.nodes[t.0].node.is_some()) else {
+            let lat = self.latency;
+            self.schedule(
+                self.now + lat * 2,
+                Ev::DialFailed { node: from, incarnation: inc, conn, why: "connection refused" },
+            );
+            return;
+        };
+        let lat = self.latency(from, to);
+        match self.cuts.get(&pair(from, to)) {
+            Some(Cut::Reset) => {
+                self.schedule(
+                    self.now + lat * 2,
+                    Ev::DialFailed { node: from, incarnation: inc, conn, why: "connection refused" },
+                );
+                return;
+            }
+            Some(Cut::Stall) => {
+                self.schedule(
+                    self.now + DIAL_TIMEOUT,
+                    Ev::DialFailed { node: from, incarnation: inc, conn, why: "dial timed out" },
+                );
+                return;
+            }
+            None => {}
+        }
+        let p = self.pipes.len();
+        let to_inc = self.nodes[to.0].incarnation;
+        self.pipes.push(Pipe {
+            ends: [
+                End { node: from, incarnation: inc, conn: Some(conn) },
+                End { node: to, incarnation: to_inc, conn: None },
+            ],
+            flows: [Flow::default(), Flow::default()],
+            open: true,
+        });
+        self.conn_pipe.insert((from, inc, conn), (p, 0));
+        let port = self.next_port;
+        self.next_port += 1;
+        let ip = self.addr(from);
+        let ip = ip.rsplit_once(':').map_or(ip.as_str(), |(h, _)| h).to_owned();
+        self.schedule(self.now + lat, Ev::Accept { pipe: p, from: format!("{ip}:{port}") });
+        self.schedule(self.now + lat * 2, Ev::Dialed { pipe: p });
+    }
+
+    /// Sends `data` through pipe `p` towards end `to`.
+    fn send_on(&mut self, p: usize, to: usize, data: Bytes) {
+        let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
+        if self.cuts.get(&pair(a, b)) == Some(&Cut::Stall) {
+            self.pipes[p].flows[to].unconfirmed += data.len();
+            self.pipes[p].flows[to].held.push_back(data);
+            return;
+        }
+        let lat = self.latency(a, b);
+        let flow = &mut self.pipes[p].flows[to];
+        flow.unconfirmed += data.len();
+        let at = (self.now + lat).max(flow.last_arrival);
+        flow.last_arrival = at;
+        self.schedule(at, Ev::Deliver { pipe: p, to, data });
+    }
+
+    /// Hands delivered bytes to the receiving node, or to its socket buffer if it is
+    /// not reading; confirms the sender's write while the buffer has room.
+    fn deliver(&mut self, p: usize, to: usize, data: Bytes) {
+        if !self.pipes[p].open {
+            return;
+        }
+        let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
+        if self.cuts.get(&pair(a, b)) == Some(&Cut::Stall) {
+            self.pipes[p].flows[to].held.push_back(data);
+            return;
+        }
+        let node = self.pipes[p].ends[to].node;
+        if self.nodes[node.0].reading {
+            self.consume(p, to, data);
+        } else {
+            let flow = &mut self.pipes[p].flows[to];
+            flow.unread_bytes += data.len();
+            flow.unread.push_back(data);
+            if flow.unread_bytes <= SOCKET_BUFFER {
+                let n = flow.unread.back().map_or(0, Bytes::len);
+                self.confirm(p, to, n);
+            }
+        }
+    }
+
+    fn consume(&mut self, p: usize, to: usize, data: Bytes) {
+        let n = data.len();
+        let end = &self.pipes[p].ends[to];
+        let (node, inc) = (end.node, end.incarnation);
+        if let Some(conn) = end.conn {
+            if self.nodes[node.0].incarnation == inc {
+                let now = self.now;
+                if let Some(nd) = self.nodes[node.0].node.as_mut() {
+                    nd.handle_data(conn, &data, now);
+                }
+                self.pump(node);
+            }
+        }
+        self.confirm(p, to, n);
+    }
+
+    /// Confirms to the sender (the end opposite `to`) that `n` more bytes were written.
+    fn confirm(&mut self, p: usize, to: usize, n: usize) {
+        let flow = &mut self.pipes[p].flows[to];
+        let n = n.min(flow.unconfirmed);
+        flow.unconfirmed -= n;
+        let from = &self.pipes[p].ends[1 - to];
+        let (node, inc) = (from.node, from.incarnation);
+        if let Some(conn) = from.conn {
+            if self.nodes[node.0].incarnation == inc && n > 0 {
+                let now = self.now;
+                if let Some(nd) = self.nodes[node.0].node.as_mut() {
+                    nd.handle_written(conn, n, now);
+                }
+                self.pump(node);
+            }
+        }
+    }
+
+    fn process(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Accept { pipe, from } => {
+                if !self.pipes[pipe].open {
+                    return;
+                }
+                let id = self.pipes[pipe].ends[1].node;
+                let Some(addr) = from.parse().ok() else { return };
+                if self.nodes[id.0].incarnation != self.pipes[pipe].ends[1].incarnation {
+                    return;
+                }
+                let Some(node) = self.nodes[id.0].node.as_mut() else { return };
+                let conn = node.handle_accepted(addr, now);
+                let inc = self.nodes[id.0].incarnation;
+                self.pipes[pipe].ends[1].conn = Some(conn);
+                self.conn_pipe.insert((id, inc, conn), (pipe, 1));
+                self.pump(id);
+            }
+            Ev::Dialed { pipe } => {
+                let end = &self.pipes[pipe].ends[0];
+                let (id, inc, conn) = (end.node, end.incarnation, end.conn);
+                if !self.pipes[pipe].open || self.nodes[id.0].incarnation != inc {
+                    return;
+                }
+                if let (Some(conn), Some(node)) = (conn, self.nodes[id.0].node.as_mut()) {
+                    node.handle_dialed(conn, now);
+                    self.pump(id);
+                }
+            }
+            Ev::DialFailed { node: id, incarnation, conn, why } => {
+                if self.nodes[id.0].incarnation != incarnation {
+                    return;
+                }
+                if let Some(node) = self.nodes[id.0].node.as_mut() {
+                    node.handle_dial_failed(conn, why, now);
+                    self.pump(id);
+                }
+            }
+            Ev::Deliver { pipe, to, data } => self.deliver(pipe, to, data),
+            Ev::Closed { pipe, to, why } => {
+                let end = &self.pipes[pipe].ends[to];
+                let (id, inc) = (end.node, end.incarnation);
+                let Some(conn) = end.conn else { return };
+                self.pipes[pipe].ends[to].conn = None;
+                self.conn_pipe.remove(&(id, inc, conn));
+                if self.nodes[id.0].incarnation != inc {
+                    return;
+                }
+                if let Some(node) = self.nodes[id.0].node.as_mut() {
+                    node.handle_closed(conn, why, now);
+                    self.pump(id);
+                }
+            }
+        }
+    }
+
+    /// Processes the next event or wake-up at or before `limit`; false if none.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        let next_ev = self.queue.first_key_value().map(|((t, _), _)| *t);
+        let next_wake = self.wakes.first().map(|(t, _)| *t);
+        let t = match (next_ev, next_wake) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => return false,
+        };
+        if t > limit {
+            return false;
+        }
+        self.now = self.now.max(t);
+        if next_ev == Some(t) {
+            if let Some((_, ev)) = self.queue.pop_first() {
+                self.process(ev);
+            }
+        } else if let Some((_, i)) = self.wakes.pop_first() {
+            self.wake_of[i] = None;
+            let now = self.now;
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                node.handle_timeout(now);
+            }
+            self.pump(NodeId(i));
+            // A node that asks to be woken in the past would spin: push it forward.
+            if let Some(w) = self.wake_of[i] {
+                if w <= now {
+                    self.set_wake(NodeId(i), Some(now + Duration::from_millis(1)));
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs until virtual time `t`.
+    pub fn run_until(&mut self, t: Instant) {
+        while self.step(t) {}
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// Runs until `done` holds (checked every `every`) or `max` has passed. Returns the
+    /// time it took, or `None` on time-out.
+    pub fn run_until_true(
+        &mut self,
+        max: Duration,
+        every: Duration,
+        mut done: impl FnMut(&mut Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        let end = start + max;
+        loop {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            if self.now >= end {
+                return None;
+            }
+            let next = (self.now + every).min(end);
+            self.run_until(next);
+        }
+    }
+
+    // ------------------------------------------------------------------ checks
+
+    /// Whether every live node in `ids` holds the same topology: the same records
+    /// (name, UID, version) and connection lists, naming exactly the live nodes of `ids`.
+    pub fn topology_converged(&self, ids: &[NodeId]) -> bool {
+        let live: Vec<NodeId> = ids.iter().copied().filter(|i| self.nodes[i.0].node.is_some()).collect();
+        let expect: BTreeSet<PeerName> = live.iter().map(|i| self.name(*i)).collect();
+        let mut reference = None;
+        for i in &live {
+            let Some(node) = self.node(*i) else { return false };
+            let view: Vec<_> = node
+                .peers()
+                .iter()
+                .map(|p| (p.name, p.uid, p.version, p.connections.keys().copied().collect::<Vec<_>>()))
+                .collect();
+            let names: BTreeSet<PeerName> = view.iter().map(|v| v.0).collect();
+            if names != expect {
+                return false;
+            }
+            match &reference {
+                None => reference = Some(view),
+                Some(r) if *r != view => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// Whether every live node in `ids` has a unicast route to every other one.
+    pub fn routes_complete(&mut self, ids: &[NodeId]) -> bool {
+        let live: Vec<NodeId> = ids.iter().copied().filter(|i| self.nodes[i.0].node.is_some()).collect();
+        let names: Vec<PeerName> = live.iter().map(|i| self.name(*i)).collect();
+        for i in &live {
+            let Some(node) = self.nodes[i.0].node.as_mut() else { return false };
+            let routes = node.routes();
+            if !names.iter().all(|n| routes.unicast.contains_key(n)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Number of registered connections `a` holds to `b`'s name (0 or 1).
+    pub fn connected(&self, a: NodeId, b: NodeId) -> bool {
+        self.node(a).is_some_and(|n| n.connected_peers().contains(&self.name(b)))
+    }
+}

@@ -1,0 +1,101 @@
+//! Two and three peers: agreement, routing through a middle peer, exactly-once broadcast.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mesh_proto::{Config, PeerName};
+use mesh_sim::apps::{Ids, TrackerApp, tracker_setup};
+use mesh_sim::{NodeId, Sim};
+
+fn config(i: u64, password: Option<&str>) -> Config {
+    let mut c = Config::new(PeerName::from_u64(i).unwrap(), format!("peer{i}"));
+    c.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    c
+}
+
+fn two_peers(password: Option<&str>) {
+    let mut sim = Sim::new(1);
+    let a = sim.add_plain_node(config(1, password));
+    let b = sim.add_plain_node(config(2, password));
+    sim.connect(a, b);
+    let took = sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| {
+        s.topology_converged(&[a, b]) && s.connected(a, b) && s.connected(b, a)
+    });
+    assert!(took.is_some(), "two peers did not converge");
+    let mut sim2 = sim;
+    assert!(sim2.routes_complete(&[a, b]));
+    let st = sim2.act(a, |n, _, _| n.status()).unwrap();
+    assert_eq!(st.encryption, password.is_some());
+    assert_eq!(st.peers.len(), 2);
+    assert!(st.connections.iter().any(|c| c.info.contains("00:00:00:00:00:02(peer2)")));
+    // Both records show one established connection each way.
+    for p in &st.peers {
+        assert_eq!(p.connections.len(), 1);
+        assert!(p.connections[0].established);
+    }
+}
+
+#[test]
+fn two_peers_plaintext() {
+    two_peers(None);
+}
+
+#[test]
+fn two_peers_with_password() {
+    two_peers(Some("s3cret"));
+}
+
+#[test]
+fn two_peers_with_empty_password() {
+    two_peers(Some(""));
+}
+
+fn line() -> (Sim, NodeId, NodeId, NodeId) {
+    let mut sim = Sim::new(7);
+    let mut c = config(1, None);
+    c.peer_discovery = false;
+    let a = sim.add_node(c, tracker_setup(vec![Sim::address_of(1)]));
+    let mut c = config(2, None);
+    c.peer_discovery = false;
+    let b = sim.add_node(c, tracker_setup(vec![Sim::address_of(2)]));
+    let mut c = config(3, None);
+    c.peer_discovery = false;
+    let cc = sim.add_node(c, tracker_setup(vec![]));
+    let ok = sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| {
+        s.topology_converged(&[a, b, cc])
+    });
+    assert!(ok.is_some(), "line did not converge");
+    assert!(!sim.connected(a, cc), "A and C must not be directly connected");
+    (sim, a, b, cc)
+}
+
+#[test]
+fn line_unicast_reaches_the_far_end_through_the_middle() {
+    let (mut sim, a, b, c) = line();
+    let c_name = sim.name(c);
+    let r = sim.act(a, |n, app, now| {
+        let app = app.downcast_ref::<TrackerApp>().unwrap();
+        n.unicast(&app.channel, c_name, b"hello C", now)
+    });
+    assert_eq!(r, Some(Ok(())));
+    sim.run_for(Duration::from_millis(50));
+    let got = sim.app::<TrackerApp>(c).unwrap().tracker.lock().unicasts.clone();
+    assert_eq!(got, vec![(sim.name(a), Bytes::from_static(b"hello C"))]);
+    assert!(sim.app::<TrackerApp>(b).unwrap().tracker.lock().unicasts.is_empty());
+    assert_eq!(sim.node(b).unwrap().stats().unicasts_relayed, 1);
+}
+
+#[test]
+fn line_broadcast_reaches_each_peer_exactly_once() {
+    let (mut sim, a, b, c) = line();
+    sim.act(a, |n, app, now| {
+        let app = app.downcast_ref::<TrackerApp>().unwrap();
+        n.broadcast(&app.channel, Ids([42].into()), now);
+    });
+    sim.run_for(Duration::from_secs(5));
+    for id in [b, c] {
+        let d = sim.app::<TrackerApp>(id).unwrap().tracker.lock().broadcasts.clone();
+        assert_eq!(d.get(&42), Some(&(sim.name(a), 1)), "node {id:?}");
+    }
+    assert!(sim.app::<TrackerApp>(a).unwrap().tracker.lock().broadcasts.is_empty());
+}
