@@ -122,6 +122,8 @@ pub struct Target {
     pub interval: Duration,
     /// When the current attempt had been scheduled.
     last_scheduled: Instant,
+    /// The peer that answered at this address last time.
+    pub peer: Option<PeerName>,
 }
 
 /// Why a connection ended, as far as retrying is concerned.
@@ -246,6 +248,11 @@ impl Connector {
             if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
                 continue; // it evidently connects to us; we cannot tell its port
             }
+            // Ours: the peer that answered here is connected already (perhaps inbound).
+            // Go keeps re-dialling it, and every duplicate churns (weaveworks/weave#478).
+            if self.targets.get(&key).and_then(|t| t.peer).is_some_and(|p| connected_names.contains(&p)) {
+                continue;
+            }
             if !connected_addrs.contains(key.as_str()) {
                 valid.insert(key, true);
             }
@@ -282,6 +289,7 @@ impl Connector {
                 try_after: Some(now),
                 interval: RETRY_INITIAL,
                 last_scheduled: now,
+                peer: None,
             });
         }
 
@@ -328,6 +336,13 @@ impl Connector {
             t.state = TargetState::Waiting;
             t.last_error = Some(error);
             back_off(t, now, random);
+        }
+    }
+
+    /// A handshake on a connection we dialled to `addr` told us who answers there.
+    pub fn answered_by(&mut self, addr: &str, peer: PeerName) {
+        if let Some(t) = self.targets.get_mut(addr) {
+            t.peer = Some(peer);
         }
     }
 
@@ -499,5 +514,22 @@ mod tests {
         ];
         let (d, _) = c.check(t0, &live, &peers());
         assert_eq!(d, [DialRequest { addr: "10.0.0.3:6783".into(), accept_new_peer: true }]);
+    }
+
+    #[test]
+    fn direct_peer_connected_inbound_is_not_redialled() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::ZERO;
+        c.initiate(&["10.0.0.2:6783".into()], false, t0);
+        assert_eq!(c.check(t0, &[], &peers()).0.len(), 1);
+        let two = PeerName::from_u64(2).unwrap();
+        c.answered_by("10.0.0.2:6783", two);
+        c.terminated("10.0.0.2:6783", Termination::Retry, "duplicate".into(), t0, |_| 0);
+        // Connected to the same peer inbound: Go would keep re-dialling.
+        let live = [LiveConnection { name: two, addr: "10.0.0.2:41000".into(), outbound: false }];
+        let (d, next) = c.check(t0 + Duration::from_secs(3600), &live, &peers());
+        assert!(d.is_empty() && next.is_none());
+        // Once that connection is gone, the target is dialled again.
+        assert_eq!(c.check(t0 + Duration::from_secs(3600), &[], &peers()).0.len(), 1);
     }
 }

@@ -21,7 +21,8 @@ use rand_core::{Rng, SeedableRng};
 
 use crate::config::{
     ACCEPT_BURST, ACCEPT_TOKEN_INTERVAL, Config, GC_DELAY, HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN,
-    MAX_QUEUED_BYTES, RECEIVE_TIMEOUT, SHORT_ID_SPACE, TOPOLOGY_CHUNK, TOPOLOGY_UPDATE_DELAY, WRITE_WINDOW,
+    MAX_QUEUED_BYTES, RECEIVE_TIMEOUT, ROUTES_RECALC_DELAY, SHORT_ID_SPACE, TOPOLOGY_CHUNK,
+    TOPOLOGY_UPDATE_DELAY, WRITE_WINDOW,
 };
 use crate::connection::{ConnId, Connection, Phase, Running};
 use crate::connector::{AddressError, Connector, LiveConnection, Termination};
@@ -132,6 +133,12 @@ pub struct Stats {
     pub gc_removed: u64,
 }
 
+/// Data waiting for routes to be recalculated before it is queued.
+enum Relay {
+    Topology { slot: Slot, exclude: PeerName, names: BTreeSet<PeerName> },
+    Channel { channel: Bytes, slot: Slot, exclude: PeerName, data: Erased },
+}
+
 /// The protocol state machine of one peer.
 pub struct Node {
     config: Config,
@@ -140,6 +147,9 @@ pub struct Node {
     peers: Peers,
     routes: Routes,
     routes_dirty: bool,
+    /// When the coalesced route recalculation runs; relays that need routes wait for it.
+    routes_at: Option<Instant>,
+    pending_relays: Vec<Relay>,
     conns: BTreeMap<ConnId, Connection>,
     by_name: BTreeMap<PeerName, ConnId>,
     channels: BTreeMap<Bytes, Box<dyn Channel>>,
@@ -195,6 +205,8 @@ impl Node {
             peers,
             routes: Routes::default(),
             routes_dirty: true,
+            routes_at: None,
+            pending_relays: Vec::new(),
             conns: BTreeMap::new(),
             by_name: BTreeMap::new(),
             channels: BTreeMap::new(),
@@ -348,9 +360,16 @@ impl Node {
         for id in ids {
             self.conn_timers(id, now);
         }
+        if self.routes_at.is_some_and(|t| t <= now) {
+            self.routes_at = None;
+            self.ensure_routes();
+            for r in std::mem::take(&mut self.pending_relays) {
+                self.relay(r, now);
+            }
+        }
         if self.update_at.is_some_and(|t| t <= now) {
             self.update_at = None;
-            self.send_topology_update();
+            self.send_topology_update(now);
         }
         if self.gc_at.is_some_and(|t| t <= now) {
             self.gc_at = None;
@@ -377,7 +396,7 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = [self.update_at, self.gc_at, self.connector_at]
+        let mut t = [self.update_at, self.gc_at, self.connector_at, self.routes_at]
             .into_iter()
             .flatten()
             .min()
@@ -447,8 +466,9 @@ impl Node {
     /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the
     /// spanning tree rooted at us.
     pub fn broadcast<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
+        // A broadcast we originate goes to every neighbour.
         let us = self.config.name;
-        let conns = self.broadcast_conns(us);
+        let conns: Vec<ConnId> = self.by_name.values().copied().collect();
         self.queue_channel(&ch.name, &conns, Slot::Broadcast(us), &(Box::new(data) as Erased));
         self.after_input(now);
     }
@@ -457,8 +477,13 @@ impl Node {
     /// `GossipNeighbourSubset`).
     pub fn gossip<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
         let us = self.config.name;
-        let conns = self.subset_conns(us);
-        self.queue_channel(&ch.name, &conns, Slot::Gossip, &(Box::new(data) as Erased));
+        let relay = Relay::Channel {
+            channel: ch.name.clone(),
+            slot: Slot::Gossip,
+            exclude: us,
+            data: Box::new(data),
+        };
+        self.relay(relay, now);
         self.after_input(now);
     }
 
@@ -738,6 +763,9 @@ impl Node {
         }));
         self.stats.handshakes += 1;
 
+        if outbound {
+            self.connector.answered_by(&addr, name);
+        }
         // Bind to a record (§2.5).
         let was_known = self.peers.contains(&name);
         let Some((table_uid, change)) = self.peers.bind(candidate, accept_new) else {
@@ -781,7 +809,7 @@ impl Node {
         if self.config.conn_limit > 0 && self.by_name.len() >= self.config.conn_limit {
             return self.close(id, CloseReason::ConnectionLimit(self.config.conn_limit), false, now);
         }
-        self.ensure_routes();
+        // As in Go, the routes may be up to 100 ms stale here.
         let reachable = self.routes.reachable_established(name);
         self.by_name.insert(name, id);
         let rc = RemoteConnection { addr: Bytes::from(addr.clone()), outbound, established: false };
@@ -790,7 +818,7 @@ impl Node {
         if restarted || !reachable {
             self.queue_complete_state(id);
         }
-        self.routes_dirty = true;
+        self.routes_changed(now);
         self.schedule_update([name], now);
         if outbound {
             self.connector.connected(&addr);
@@ -835,7 +863,7 @@ impl Node {
                 // GC before the update, so we never announce peers that just became
                 // unreachable.
                 self.garbage_collect(now);
-                self.routes_dirty = true;
+                self.routes_changed(now);
                 self.schedule_update([], now);
             }
         }
@@ -941,8 +969,8 @@ impl Node {
                     Err(e) => self.close(id, fail(e), false, now),
                     Ok(None) => {}
                     Ok(Some(data)) => {
-                        let conns = self.broadcast_conns(g.source);
-                        self.queue_channel(&channel, &conns, Slot::Broadcast(g.source), &data);
+                        let slot = Slot::Broadcast(g.source);
+                        self.relay(Relay::Channel { channel, slot, exclude: g.source, data }, now);
                     }
                 }
             }
@@ -950,8 +978,9 @@ impl Node {
                 Err(e) => self.close(id, fail(e), false, now),
                 Ok(None) => {}
                 Ok(Some(delta)) => {
-                    let conns = self.subset_conns(g.source);
-                    self.queue_channel(&channel, &conns, Slot::Gossip, &delta);
+                    let relay =
+                        Relay::Channel { channel, slot: Slot::Gossip, exclude: g.source, data: delta };
+                    self.relay(relay, now);
                 }
             },
         }
@@ -979,19 +1008,22 @@ impl Node {
             self.gc_at = Some(now + GC_DELAY);
         }
         if !applied.improved.is_empty() {
-            self.routes_dirty = true;
-            self.connector_dirty = true;
+            self.routes_changed(now);
+            // Re-check targets with the routes, at most every 100 ms.
+            let soon = now + ROUTES_RECALC_DELAY;
+            self.connector_at = Some(self.connector_at.map_or(soon, |t| t.min(soon)));
         }
         match g.kind {
             GossipKind::Gossip if !applied.improved.is_empty() => {
-                let conns = self.subset_conns(g.source);
-                self.queue_topology(&conns, Slot::Gossip, &applied.improved);
+                let relay =
+                    Relay::Topology { slot: Slot::Gossip, exclude: g.source, names: applied.improved };
+                self.relay(relay, now);
             }
             // Older peers broadcast updates (tag 6): relay every received name down
             // the source's tree.
             GossipKind::Broadcast if !applied.received.is_empty() && g.source != self.config.name => {
-                let conns = self.broadcast_conns(g.source);
-                self.queue_topology(&conns, Slot::Broadcast(g.source), &applied.received);
+                let slot = Slot::Broadcast(g.source);
+                self.relay(Relay::Topology { slot, exclude: g.source, names: applied.received }, now);
             }
             _ => {}
         }
@@ -1025,7 +1057,7 @@ impl Node {
 
     /// Frames a message straight onto the connection towards `dest`'s next hop.
     fn send_to_hop(&mut self, dest: PeerName, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), NodeError> {
-        self.ensure_routes();
+        // Unicasts use the routes as they are, possibly up to 100 ms stale, as in Go.
         let hop = self.routes.next_hop(dest).ok_or(NodeError::NoRoute(dest))?;
         let id = *self.by_name.get(&hop).ok_or(NodeError::NotConnected { dest, hop })?;
         let max = self.config.max_frame_len;
@@ -1078,26 +1110,61 @@ impl Node {
         }
     }
 
-    fn periodic_gossip(&mut self, _now: Instant) {
+    fn periodic_gossip(&mut self, now: Instant) {
         let us = self.config.name;
         let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
-        let conns = self.subset_conns(us);
-        self.queue_topology(&conns, Slot::Gossip, &all);
+        self.relay(Relay::Topology { slot: Slot::Gossip, exclude: us, names: all }, now);
         let names: Vec<Bytes> = self.channels.keys().cloned().collect();
-        for name in names {
-            let Some(ch) = self.channels.get_mut(&name) else { continue };
-            if let Some(state) = ch.gossip() {
-                let conns = self.subset_conns(us);
-                self.queue_channel(&name, &conns, Slot::Gossip, &state);
+        for channel in names {
+            let Some(ch) = self.channels.get_mut(&channel) else { continue };
+            if let Some(data) = ch.gossip() {
+                self.relay(Relay::Channel { channel, slot: Slot::Gossip, exclude: us, data }, now);
             }
         }
     }
 
-    fn send_topology_update(&mut self) {
+    fn send_topology_update(&mut self, now: Instant) {
         let mut names = std::mem::take(&mut self.pending_update);
         names.insert(self.config.name);
-        let conns = self.subset_conns(self.config.name);
-        self.queue_topology(&conns, Slot::Gossip, &names);
+        let us = self.config.name;
+        self.relay(Relay::Topology { slot: Slot::Gossip, exclude: us, names }, now);
+    }
+
+    /// Queues data for a neighbour subset (gossip slot) or down a broadcast tree. Waits
+    /// for the coalesced route recalculation if the table changed since the last one,
+    /// so relays always use routes that include every change applied before them.
+    fn relay(&mut self, r: Relay, now: Instant) {
+        if self.routes_dirty {
+            if self.routes_at.is_none() {
+                self.routes_at = Some(now + ROUTES_RECALC_DELAY);
+            }
+            self.pending_relays.push(r);
+            return;
+        }
+        match r {
+            Relay::Topology { slot, exclude, names } => {
+                let conns = self.relay_conns(slot, exclude);
+                self.queue_topology(&conns, slot, &names);
+            }
+            Relay::Channel { channel, slot, exclude, data } => {
+                let conns = self.relay_conns(slot, exclude);
+                self.queue_channel(&channel, &conns, slot, &data);
+            }
+        }
+    }
+
+    fn relay_conns(&mut self, slot: Slot, exclude: PeerName) -> Vec<ConnId> {
+        match slot {
+            Slot::Gossip => self.subset_conns(exclude),
+            Slot::Broadcast(source) => self.broadcast_conns(source),
+        }
+    }
+
+    fn routes_changed(&mut self, now: Instant) {
+        self.routes_dirty = true;
+        if self.routes_at.is_none() {
+            self.routes_at = Some(now + ROUTES_RECALC_DELAY);
+        }
     }
 
     fn schedule_update(&mut self, names: impl IntoIterator<Item = PeerName>, now: Instant) {
@@ -1113,7 +1180,7 @@ impl Node {
             return;
         }
         self.stats.gc_removed += removed.len() as u64;
-        self.routes_dirty = true;
+        self.routes_changed(now);
         for name in &removed {
             self.outputs.push_back(Output::Event(Event::PeerRemoved(*name)));
         }
@@ -1145,7 +1212,7 @@ impl Node {
 
     fn broadcast_conns(&mut self, source: PeerName) -> Vec<ConnId> {
         self.ensure_routes();
-        let hops = self.routes.broadcast_all(&self.peers, source).to_vec();
+        let hops = self.routes.broadcast_all(source).to_vec();
         self.conns_of(&hops)
     }
 

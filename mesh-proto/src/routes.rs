@@ -19,68 +19,123 @@ pub enum Mode {
     EstablishedSymmetric,
 }
 
-/// Whether the edge `from -> to` qualifies under `mode`.
-fn edge_ok(peers: &Peers, from: PeerName, to: PeerName, mode: Mode) -> bool {
-    let Some(f) = peers.get(&from) else { return false };
-    let Some(c) = f.connections.get(&to) else { return false };
-    let Some(t) = peers.get(&to) else { return false };
-    match mode {
-        Mode::All => true,
-        Mode::EstablishedSymmetric => {
-            c.established && t.connections.get(&from).is_some_and(|back| back.established)
+/// The table's graph with names replaced by indices, built once per recalculation so
+/// that every search is a walk over vectors.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    names: Vec<PeerName>,
+    /// Per node: (neighbour, whether this edge qualifies in established & symmetric mode).
+    adj: Vec<Vec<(u32, bool)>>,
+}
+
+impl Graph {
+    /// Builds the graph of `peers`; connections to names not in the table are dropped.
+    pub fn build(peers: &Peers) -> Graph {
+        let names: Vec<PeerName> = peers.names().copied().collect();
+        let index = |n: &PeerName| names.binary_search(n).ok().map(|i| i as u32);
+        let mut adj: Vec<Vec<(u32, bool)>> = peers
+            .iter()
+            .map(|p| p.connections.iter().filter_map(|(r, c)| index(r).map(|i| (i, c.established))).collect())
+            .collect();
+        // An edge is symmetric when the far end lists an established edge back.
+        let snapshot = adj.clone();
+        for (from, edges) in adj.iter_mut().enumerate() {
+            for (to, ok) in edges.iter_mut() {
+                let back = &snapshot[*to as usize];
+                *ok = *ok && back.binary_search_by_key(&(from as u32), |e| e.0).is_ok_and(|i| back[i].1);
+            }
         }
+        Graph { names, adj }
+    }
+
+    fn index(&self, n: PeerName) -> Option<usize> {
+        self.names.binary_search(&n).ok()
+    }
+
+    /// The search of behaviour.md §4.1. Returns whether `stop_at` was dequeued and the
+    /// map name → next hop (the start maps to [`PeerName::UNKNOWN`]).
+    pub fn search(
+        &self,
+        start: PeerName,
+        stop_at: Option<PeerName>,
+        mode: Mode,
+    ) -> (bool, BTreeMap<PeerName, PeerName>) {
+        let (reached, hops) = self.search_idx(start, stop_at, mode);
+        let map = hops
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h != NOT_SEEN)
+            .map(|(i, h)| {
+                (self.names[i], if *h == START { PeerName::UNKNOWN } else { self.names[*h as usize] })
+            })
+            .collect();
+        (reached, map)
+    }
+
+    /// The search over indices: per node its next hop index, [`START`] or [`NOT_SEEN`].
+    fn search_idx(&self, start: PeerName, stop_at: Option<PeerName>, mode: Mode) -> (bool, Vec<u32>) {
+        let mut hops = vec![NOT_SEEN; self.names.len()];
+        let Some(s) = self.index(start) else { return (false, hops) };
+        let stop = stop_at.and_then(|n| self.index(n));
+        hops[s] = START;
+        // Names are sorted, so index order is name order.
+        let mut level = vec![s as u32];
+        while !level.is_empty() {
+            level.sort_unstable();
+            let mut next = Vec::new();
+            for &cur in &level {
+                if Some(cur as usize) == stop {
+                    return (true, hops);
+                }
+                for &(r, sym) in &self.adj[cur as usize] {
+                    if hops[r as usize] != NOT_SEEN || (mode == Mode::EstablishedSymmetric && !sym) {
+                        continue;
+                    }
+                    hops[r as usize] = if cur as usize == s { r } else { hops[cur as usize] };
+                    next.push(r);
+                }
+            }
+            level = next;
+        }
+        (false, hops)
+    }
+
+    /// The neighbours to pass a broadcast from `source` on to (behaviour.md §4.3), with
+    /// `us` the local peer.
+    pub fn broadcast_next_hops(&self, us: PeerName, source: PeerName, mode: Mode) -> Vec<PeerName> {
+        let Some(u) = self.index(us) else { return Vec::new() };
+        if self.index(source).is_none() {
+            return Vec::new();
+        }
+        let (reached_us, reached) = self.search_idx(source, Some(us), mode);
+        if !reached_us {
+            return Vec::new();
+        }
+        self.adj[u]
+            .iter()
+            .filter(|(r, sym)| (mode == Mode::All || *sym) && reached[*r as usize] == NOT_SEEN)
+            .map(|(r, _)| self.names[*r as usize])
+            .collect()
     }
 }
 
-/// The search of behaviour.md §4.1. Returns whether `stop_at` was dequeued and the map
-/// name → next hop (the start maps to [`PeerName::UNKNOWN`]).
+const NOT_SEEN: u32 = u32::MAX;
+const START: u32 = u32::MAX - 1;
+
+/// The search of behaviour.md §4.1 over `peers` (builds a graph; use [`Graph`] to
+/// search one table many times).
 pub fn search(
     peers: &Peers,
     start: PeerName,
     stop_at: Option<PeerName>,
     mode: Mode,
 ) -> (bool, BTreeMap<PeerName, PeerName>) {
-    let mut result = BTreeMap::new();
-    result.insert(start, PeerName::UNKNOWN);
-    let mut level = vec![start];
-    while !level.is_empty() {
-        level.sort_unstable();
-        let mut next = Vec::new();
-        for &cur in &level {
-            if Some(cur) == stop_at {
-                return (true, result);
-            }
-            let Some(rec) = peers.get(&cur) else { continue };
-            for &r in rec.connections.keys() {
-                if result.contains_key(&r) || !edge_ok(peers, cur, r, mode) {
-                    continue;
-                }
-                let hop = if cur == start { r } else { result[&cur] };
-                result.insert(r, hop);
-                next.push(r);
-            }
-        }
-        level = next;
-    }
-    (false, result)
-}
-
-/// Our neighbours under `mode`'s edge rule, in name order.
-fn neighbours(peers: &Peers, mode: Mode) -> Vec<PeerName> {
-    let us = peers.our_name();
-    peers.ours().connections.keys().copied().filter(|r| edge_ok(peers, us, *r, mode)).collect()
+    Graph::build(peers).search(start, stop_at, mode)
 }
 
 /// The neighbours to pass a broadcast from `source` on to (behaviour.md §4.3).
 pub fn broadcast_next_hops(peers: &Peers, source: PeerName, mode: Mode) -> Vec<PeerName> {
-    if !peers.contains(&source) {
-        return Vec::new();
-    }
-    let (reached_us, reached) = search(peers, source, Some(peers.our_name()), mode);
-    if !reached_us {
-        return Vec::new();
-    }
-    neighbours(peers, mode).into_iter().filter(|n| !reached.contains_key(n)).collect()
+    Graph::build(peers).broadcast_next_hops(peers.our_name(), source, mode)
 }
 
 /// The route tables, recomputed from the peers table after every change.
@@ -90,6 +145,8 @@ pub struct Routes {
     pub unicast: BTreeMap<PeerName, PeerName>,
     /// Next hop per destination over every reported link.
     pub unicast_all: BTreeMap<PeerName, PeerName>,
+    graph: Graph,
+    us: PeerName,
     broadcast_all: BTreeMap<PeerName, Vec<PeerName>>,
     broadcast: BTreeMap<PeerName, Vec<PeerName>>,
 }
@@ -98,13 +155,19 @@ impl Routes {
     /// Computes the unicast tables and our own broadcast entries.
     pub fn compute(peers: &Peers) -> Routes {
         let us = peers.our_name();
+        let graph = Graph::build(peers);
         let mut r = Routes {
-            unicast: search(peers, us, None, Mode::EstablishedSymmetric).1,
-            unicast_all: search(peers, us, None, Mode::All).1,
-            ..Routes::default()
+            unicast: graph.search(us, None, Mode::EstablishedSymmetric).1,
+            unicast_all: graph.search(us, None, Mode::All).1,
+            us,
+            broadcast_all: BTreeMap::new(),
+            broadcast: BTreeMap::new(),
+            graph,
         };
-        r.broadcast.insert(us, broadcast_next_hops(peers, us, Mode::EstablishedSymmetric));
-        r.broadcast_all.insert(us, broadcast_next_hops(peers, us, Mode::All));
+        let own = r.graph.broadcast_next_hops(us, us, Mode::EstablishedSymmetric);
+        r.broadcast.insert(us, own);
+        let own = r.graph.broadcast_next_hops(us, us, Mode::All);
+        r.broadcast_all.insert(us, own);
         r
     }
 
@@ -119,8 +182,9 @@ impl Routes {
     }
 
     /// Where to relay a broadcast from `source` (cached per source until recomputed).
-    pub fn broadcast_all(&mut self, peers: &Peers, source: PeerName) -> &[PeerName] {
-        self.broadcast_all.entry(source).or_insert_with(|| broadcast_next_hops(peers, source, Mode::All))
+    pub fn broadcast_all(&mut self, source: PeerName) -> &[PeerName] {
+        let (graph, us) = (&self.graph, self.us);
+        self.broadcast_all.entry(source).or_insert_with(|| graph.broadcast_next_hops(us, source, Mode::All))
     }
 
     /// The established & symmetric broadcast entries computed so far (for status).

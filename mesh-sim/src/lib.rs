@@ -399,8 +399,15 @@ impl Sim {
         }
     }
 
+    /// FNV-1a over 8-byte words (then the tail): stable and fast enough to fingerprint
+    /// every byte sent.
     fn mix(&mut self, bytes: &[u8]) {
-        for b in bytes {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            self.digest = (self.digest ^ v).wrapping_mul(FNV_PRIME);
+        }
+        for b in words.remainder() {
             self.digest = (self.digest ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
         }
     }
@@ -439,12 +446,11 @@ impl Sim {
                     if let Some((p, from)) = self.conn_pipe.remove(&(id, inc, conn)) {
                         self.pipes[p].ends[from].conn = None;
                         if self.pipes[p].open {
-                            self.pipes[p].open = false;
+                            // Bytes already sent arrive first, then the reset.
                             let lat = self.latency(self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
-                            self.schedule(
-                                self.now + lat,
-                                Ev::Closed { pipe: p, to: 1 - from, why: "connection reset by peer" },
-                            );
+                            let at = (self.now + lat).max(self.pipes[p].flows[1 - from].last_arrival);
+                            let why = "connection reset by peer";
+                            self.schedule(at, Ev::Closed { pipe: p, to: 1 - from, why });
                         }
                     }
                 }
@@ -507,6 +513,9 @@ impl Sim {
 
     /// Sends `data` through pipe `p` towards end `to`.
     fn send_on(&mut self, p: usize, to: usize, data: Bytes) {
+        if !self.pipes[p].open {
+            return;
+        }
         let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
         if self.cuts.get(&pair(a, b)) == Some(&Cut::Stall) {
             self.pipes[p].flows[to].unconfirmed += data.len();
@@ -524,7 +533,7 @@ impl Sim {
     /// Hands delivered bytes to the receiving node, or to its socket buffer if it is
     /// not reading; confirms the sender's write while the buffer has room.
     fn deliver(&mut self, p: usize, to: usize, data: Bytes) {
-        if !self.pipes[p].open {
+        if !self.pipes[p].open || self.pipes[p].ends[to].conn.is_none() {
             return;
         }
         let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
@@ -625,6 +634,7 @@ impl Sim {
                 let (id, inc) = (end.node, end.incarnation);
                 let Some(conn) = end.conn else { return };
                 self.pipes[pipe].ends[to].conn = None;
+                self.pipes[pipe].open = false;
                 self.conn_pipe.remove(&(id, inc, conn));
                 if self.nodes[id.0].incarnation != inc {
                     return;
