@@ -1,0 +1,95 @@
+//! A `Node` talking to a real Go peer's recorded byte stream, and everything the node
+//! sends decoding with the decoders that the Go vectors check.
+
+use std::time::Duration;
+
+use mesh_proto::counter::{Counter, Counts};
+use mesh_proto::wire::features;
+use mesh_proto::wire::frame::FrameDecoder;
+use mesh_proto::wire::message::{GossipKind, Message};
+use mesh_proto::wire::topology;
+use mesh_proto::{Config, Event, Instant, Node, Output, PeerName};
+use serde_json::Value;
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/tests/vectors/weave-v2/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Drains outputs, returning the bytes transmitted and the events.
+fn drain(node: &mut Node) -> (Vec<u8>, Vec<Event>) {
+    let (mut bytes, mut events) = (Vec::new(), Vec::new());
+    while let Some(o) = node.poll_output() {
+        match o {
+            Output::Transmit { data, .. } => bytes.extend_from_slice(&data),
+            Output::Event(e) => events.push(e),
+            other => panic!("unexpected output {other:?}"),
+        }
+    }
+    (bytes, events)
+}
+
+#[test]
+fn node_joins_a_recorded_go_peer() {
+    let capture = load("capture-unencrypted.json");
+    let alpha = PeerName::parse("00:00:00:00:00:0a").unwrap();
+    let bravo = PeerName::parse("00:00:00:00:00:0b").unwrap();
+    let mut config = Config::new(alpha, "alpha-rs");
+    config.peer_discovery = false;
+    let t0 = Instant::from_secs(1);
+    let mut node = Node::new(config, Node::seed_from_u64(1), t0).unwrap();
+    let counter = Counter::new(alpha);
+    node.register_channel("default", counter.gossiper()).unwrap();
+
+    let conn = node.handle_accepted("127.0.0.1:50000".parse().unwrap(), t0);
+    let (hello, _) = drain(&mut node);
+    assert_eq!(&hello[..8], b"weave\x02\x02\x00");
+    let mut ours = FrameDecoder::new(1 << 20);
+    ours.push(&hello[8..]);
+    let f = features::decode(&ours.next_frame().unwrap().unwrap()).unwrap();
+    assert_eq!(f.name, alpha);
+
+    // Everything the Go dialer (bravo) wrote, in the chunks it was read in.
+    for c in capture["chunks"].as_array().unwrap().iter().filter(|c| c["dir"] == "D2L") {
+        node.handle_data(conn, &hex::decode(c["hex"].as_str().unwrap()).unwrap(), t0);
+    }
+    let (sent, events) = drain(&mut node);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::ConnectionEstablished { peer, .. } if *peer == bravo)),
+        "{events:?}"
+    );
+    let go_uid: u64 = capture["dialer_stream_parsed"]["frames"][0]["features"]["UID"].as_str().unwrap().parse().unwrap();
+    assert_eq!(node.peers().get(&bravo).unwrap().uid, go_uid);
+    // bravo's broadcast {0a: 1, 0b: 1} was merged.
+    assert_eq!(counter.snapshot(), Counts([(alpha, 1), (bravo, 1)].into()));
+
+    // A second later the coalesced update goes out; then periodic gossip.
+    let mut all = sent;
+    for s in [2, 40] {
+        node.handle_timeout(t0 + Duration::from_secs(s));
+        all.extend(drain(&mut node).0);
+    }
+    ours.push(&all);
+    let (mut topologies, mut counters) = (0, 0);
+    while let Some(body) = ours.next_frame().unwrap() {
+        let Message::Gossip(g) = Message::decode(&body).unwrap() else { continue };
+        assert_eq!(g.kind, GossipKind::Gossip);
+        assert_eq!(g.source, alpha);
+        match g.channel {
+            b"topology" => {
+                let recs = topology::decode(g.payload).unwrap();
+                let names: Vec<PeerName> = recs.iter().map(|r| r.summary.name).collect();
+                assert!(names.contains(&alpha));
+                topologies += 1;
+            }
+            b"default" => {
+                Counts::decode_payload(g.payload).unwrap();
+                counters += 1;
+            }
+            other => panic!("unexpected channel {other:?}"),
+        }
+    }
+    // Full state down the new connection, the coalesced update, periodic gossip.
+    assert!(topologies >= 3, "{topologies}");
+    assert!(counters >= 2, "{counters}");
+}
