@@ -162,7 +162,9 @@ pub struct Node {
     update_at: Option<Instant>,
     gc_at: Option<Instant>,
     gossip_at: Instant,
-    next_token: Instant,
+    /// Time of the earliest unspent accept token, in signed nanoseconds so that a full
+    /// bucket can be expressed even right after the clock's origin.
+    next_token: i128,
     accept_ready_at: Instant,
     next_conn: u64,
     terminations: u64,
@@ -198,7 +200,6 @@ impl Node {
         let peers = Peers::new(config.name, config.nickname.clone(), uid, short_id);
         let connector = Connector::new(config.port, config.peer_discovery);
         let gossip_at = now + config.gossip_interval;
-        let full_bucket = ACCEPT_TOKEN_INTERVAL * ACCEPT_BURST;
         Ok(Node {
             uid,
             rng,
@@ -219,7 +220,7 @@ impl Node {
             update_at: None,
             gc_at: None,
             gossip_at,
-            next_token: now.saturating_sub(full_bucket),
+            next_token: i128::MIN / 2,
             accept_ready_at: now,
             next_conn: 1,
             terminations: 0,
@@ -298,10 +299,12 @@ impl Node {
         // Accept pacing: this handshake starts once the previous accept got its token;
         // then the next accept waits for a token from the bucket (20, one per 50 ms).
         let start = now.max(self.accept_ready_at);
-        let full = start.saturating_sub(ACCEPT_TOKEN_INTERVAL * ACCEPT_BURST);
+        let interval = ACCEPT_TOKEN_INTERVAL.as_nanos() as i128;
+        let full = i128::from(start.as_nanos()) - interval * i128::from(ACCEPT_BURST);
         let token = self.next_token.max(full);
-        self.next_token = token + ACCEPT_TOKEN_INTERVAL;
-        self.accept_ready_at = token.max(start);
+        self.next_token = token + interval;
+        let token_at = Instant::from_nanos(token.clamp(0, i128::from(u64::MAX)) as u64);
+        self.accept_ready_at = token_at.max(start);
         if start <= now {
             self.start_handshake(id, Role::Listener, now);
         } else if let Some(c) = self.conns.get_mut(&id) {

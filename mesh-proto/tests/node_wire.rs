@@ -58,7 +58,8 @@ fn node_joins_a_recorded_go_peer() {
         events.iter().any(|e| matches!(e, Event::ConnectionEstablished { peer, .. } if *peer == bravo)),
         "{events:?}"
     );
-    let go_uid: u64 = capture["dialer_stream_parsed"]["frames"][0]["features"]["UID"].as_str().unwrap().parse().unwrap();
+    let go_uid: u64 =
+        capture["dialer_stream_parsed"]["frames"][0]["features"]["UID"].as_str().unwrap().parse().unwrap();
     assert_eq!(node.peers().get(&bravo).unwrap().uid, go_uid);
     // bravo's broadcast {0a: 1, 0b: 1} was merged.
     assert_eq!(counter.snapshot(), Counts([(alpha, 1), (bravo, 1)].into()));

@@ -121,3 +121,13 @@ pub fn tracker_setup(peers: Vec<String>) -> impl FnMut(&mut Node, Instant) -> Bo
         Box::new(TrackerApp { tracker, channel })
     }
 }
+
+/// Makes tracker gossipers without a setup (for nodes that add channels later).
+pub struct TrackerGossiperFactory;
+
+impl TrackerGossiperFactory {
+    /// A gossiper recording into a fresh tracker.
+    pub fn make() -> TrackerGossiper {
+        TrackerGossiper(Tracker::default())
+    }
+}

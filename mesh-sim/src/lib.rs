@@ -105,6 +105,7 @@ pub struct Sim {
     link_latency: BTreeMap<(NodeId, NodeId), Duration>,
     cuts: BTreeMap<(NodeId, NodeId), Cut>,
     next_port: u32,
+    ipv6: bool,
     digest: u64,
     /// Bytes handed over by each node (by index), for reports.
     pub bytes_sent: Vec<u64>,
@@ -134,6 +135,7 @@ impl Sim {
             link_latency: BTreeMap::new(),
             cuts: BTreeMap::new(),
             next_port: 40000,
+            ipv6: false,
             digest: 0xcbf2_9ce4_8422_2325,
             bytes_sent: Vec::new(),
         }
@@ -158,9 +160,19 @@ impl Sim {
         self.link_latency.get(&pair(a, b)).copied().unwrap_or(self.latency)
     }
 
-    /// The virtual address of the `i`-th node.
+    /// The virtual IPv4 address of the `i`-th node.
     pub fn address_of(i: usize) -> String {
         format!("10.{}.{}.{}:6783", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff) + 1)
+    }
+
+    /// The virtual IPv6 address of the `i`-th node.
+    pub fn address_of_v6(i: usize) -> String {
+        format!("[fd00::{:x}]:6783", i + 1)
+    }
+
+    /// Gives nodes added from now on IPv6 addresses.
+    pub fn use_ipv6(&mut self, on: bool) {
+        self.ipv6 = on;
     }
 
     /// Adds a node with `config` (its port is forced to the simulated one) and a setup
@@ -171,7 +183,7 @@ impl Sim {
         setup: impl FnMut(&mut Node, Instant) -> Box<dyn Any> + 'static,
     ) -> NodeId {
         let id = NodeId(self.nodes.len());
-        let addr = Self::address_of(id.0);
+        let addr = if self.ipv6 { Self::address_of_v6(id.0) } else { Self::address_of(id.0) };
         config.port = 6783;
         self.by_addr.insert(addr.clone(), id);
         self.nodes.push(SimNode {
@@ -505,9 +517,9 @@ impl Sim {
         self.conn_pipe.insert((from, inc, conn), (p, 0));
         let port = self.next_port;
         self.next_port += 1;
-        let ip = self.addr(from);
-        let ip = ip.rsplit_once(':').map_or(ip.as_str(), |(h, _)| h).to_owned();
-        self.schedule(self.now + lat, Ev::Accept { pipe: p, from: format!("{ip}:{port}") });
+        let from_addr: std::net::SocketAddr = self.addr(from).parse().expect("simulated addresses parse");
+        let seen = std::net::SocketAddr::new(from_addr.ip(), (port % 65536) as u16).to_string();
+        self.schedule(self.now + lat, Ev::Accept { pipe: p, from: seen });
         self.schedule(self.now + lat * 2, Ev::Dialed { pipe: p });
     }
 

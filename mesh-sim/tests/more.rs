@@ -1,0 +1,156 @@
+//! IPv6, accept pacing, relay-only channels, three-router convergence and forgetting.
+
+use std::time::Duration;
+
+use mesh_proto::{Config, Event, PeerName};
+use mesh_sim::apps::{Ids, TrackerApp, counter_setup, tracker_setup};
+use mesh_sim::{Cut, NodeId, Sim};
+
+fn config(i: u64) -> Config {
+    Config::new(PeerName::from_u64(0x0b00_0000_0000 + i).unwrap(), format!("n{i}"))
+}
+
+#[test]
+fn ipv6_peers_discover_each_other_through_inbound_connections() {
+    let mut sim = Sim::new(21);
+    sim.use_ipv6(true);
+    let ids: Vec<NodeId> = (0..8)
+        .map(|i| {
+            let peers = if i == 0 { vec![] } else { vec![Sim::address_of_v6(0)] };
+            sim.add_node(config(i as u64 + 1), counter_setup(peers))
+        })
+        .collect();
+    let ok = sim.run_until_true(Duration::from_secs(60), Duration::from_millis(250), |s| {
+        s.topology_converged(&ids) && ids.iter().all(|i| s.node(*i).unwrap().connected_peers().len() == 7)
+    });
+    assert!(ok.is_some(), "IPv6 mesh did not become a full mesh");
+}
+
+#[test]
+fn accepts_are_paced_by_the_token_bucket() {
+    let mut sim = Sim::new(22);
+    let hub = sim.add_plain_node(config(1));
+    let spokes: Vec<NodeId> = (0..40)
+        .map(|i| {
+            sim.add_plain_node({
+                let mut c = config(100 + i);
+                c.peer_discovery = false;
+                c
+            })
+        })
+        .collect();
+    for s in &spokes {
+        sim.connect(*s, hub);
+    }
+    sim.run_for(Duration::from_secs(10));
+    let times: Vec<_> = sim
+        .events(hub)
+        .iter()
+        .filter_map(|(t, e)| matches!(e, Event::ConnectionEstablished { .. }).then_some(*t))
+        .collect();
+    assert_eq!(times.len(), 40);
+    let first = times[0];
+    // behaviour.md §2.1's bucket: a full bucket's earliest token is 20 × 50 ms in the
+    // past, so 22 handshakes start at once (100 arrivals take about 4 s), then one per
+    // 50 ms.
+    assert!(times[21] - first < Duration::from_millis(10), "{:?}", times[21] - first);
+    assert!(times[22] - first >= Duration::from_millis(45), "{:?}", times[22] - first);
+    let last = times[39] - first;
+    assert!(last >= Duration::from_millis(18 * 50 - 5) && last < Duration::from_millis(18 * 50 + 50), "{last:?}");
+}
+
+/// A line whose middle node has no gossiper for the ends' channel.
+#[test]
+fn a_peer_without_the_channel_relays_it() {
+    let mut sim = Sim::new(23);
+    let mk = |i: u64| {
+        let mut c = config(i);
+        c.peer_discovery = false;
+        c
+    };
+    let a = sim.add_node(mk(1), tracker_setup(vec![Sim::address_of(1)]));
+    let b = sim.add_plain_node(mk(2));
+    let c = sim.add_node(mk(3), tracker_setup(vec![Sim::address_of(1)]));
+    let ok = sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| {
+        s.topology_converged(&[a, b, c])
+    });
+    assert!(ok.is_some());
+    for (from, to, id) in [(a, c, 1u64), (c, a, 2)] {
+        sim.act(from, |n, app, now| {
+            let app = app.downcast_ref::<TrackerApp>().unwrap();
+            n.broadcast(&app.channel, Ids([id].into()), now);
+        });
+        sim.run_for(Duration::from_secs(1));
+        let got = sim.app::<TrackerApp>(to).unwrap().tracker.lock().broadcasts.get(&id).copied();
+        assert_eq!(got, Some((sim.name(from), 1)));
+    }
+    assert_eq!(sim.node(b).unwrap().relay_channel_count(), 1);
+}
+
+#[test]
+fn relay_only_channels_are_bounded() {
+    let mut sim = Sim::new(24);
+    let mut c = config(1);
+    c.max_relay_channels = 4;
+    let a = sim.add_plain_node(c);
+    let b = sim.add_plain_node(config(2));
+    let d = sim.add_plain_node(config(3));
+    sim.connect(b, a);
+    sim.connect(d, a);
+    sim.run_for(Duration::from_secs(5));
+    // b sends on many channels nobody has; a relays to d through relay-only channels.
+    for k in 0..20u64 {
+        let ch = sim
+            .act(b, |n, _, _| {
+                n.register_channel(format!("ch{k}"), mesh_sim::apps::TrackerGossiperFactory::make())
+            })
+            .unwrap()
+            .unwrap();
+        sim.act(b, |n, _, now| n.broadcast(&ch, Ids([k].into()), now));
+        sim.run_for(Duration::from_millis(100));
+        assert!(sim.node(a).unwrap().relay_channel_count() <= 4);
+    }
+    assert_eq!(sim.node(a).unwrap().relay_channel_count(), 4);
+    assert!(sim.node(a).unwrap().stats().relay_channels_evicted >= 16);
+}
+
+#[test]
+fn three_routers_line_then_triangle_then_one_isolated() {
+    let mut sim = Sim::new(25);
+    let mk = |i: u64| {
+        let mut c = config(i);
+        c.peer_discovery = false;
+        c
+    };
+    let a = sim.add_plain_node(mk(1));
+    let b = sim.add_plain_node(mk(2));
+    let c = sim.add_plain_node(mk(3));
+    sim.connect(a, b);
+    sim.connect(b, c);
+    let all = [a, b, c];
+    assert!(
+        sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| s
+            .topology_converged(&all))
+            .is_some()
+    );
+    sim.connect(c, a);
+    assert!(
+        sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| {
+            s.topology_converged(&all) && s.connected(a, c)
+        })
+        .is_some()
+    );
+    // Remove every link of c: a and b forget it; c keeps its stale view.
+    sim.cut(c, a, Cut::Reset);
+    sim.cut(c, b, Cut::Reset);
+    sim.act(c, |n, _, now| n.forget_connections(&[Sim::address_of(0)], now));
+    assert!(
+        sim.run_until_true(Duration::from_secs(30), Duration::from_millis(100), |s| s
+            .topology_converged(&[a, b]))
+            .is_some()
+    );
+    let cn = sim.name(c);
+    assert!(sim.node(a).unwrap().peers().get(&cn).is_none());
+    assert!(sim.node(b).unwrap().peers().get(&cn).is_none());
+    assert!(sim.node(c).unwrap().peers().len() >= 1);
+}
