@@ -1,0 +1,94 @@
+//! Go's topology round-trip test: a random graph of 20 peers under 1000 random
+//! connection additions and removals; after every step, one peer's full topology applied
+//! to an outside peer reproduces that peer's records and connection lists exactly.
+
+use bytes::Bytes;
+use mesh_proto::PeerName;
+use mesh_proto::topology::{Peers, RemoteConnection};
+use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+fn n(i: u64) -> PeerName {
+    PeerName::from_u64(0x0c00_0000_0000 + i).unwrap()
+}
+
+fn view(p: &Peers, skip: PeerName) -> Vec<(PeerName, u64, u64, Vec<PeerName>)> {
+    p.iter()
+        .filter(|r| r.name != skip)
+        .map(|r| (r.name, r.uid, r.version, r.connections.keys().copied().collect()))
+        .collect()
+}
+
+#[test]
+fn full_topology_round_trips_through_random_changes() {
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    // The owners' own records: name -> (version, connections).
+    let mut owners: BTreeMap<PeerName, (u64, BTreeMap<PeerName, bool>)> =
+        (1..=20).map(|i| (n(i), (1, BTreeMap::new()))).collect();
+    // Peer 1's table, fed by updates as the mesh would feed it.
+    let mut table = Peers::new(n(1), Bytes::from_static(b"p1"), 1, 1);
+    // A persistent outside peer that receives peer 1's full topology every step.
+    let outside_name = n(99);
+    let mut persistent = Peers::new(outside_name, Bytes::new(), 99, 99);
+    persistent.set_our_connection(n(1), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
+
+    for step in 0..1000 {
+        let a = n(1 + rng.next_u64() % 20);
+        let b = n(1 + rng.next_u64() % 20);
+        if a == b {
+            continue;
+        }
+        let (version, conns) = owners.get_mut(&a).unwrap();
+        if conns.remove(&b).is_none() {
+            conns.insert(b, rng.next_u64() % 2 == 0);
+        }
+        *version += 1;
+        let record = |name: PeerName, (version, conns): &(u64, BTreeMap<PeerName, bool>)| PeerRecord {
+            summary: PeerSummary { name, uid: name.to_u64(), version: *version, short_id: 1, has_short_id: true, nickname: Bytes::new() },
+            connections: conns
+                .iter()
+                .map(|(to, out)| ConnectionSummary {
+                    name: *to,
+                    remote_tcp_addr: Bytes::from(format!("{to}")),
+                    outbound: *out,
+                    established: true,
+                })
+                .collect(),
+        };
+        if a == n(1) {
+            // Our own record is local state, not gossip.
+            let (_, conns) = &owners[&a];
+            for other in (1..=20).map(n) {
+                table.remove_our_connection(other);
+            }
+            for (to, out) in conns {
+                // Registration always binds the remote's record first.
+                if !table.contains(to) {
+                    table.bind(mesh_proto::topology::Peer::placeholder(*to), true);
+                }
+                table.set_our_connection(*to, RemoteConnection { addr: Bytes::from(format!("{to}")), outbound: *out, established: true });
+            }
+            table.bump_our_version();
+        } else {
+            table.apply(&[record(a, &owners[&a])]);
+        }
+
+        // Encode peer 1's full topology, as periodic gossip does.
+        let names: Vec<PeerName> = table.names().copied().collect();
+        let mut payload = Vec::new();
+        topology::encode(&mut payload, &table.records(names.iter()));
+        let decoded = topology::decode(&payload).unwrap();
+
+        let mut fresh = Peers::new(outside_name, Bytes::new(), 99, 99);
+        fresh.apply(&decoded);
+        assert_eq!(view(&fresh, outside_name), view(&table, outside_name), "fresh outside peer, step {step}");
+        persistent.apply(&decoded);
+        assert_eq!(view(&persistent, outside_name), view(&table, outside_name), "persistent outside peer, step {step}");
+        // Connection details survive too.
+        for r in table.iter() {
+            assert_eq!(persistent.get(&r.name).unwrap().connections, r.connections, "step {step}");
+        }
+    }
+}
