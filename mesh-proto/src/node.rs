@@ -993,7 +993,7 @@ impl Node {
         if matches!(g.kind, GossipKind::Unicast { .. }) {
             return self.close(id, CloseReason::TopologyUnicast, false, now);
         }
-        let records = match crate::wire::topology::decode(g.payload) {
+        let records = match crate::wire::topology::decode_refs(g.payload, Default::default()) {
             Ok(r) => r,
             Err(e) => return self.close(id, CloseReason::Topology(e), false, now),
         };
@@ -1354,8 +1354,8 @@ fn write_topology(
     };
     for name in names {
         let Some(p) = peers.get(name) else { continue };
-        let conns = p.connection_summaries();
-        enc.push(&mut payload, &p.summary(), conns.iter());
+        let (summary, list) = p.encoded();
+        enc.push_encoded(&mut payload, summary, list);
         if payload.len() >= TOPOLOGY_CHUNK {
             flush_payload(&mut payload, c);
             enc = UpdateEncoder::new();

@@ -267,7 +267,7 @@ mod tests {
                     .collect(),
             });
         }
-        p.apply(&recs);
+        p.apply_records(&recs);
         for (a, b) in edges {
             if *a == 1 {
                 p.set_our_connection(
@@ -339,7 +339,7 @@ mod tests {
                     .collect(),
             })
             .collect();
-        p.apply(&recs);
+        p.apply_records(&recs);
         for (a, b) in edges {
             if *a == me {
                 p.set_our_connection(

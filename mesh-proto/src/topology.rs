@@ -11,7 +11,9 @@ use bytes::Bytes;
 
 use crate::config::{SHORT_ID_RANDOM_PICKS, SHORT_ID_SPACE};
 use crate::name::PeerName;
-use crate::wire::topology::{ConnectionSummary, PeerRecord, PeerSummary};
+use crate::wire::topology::{
+    self as wire, ConnectionRef, ConnectionSummary, PeerRecord, PeerSummary, RecordRef, SummaryRef,
+};
 
 /// A connection as the peer at one end reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct RemoteConnection {
 }
 
 /// One record of the table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     /// Name.
     pub name: PeerName,
@@ -43,14 +45,51 @@ pub struct Peer {
     pub connections: BTreeMap<PeerName, RemoteConnection>,
     /// Local references (not gossiped): ourselves, and connections bound to the record.
     local_refs: u32,
+    /// This record's summary and connection-list gob messages, encoded on first use.
+    /// Every change to a record changes its version or UID or replaces it, and each
+    /// change resets this.
+    encoded: std::cell::OnceCell<(Bytes, Bytes)>,
 }
+
+impl PartialEq for Peer {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.name,
+            &self.nickname,
+            self.uid,
+            self.version,
+            self.short_id,
+            self.has_short_id,
+            &self.connections,
+        ) == (o.name, &o.nickname, o.uid, o.version, o.short_id, o.has_short_id, &o.connections)
+    }
+}
+
+impl Eq for Peer {}
 
 impl Peer {
     /// A record from a received summary and its connection list.
-    pub fn from_record(r: &PeerRecord) -> Peer {
+    pub fn from_record(r: &RecordRef<'_>) -> Peer {
         let mut p = Peer::placeholder(r.summary.name);
         p.adopt(&r.summary, &r.connections);
         p
+    }
+
+    /// The record's gob messages (summary, connection list), as gossiped.
+    pub fn encoded(&self) -> &(Bytes, Bytes) {
+        self.encoded.get_or_init(|| {
+            let mut summary = Vec::new();
+            wire::put_summary_message(&mut summary, &self.summary().as_ref());
+            let mut list = Vec::new();
+            let conns = self.connections.iter().map(|(name, c)| ConnectionRef {
+                name: *name,
+                remote_tcp_addr: &c.addr,
+                outbound: c.outbound,
+                established: c.established,
+            });
+            wire::put_connection_list_message(&mut list, conns);
+            (Bytes::from(summary), Bytes::from(list))
+        })
     }
 
     /// The record a handshake proposes for a remote: version 0, no connections yet.
@@ -75,11 +114,13 @@ impl Peer {
             has_short_id: false,
             connections: BTreeMap::new(),
             local_refs: 0,
+            encoded: std::cell::OnceCell::new(),
         }
     }
 
-    fn adopt(&mut self, s: &PeerSummary, conns: &[ConnectionSummary]) {
-        self.nickname = s.nickname.clone();
+    fn adopt(&mut self, s: &SummaryRef<'_>, conns: &[ConnectionRef<'_>]) {
+        self.encoded = std::cell::OnceCell::new();
+        self.nickname = Bytes::copy_from_slice(s.nickname);
         self.uid = s.uid;
         self.version = s.version;
         self.short_id = s.short_id;
@@ -89,7 +130,7 @@ impl Peer {
             .iter()
             .map(|c| {
                 let rc = RemoteConnection {
-                    addr: c.remote_tcp_addr.clone(),
+                    addr: Bytes::copy_from_slice(c.remote_tcp_addr),
                     outbound: c.outbound,
                     established: c.established,
                 };
@@ -135,7 +176,7 @@ impl Peer {
 
     /// Whether a received record beats this one: higher version, then higher UID, then
     /// having a short id where this has none.
-    fn is_beaten_by(&self, s: &PeerSummary) -> bool {
+    fn is_beaten_by(&self, s: &SummaryRef<'_>) -> bool {
         s.version > self.version
             || (s.version == self.version && s.uid > self.uid)
             || (s.version == self.version && s.uid == self.uid && s.has_short_id && !self.has_short_id)
@@ -273,7 +314,9 @@ impl Peers {
     }
 
     fn ours_mut(&mut self) -> &mut Peer {
-        self.table.get_mut(&self.ours).expect("our record is permanent")
+        let me = self.table.get_mut(&self.ours).expect("our record is permanent");
+        me.encoded = std::cell::OnceCell::new();
+        me
     }
 
     /// A record by name.
@@ -362,8 +405,14 @@ impl Peers {
         }
     }
 
-    /// Applies a received update (behaviour.md §3.3).
-    pub fn apply(&mut self, records: &[PeerRecord]) -> Applied {
+    /// Applies owned records (see [`Peers::apply`]).
+    pub fn apply_records(&mut self, records: &[PeerRecord]) -> Applied {
+        let refs: Vec<RecordRef<'_>> = records.iter().map(PeerRecord::as_ref).collect();
+        self.apply(&refs)
+    }
+
+    /// Applies a received update (behaviour.md §3.3). Only what is kept is copied.
+    pub fn apply(&mut self, records: &[RecordRef<'_>]) -> Applied {
         let mut out = Applied::default();
         let our_uid = self.ours().uid;
         // Step 2: records for unknown names are new; with duplicates the last copy wins.
@@ -557,23 +606,23 @@ mod tests {
     #[test]
     fn new_records_placeholders_and_comparison() {
         let mut p = table();
-        let a = p.apply(&[rec(2, 20, 3, &[1, 9])]);
+        let a = p.apply_records(&[rec(2, 20, 3, &[1, 9])]);
         assert_eq!(a.improved, [n(2)].into());
         assert_eq!(a.added, [n(2), n(9)].into());
         assert!(p.get(&n(9)).unwrap().is_placeholder());
         // Same version and uid: nothing new, connection list untouched.
-        let a = p.apply(&[rec(2, 20, 3, &[])]);
+        let a = p.apply_records(&[rec(2, 20, 3, &[])]);
         assert!(a.improved.is_empty());
         assert_eq!(p.get(&n(2)).unwrap().connections.len(), 2);
         // Higher version wins and replaces the connection list wholesale.
-        let a = p.apply(&[rec(2, 20, 4, &[3])]);
+        let a = p.apply_records(&[rec(2, 20, 4, &[3])]);
         assert_eq!(a.improved, [n(2)].into());
         assert_eq!(p.get(&n(2)).unwrap().connections.keys().copied().collect::<Vec<_>>(), [n(3)]);
         // Same version, higher UID wins; lower UID loses.
-        assert!(p.apply(&[rec(2, 19, 4, &[])]).improved.is_empty());
-        assert_eq!(p.apply(&[rec(2, 21, 4, &[])]).improved, [n(2)].into());
+        assert!(p.apply_records(&[rec(2, 19, 4, &[])]).improved.is_empty());
+        assert_eq!(p.apply_records(&[rec(2, 21, 4, &[])]).improved, [n(2)].into());
         // Any real record beats a placeholder.
-        assert_eq!(p.apply(&[rec(9, 1, 0, &[])]).improved, [n(9)].into());
+        assert_eq!(p.apply_records(&[rec(9, 1, 0, &[])]).improved, [n(9)].into());
     }
 
     #[test]
@@ -581,13 +630,13 @@ mod tests {
         let mut p = table();
         let mut r = rec(2, 20, 3, &[]);
         r.summary.has_short_id = false;
-        p.apply(&[r.clone()]);
-        assert!(p.apply(&[r.clone()]).improved.is_empty());
+        p.apply_records(&[r.clone()]);
+        assert!(p.apply_records(&[r.clone()]).improved.is_empty());
         r.summary.has_short_id = true;
-        assert_eq!(p.apply(&[r.clone()]).improved, [n(2)].into());
+        assert_eq!(p.apply_records(&[r.clone()]).improved, [n(2)].into());
         // ... but losing the short id at the same version is not an improvement.
         r.summary.has_short_id = false;
-        assert!(p.apply(&[r]).improved.is_empty());
+        assert!(p.apply_records(&[r]).improved.is_empty());
         assert!(p.get(&n(2)).unwrap().has_short_id);
     }
 
@@ -597,13 +646,13 @@ mod tests {
         p.bump_our_version();
         p.bump_our_version(); // version 2
         // Same UID: ignored, whatever the version.
-        let a = p.apply(&[rec(1, 100, 10, &[])]);
+        let a = p.apply_records(&[rec(1, 100, 10, &[])]);
         assert!(!a.bumped_self && a.improved.is_empty());
         assert_eq!(p.ours().version, 2);
         // An older incarnation with a lower version: ignored.
-        assert!(!p.apply(&[rec(1, 55, 1, &[])]).bumped_self);
+        assert!(!p.apply_records(&[rec(1, 55, 1, &[])]).bumped_self);
         // An older incarnation with version >= ours: we bump beyond it.
-        let a = p.apply(&[rec(1, 55, 2, &[])]);
+        let a = p.apply_records(&[rec(1, 55, 2, &[])]);
         assert!(a.bumped_self && a.improved.is_empty() && a.received.contains(&n(1)));
         assert_eq!(p.ours().version, 3);
         assert_eq!(p.ours().uid, 100, "nothing is adopted from a record about us");
@@ -614,13 +663,13 @@ mod tests {
         let mut p = table();
         // The last copy becomes the record; the earlier copy is compared against it.
         // [v5, v4]: v4 is inserted, then v5 beats it.
-        let a = p.apply(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
+        let a = p.apply_records(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
         assert_eq!(p.get(&n(2)).unwrap().version, 5);
         assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(3)));
         assert_eq!(a.improved, [n(2)].into());
         // [v3, v4]: v4 is inserted, and v3 loses against it.
         let mut p = table();
-        p.apply(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
+        p.apply_records(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
         assert_eq!(p.get(&n(2)).unwrap().version, 4);
         assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(4)));
     }
@@ -632,7 +681,7 @@ mod tests {
             n(2),
             RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
         );
-        p.apply(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
+        p.apply_records(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
         // 4 is not reachable from us (3 does not report 4).
         assert_eq!(p.garbage_collect(), [n(4)]);
         // Dropping one of two paths to 3 keeps it.
@@ -640,7 +689,7 @@ mod tests {
             n(3),
             RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
         );
-        p.apply(&[rec(2, 20, 2, &[1])]);
+        p.apply_records(&[rec(2, 20, 2, &[1])]);
         assert!(p.garbage_collect().is_empty());
         // Dropping the last path collects exactly 3, unless referenced.
         p.remove_our_connection(n(3));
@@ -684,7 +733,7 @@ mod tests {
                 r
             })
             .collect();
-        let a = p.apply(&recs);
+        let a = p.apply_records(&recs);
         assert!(a.short_id_displaced);
         assert!(!p.reassign_short_id(|m| m - 1));
         assert_eq!(p.ours().short_id, 6);
@@ -714,7 +763,7 @@ mod tests {
             r.summary.short_id = (x % 4096) as u16;
             recs.push(r);
         }
-        p.apply(&recs);
+        p.apply_records(&recs);
         let mut seen = BTreeSet::new();
         for id in 0..4096u16 {
             let Some(e) = p.short_ids().get(id) else { continue };

@@ -32,7 +32,8 @@ fn full_topology_round_trips_through_random_changes() {
     // A persistent outside peer that receives peer 1's full topology every step.
     let outside_name = n(99);
     let mut persistent = Peers::new(outside_name, Bytes::new(), 99, 99);
-    persistent.set_our_connection(n(1), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
+    persistent
+        .set_our_connection(n(1), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
 
     for step in 0..1000 {
         let a = n(1 + rng.next_u64() % 20);
@@ -46,7 +47,14 @@ fn full_topology_round_trips_through_random_changes() {
         }
         *version += 1;
         let record = |name: PeerName, (version, conns): &(u64, BTreeMap<PeerName, bool>)| PeerRecord {
-            summary: PeerSummary { name, uid: name.to_u64(), version: *version, short_id: 1, has_short_id: true, nickname: Bytes::new() },
+            summary: PeerSummary {
+                name,
+                uid: name.to_u64(),
+                version: *version,
+                short_id: 1,
+                has_short_id: true,
+                nickname: Bytes::new(),
+            },
             connections: conns
                 .iter()
                 .map(|(to, out)| ConnectionSummary {
@@ -68,11 +76,18 @@ fn full_topology_round_trips_through_random_changes() {
                 if !table.contains(to) {
                     table.bind(mesh_proto::topology::Peer::placeholder(*to), true);
                 }
-                table.set_our_connection(*to, RemoteConnection { addr: Bytes::from(format!("{to}")), outbound: *out, established: true });
+                table.set_our_connection(
+                    *to,
+                    RemoteConnection {
+                        addr: Bytes::from(format!("{to}")),
+                        outbound: *out,
+                        established: true,
+                    },
+                );
             }
             table.bump_our_version();
         } else {
-            table.apply(&[record(a, &owners[&a])]);
+            table.apply_records(&[record(a, &owners[&a])]);
         }
 
         // Encode peer 1's full topology, as periodic gossip does.
@@ -82,10 +97,14 @@ fn full_topology_round_trips_through_random_changes() {
         let decoded = topology::decode(&payload).unwrap();
 
         let mut fresh = Peers::new(outside_name, Bytes::new(), 99, 99);
-        fresh.apply(&decoded);
+        fresh.apply_records(&decoded);
         assert_eq!(view(&fresh, outside_name), view(&table, outside_name), "fresh outside peer, step {step}");
-        persistent.apply(&decoded);
-        assert_eq!(view(&persistent, outside_name), view(&table, outside_name), "persistent outside peer, step {step}");
+        persistent.apply_records(&decoded);
+        assert_eq!(
+            view(&persistent, outside_name),
+            view(&table, outside_name),
+            "persistent outside peer, step {step}"
+        );
         // Connection details survive too.
         for r in table.iter() {
             assert_eq!(persistent.get(&r.name).unwrap().connections, r.connections, "step {step}");

@@ -431,9 +431,7 @@ impl Sim {
 
     /// Performs the node's outputs and re-arms its wake-up.
     fn pump(&mut self, id: NodeId) {
-        loop {
-            let Some(node) = self.nodes[id.0].node.as_mut() else { break };
-            let Some(out) = node.poll_output() else { break };
+        while let Some(out) = self.nodes[id.0].node.as_mut().and_then(Node::poll_output) {
             let inc = self.nodes[id.0].incarnation;
             let t = self.now.as_nanos().to_le_bytes();
             self.mix(&t);

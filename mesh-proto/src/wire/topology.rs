@@ -58,6 +58,144 @@ pub struct PeerRecord {
     pub connections: Vec<ConnectionSummary>,
 }
 
+/// A summary borrowed from a received payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SummaryRef<'a> {
+    /// The peer's name.
+    pub name: PeerName,
+    /// Its nickname.
+    pub nickname: &'a [u8],
+    /// Its incarnation id.
+    pub uid: u64,
+    /// Its version.
+    pub version: u64,
+    /// Its short id.
+    pub short_id: u16,
+    /// Whether the short id is known.
+    pub has_short_id: bool,
+}
+
+/// A connection entry borrowed from a received payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionRef<'a> {
+    /// The peer at the other end.
+    pub name: PeerName,
+    /// The address as the describing peer sees it.
+    pub remote_tcp_addr: &'a [u8],
+    /// Whether the describing peer dialled it.
+    pub outbound: bool,
+    /// Whether it is established.
+    pub established: bool,
+}
+
+/// A record borrowed from a received payload: nothing is copied until the receiver
+/// decides to keep it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The summary.
+    pub summary: SummaryRef<'a>,
+    /// The connection list.
+    pub connections: Vec<ConnectionRef<'a>>,
+}
+
+impl PeerSummary {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> SummaryRef<'_> {
+        SummaryRef {
+            name: self.name,
+            nickname: &self.nickname,
+            uid: self.uid,
+            version: self.version,
+            short_id: self.short_id,
+            has_short_id: self.has_short_id,
+        }
+    }
+}
+
+impl ConnectionSummary {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> ConnectionRef<'_> {
+        ConnectionRef {
+            name: self.name,
+            remote_tcp_addr: &self.remote_tcp_addr,
+            outbound: self.outbound,
+            established: self.established,
+        }
+    }
+}
+
+impl PeerRecord {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            summary: self.summary.as_ref(),
+            connections: self.connections.iter().map(|c| c.as_ref()).collect(),
+        }
+    }
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> PeerRecord {
+        let s = &self.summary;
+        PeerRecord {
+            summary: PeerSummary {
+                name: s.name,
+                nickname: Bytes::copy_from_slice(s.nickname),
+                uid: s.uid,
+                version: s.version,
+                short_id: s.short_id,
+                has_short_id: s.has_short_id,
+            },
+            connections: self
+                .connections
+                .iter()
+                .map(|c| ConnectionSummary {
+                    name: c.name,
+                    remote_tcp_addr: Bytes::copy_from_slice(c.remote_tcp_addr),
+                    outbound: c.outbound,
+                    established: c.established,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Appends one `peerSummary` value message (type 66; its definition not included).
+pub fn put_summary_message(out: &mut Vec<u8>, s: &SummaryRef<'_>) {
+    gob::put_message(out, |o| {
+        gob::put_int(o, PEER_SUMMARY_TYPE_ID);
+        StructWriter::new(o)
+            .bytes(0, &s.name.to_bytes())
+            .bytes(1, s.nickname)
+            .uint(2, s.uid)
+            .uint(3, s.version)
+            .uint(4, s.short_id.into())
+            .bool(5, s.has_short_id)
+            .end();
+    });
+}
+
+/// Appends one `[]connectionSummary` value message (type 68; definitions not included).
+pub fn put_connection_list_message<'c>(
+    out: &mut Vec<u8>,
+    connections: impl ExactSizeIterator<Item = ConnectionRef<'c>>,
+) {
+    gob::put_message(out, |o| {
+        gob::put_int(o, CONNECTION_LIST_TYPE_ID);
+        o.push(0);
+        gob::put_uint(o, connections.len() as u64);
+        for c in connections {
+            StructWriter::new(o)
+                .bytes(0, &c.name.to_bytes())
+                .bytes(1, c.remote_tcp_addr)
+                .bool(2, c.outbound)
+                .bool(3, c.established)
+                .end();
+        }
+    });
+}
+
 /// Why a topology update could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
@@ -92,6 +230,17 @@ impl UpdateEncoder {
         summary: &PeerSummary,
         connections: impl ExactSizeIterator<Item = &'c ConnectionSummary>,
     ) {
+        let mut summary_msg = Vec::new();
+        put_summary_message(&mut summary_msg, &summary.as_ref());
+        let mut list_msg = Vec::new();
+        put_connection_list_message(&mut list_msg, connections.map(ConnectionSummary::as_ref));
+        self.push_encoded(out, &summary_msg, &list_msg);
+    }
+
+    /// Appends one peer from its already encoded summary and list messages (from
+    /// [`put_summary_message`] and [`put_connection_list_message`]), adding the type
+    /// definitions where this stream first needs them.
+    pub fn push_encoded(&mut self, out: &mut Vec<u8>, summary_msg: &[u8], list_msg: &[u8]) {
         if !self.summary_defined {
             self.summary_defined = true;
             gob::put_struct_definition(
@@ -108,17 +257,7 @@ impl UpdateEncoder {
                 ],
             );
         }
-        gob::put_message(out, |o| {
-            gob::put_int(o, PEER_SUMMARY_TYPE_ID);
-            StructWriter::new(o)
-                .bytes(0, &summary.name.to_bytes())
-                .bytes(1, &summary.nickname)
-                .uint(2, summary.uid)
-                .uint(3, summary.version)
-                .uint(4, summary.short_id.into())
-                .bool(5, summary.has_short_id)
-                .end();
-        });
+        out.extend_from_slice(summary_msg);
         if !self.list_defined {
             self.list_defined = true;
             gob::put_slice_definition(out, CONNECTION_LIST_TYPE_ID, CONNECTION_SUMMARY_TYPE_ID);
@@ -134,19 +273,7 @@ impl UpdateEncoder {
                 ],
             );
         }
-        gob::put_message(out, |o| {
-            gob::put_int(o, CONNECTION_LIST_TYPE_ID);
-            o.push(0);
-            gob::put_uint(o, connections.len() as u64);
-            for c in connections {
-                StructWriter::new(o)
-                    .bytes(0, &c.name.to_bytes())
-                    .bytes(1, &c.remote_tcp_addr)
-                    .bool(2, c.outbound)
-                    .bool(3, c.established)
-                    .end();
-            }
-        });
+        out.extend_from_slice(list_msg);
     }
 }
 
@@ -158,13 +285,18 @@ pub fn encode(out: &mut Vec<u8>, records: &[PeerRecord]) {
     }
 }
 
-/// Decodes an update payload.
+/// Decodes an update payload into owned records.
 pub fn decode(payload: &[u8]) -> Result<Vec<PeerRecord>, TopologyError> {
-    decode_with_limits(payload, GobLimits::default())
+    Ok(decode_refs(payload, GobLimits::default())?.iter().map(RecordRef::to_owned).collect())
 }
 
-/// Decodes an update payload with explicit gob limits.
+/// Decodes an update payload with explicit gob limits into owned records.
 pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerRecord>, TopologyError> {
+    Ok(decode_refs(payload, limits)?.iter().map(RecordRef::to_owned).collect())
+}
+
+/// Decodes an update payload into records borrowed from it.
+pub fn decode_refs(payload: &[u8], limits: GobLimits) -> Result<Vec<RecordRef<'_>>, TopologyError> {
     let mut stream = Stream::with_limits(payload, limits);
     let mut records = Vec::new();
     while let Some(v) = stream.next_value()? {
@@ -203,9 +335,9 @@ pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerR
                     Ok(())
                 })?;
                 match PeerName::from_bytes(c.name) {
-                    Ok(name) => connections.push(ConnectionSummary {
+                    Ok(name) => connections.push(ConnectionRef {
                         name,
-                        remote_tcp_addr: Bytes::copy_from_slice(c.addr),
+                        remote_tcp_addr: c.addr,
                         outbound: c.outbound,
                         established: c.established,
                     }),
@@ -219,7 +351,7 @@ pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerR
         if let Some(e) = first_error {
             return Err(e.into());
         }
-        records.push(PeerRecord { summary, connections });
+        records.push(RecordRef { summary, connections });
     }
     Ok(records)
 }
@@ -234,14 +366,14 @@ struct RawSummary<'a> {
     has_short_id: bool,
 }
 
-impl RawSummary<'_> {
-    fn validate(self) -> Result<PeerSummary, TopologyError> {
+impl<'a> RawSummary<'a> {
+    fn validate(self) -> Result<SummaryRef<'a>, TopologyError> {
         if self.short_id >= u64::from(SHORT_ID_SPACE) {
             return Err(TopologyError::ShortId(self.short_id));
         }
-        Ok(PeerSummary {
+        Ok(SummaryRef {
             name: PeerName::from_bytes(self.name)?,
-            nickname: Bytes::copy_from_slice(self.nickname),
+            nickname: self.nickname,
             uid: self.uid,
             version: self.version,
             short_id: self.short_id as u16,
