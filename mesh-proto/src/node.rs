@@ -858,6 +858,11 @@ impl Node {
             let name = r.remote.name;
             if r.bound {
                 self.peers.release(name);
+                // Ours: a record that only a failed handshake inserted would linger until
+                // some later GC and be gossiped as a member; collect it soon.
+                if self.by_name.get(&name) != Some(&id) && self.gc_at.is_none() {
+                    self.gc_at = Some(now + GC_DELAY);
+                }
             }
             if self.by_name.get(&name) == Some(&id) {
                 self.by_name.remove(&name);

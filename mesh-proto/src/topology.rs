@@ -777,4 +777,30 @@ mod tests {
         }
         assert_eq!(seen.len(), p.len());
     }
+
+    #[test]
+    fn short_id_collision_moves_the_higher_name_and_propagates() {
+        // Peers 1 and 2 both claim id 7; peer 3 watches.
+        let mut p1 = Peers::new(n(1), Bytes::new(), 11, 7);
+        let mut p2 = Peers::new(n(2), Bytes::new(), 22, 7);
+        let mut p3 = Peers::new(n(3), Bytes::new(), 33, 9);
+        let full = |p: &Peers| {
+            let names: Vec<PeerName> = p.names().copied().collect();
+            p.records(names.iter())
+        };
+        // Peer 2 hears of peer 1: it is displaced and moves.
+        let a = p2.apply_records(&full(&p1));
+        assert!(a.short_id_displaced);
+        let before = p2.ours().version;
+        assert!(p2.reassign_short_id(|m| (m - 1).min(4000)));
+        assert_ne!(p2.ours().short_id, 7);
+        assert_eq!(p2.ours().version, before + 1);
+        // Peer 1, the lower name, keeps its id when it hears of peer 2.
+        assert!(!p1.apply_records(&full(&p2)).short_id_displaced);
+        assert_eq!(p1.ours().short_id, 7);
+        // Peer 3 learns the new id from peer 2's update.
+        p3.apply_records(&full(&p2));
+        let seen = p3.get(&n(2)).unwrap();
+        assert_eq!((seen.short_id, seen.version), (p2.ours().short_id, p2.ours().version));
+    }
 }

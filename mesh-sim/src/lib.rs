@@ -79,6 +79,8 @@ struct Pipe {
     ends: [End; 2],   // 0: dialer, 1: listener
     flows: [Flow; 2], // flows[i]: bytes travelling towards ends[i]
     open: bool,
+    /// A reset sent towards each end into a stalled link, delivered if it heals.
+    held_close: [bool; 2],
 }
 
 enum Ev {
@@ -315,6 +317,11 @@ impl Sim {
                     for data in held {
                         self.send_on(p, to, data);
                     }
+                    if std::mem::take(&mut self.pipes[p].held_close[to]) {
+                        let lat = self.latency(a, b);
+                        let at = (self.now + lat).max(self.pipes[p].flows[to].last_arrival);
+                        self.schedule(at, Ev::Closed { pipe: p, to, why: "connection reset by peer" });
+                    }
                 }
             }
         }
@@ -455,7 +462,11 @@ impl Sim {
                     self.mix(&conn.0.to_le_bytes());
                     if let Some((p, from)) = self.conn_pipe.remove(&(id, inc, conn)) {
                         self.pipes[p].ends[from].conn = None;
-                        if self.pipes[p].open {
+                        let (x, y) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
+                        if self.pipes[p].open && self.cuts.get(&pair(x, y)) == Some(&Cut::Stall) {
+                            // The reset vanishes into the stalled link with everything else.
+                            self.pipes[p].held_close[1 - from] = true;
+                        } else if self.pipes[p].open {
                             // Bytes already sent arrive first, then the reset.
                             let lat = self.latency(self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
                             let at = (self.now + lat).max(self.pipes[p].flows[1 - from].last_arrival);
@@ -511,6 +522,7 @@ impl Sim {
             ],
             flows: [Flow::default(), Flow::default()],
             open: true,
+            held_close: [false, false],
         });
         self.conn_pipe.insert((from, inc, conn), (p, 0));
         let port = self.next_port;

@@ -159,3 +159,93 @@ fn three_routers_line_then_triangle_then_one_isolated() {
     assert_eq!(sim.node(c).unwrap().peers().names().copied().collect::<Vec<_>>(), [cn]);
     assert!(sim.node(c).unwrap().connected_peers().is_empty());
 }
+
+#[test]
+fn trusted_subnets_are_announced_both_ways() {
+    let mut sim = Sim::new(26);
+    let mk = |i: u64| {
+        let mut c = config(i);
+        c.password = Some(bytes::Bytes::from_static(b"pw"));
+        c.trusted_subnets = vec!["10.0.0.0/24".parse().unwrap()];
+        c
+    };
+    let a = sim.add_plain_node(mk(1));
+    let b = sim.add_plain_node(mk(2));
+    let mut third = mk(3);
+    third.trusted_subnets.clear();
+    let c = sim.add_plain_node(third);
+    sim.connect(a, b);
+    sim.connect(a, c);
+    sim.run_for(Duration::from_secs(5));
+    let st = sim.act(a, |n, _, _| n.status()).unwrap();
+    let info = |peer: NodeId| {
+        let name = sim.name(peer).to_string();
+        st.connections.iter().find(|x| x.info.contains(&name)).map(|x| x.info.clone()).unwrap()
+    };
+    // Trusted both ways: the overlay would skip encryption; mesh traffic stays sealed.
+    assert!(info(b).starts_with("unencrypted"), "{}", info(b));
+    assert!(info(c).starts_with("encrypted"), "{}", info(c));
+}
+
+#[test]
+fn a_silently_stalled_link_is_closed_by_the_timeouts() {
+    let mut sim = Sim::new(27);
+    let a = sim.add_plain_node(config(1));
+    let b = sim.add_plain_node(config(2));
+    sim.connect(a, b);
+    sim.run_for(Duration::from_secs(5));
+    assert!(sim.connected(a, b));
+    // A quiet link stays up through heartbeats.
+    sim.run_for(Duration::from_secs(300));
+    assert!(sim.connected(a, b));
+    let cut_at = sim.now();
+    sim.cut(a, b, Cut::Stall);
+    sim.run_for(Duration::from_secs(65));
+    for (x, y) in [(a, b), (b, a)] {
+        let closed = sim.events(x).iter().find_map(|(t, e)| match e {
+            Event::ConnectionClosed { peer: Some(p), reason, .. } if *p == sim.name(y) && *t > cut_at => {
+                Some((*t, reason.clone()))
+            }
+            _ => None,
+        });
+        let (t, reason) = closed.expect("stalled connection closed");
+        assert!(t - cut_at <= Duration::from_secs(61), "{:?}", t - cut_at);
+        assert!(
+            matches!(reason, mesh_proto::CloseReason::ReceiveTimeout | mesh_proto::CloseReason::SendTimeout),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn the_connection_limit_is_respected_and_refusals_are_reported() {
+    let mut sim = Sim::new(28);
+    let ids: Vec<NodeId> = (0..8)
+        .map(|i| {
+            let mut c = config(i as u64 + 1);
+            c.conn_limit = 3;
+            let peers = if i == 0 { vec![] } else { vec![Sim::address_of(0)] };
+            sim.add_node(c, counter_setup(peers))
+        })
+        .collect();
+    for _ in 0..60 {
+        sim.run_for(Duration::from_secs(5));
+        for id in &ids {
+            assert!(sim.node(*id).unwrap().connected_peers().len() <= 3);
+        }
+    }
+    let refused = sim
+        .events(ids[0])
+        .iter()
+        .filter(|(_, e)| {
+            matches!(e, Event::ConnectionClosed { reason: mesh_proto::CloseReason::ConnectionLimit(3), .. })
+        })
+        .count();
+    assert!(refused > 0);
+    // The peers that got in agree among themselves, and refused handshakes leave no
+    // phantom records behind.
+    let group: Vec<NodeId> =
+        ids.iter().copied().filter(|i| !sim.node(*i).unwrap().connected_peers().is_empty()).collect();
+    assert!(group.len() >= 4, "{group:?}");
+    assert!(sim.topology_converged(&group));
+}
