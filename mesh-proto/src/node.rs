@@ -1368,3 +1368,47 @@ fn write_topology(
     }
     flush_payload(&mut payload, c);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Node>();
+    }
+
+    #[test]
+    fn the_zero_name_is_refused() {
+        let c = Config::new(PeerName::UNKNOWN, "x");
+        assert_eq!(Node::new(c, [0; 32], Instant::ZERO).err(), Some(NodeError::ZeroName));
+    }
+
+    #[test]
+    fn channels_cannot_be_registered_twice_or_as_topology() {
+        let mut n =
+            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
+        let c = crate::counter::Counter::new(n.name());
+        assert!(n.register_channel("topology", c.gossiper()).is_err());
+        assert!(n.register_channel("default", c.gossiper()).is_ok());
+        assert_eq!(
+            n.register_channel("default", c.gossiper()).err(),
+            Some(NodeError::ChannelTaken("default".into()))
+        );
+    }
+
+    #[test]
+    fn unicast_errors_are_typed() {
+        let mut n =
+            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
+        let c = crate::counter::Counter::new(n.name());
+        let ch = n.register_channel("default", c.gossiper()).unwrap();
+        let me = n.name();
+        assert_eq!(n.unicast(&ch, me, b"x", Instant::ZERO), Err(NodeError::UnicastToSelf));
+        let other = PeerName::from_u64(2).unwrap();
+        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::NoRoute(other)));
+        n.shutdown(Instant::ZERO);
+        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::Shutdown));
+    }
+}
