@@ -77,6 +77,10 @@ fn topology_update(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("decode", label), |b| {
             b.iter(|| black_box(topology::decode(black_box(&encoded)).unwrap()));
         });
+        // What the Node does: borrow, copy only what it keeps.
+        g.bench_function(BenchmarkId::new("decode-borrowed", label), |b| {
+            b.iter(|| black_box(topology::decode_refs(black_box(&encoded), Default::default()).unwrap()));
+        });
     }
     g.finish();
 }

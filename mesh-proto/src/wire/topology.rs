@@ -230,17 +230,23 @@ impl UpdateEncoder {
         summary: &PeerSummary,
         connections: impl ExactSizeIterator<Item = &'c ConnectionSummary>,
     ) {
-        let mut summary_msg = Vec::new();
-        put_summary_message(&mut summary_msg, &summary.as_ref());
-        let mut list_msg = Vec::new();
-        put_connection_list_message(&mut list_msg, connections.map(ConnectionSummary::as_ref));
-        self.push_encoded(out, &summary_msg, &list_msg);
+        self.define_summary(out);
+        put_summary_message(out, &summary.as_ref());
+        self.define_list(out);
+        put_connection_list_message(out, connections.map(ConnectionSummary::as_ref));
     }
 
     /// Appends one peer from its already encoded summary and list messages (from
     /// [`put_summary_message`] and [`put_connection_list_message`]), adding the type
     /// definitions where this stream first needs them.
     pub fn push_encoded(&mut self, out: &mut Vec<u8>, summary_msg: &[u8], list_msg: &[u8]) {
+        self.define_summary(out);
+        out.extend_from_slice(summary_msg);
+        self.define_list(out);
+        out.extend_from_slice(list_msg);
+    }
+
+    fn define_summary(&mut self, out: &mut Vec<u8>) {
         if !self.summary_defined {
             self.summary_defined = true;
             gob::put_struct_definition(
@@ -257,7 +263,10 @@ impl UpdateEncoder {
                 ],
             );
         }
-        out.extend_from_slice(summary_msg);
+    }
+
+    /// The slice is defined before its element type, as Go does.
+    fn define_list(&mut self, out: &mut Vec<u8>) {
         if !self.list_defined {
             self.list_defined = true;
             gob::put_slice_definition(out, CONNECTION_LIST_TYPE_ID, CONNECTION_SUMMARY_TYPE_ID);
@@ -273,7 +282,6 @@ impl UpdateEncoder {
                 ],
             );
         }
-        out.extend_from_slice(list_msg);
     }
 }
 
