@@ -100,6 +100,13 @@ impl<D> ChannelHandle<D> {
     pub fn name(&self) -> &Bytes {
         &self.name
     }
+
+    /// A handle for the channel called `name`, for drivers that hand out handles before
+    /// the gossiper is registered. Data of another type than the registered gossiper's is
+    /// never queued.
+    pub fn named(name: Bytes) -> Self {
+        ChannelHandle { name, _data: PhantomData }
+    }
 }
 
 /// Counters kept for diagnostics and the simulator.
@@ -812,8 +819,11 @@ impl Node {
         if self.config.conn_limit > 0 && self.by_name.len() >= self.config.conn_limit {
             return self.close(id, CloseReason::ConnectionLimit(self.config.conn_limit), false, now);
         }
-        // As in Go, the routes may be up to 100 ms stale here.
-        let reachable = self.routes.reachable_established(name);
+        // Go decides this on routes up to 100 ms stale, so a peer that reconnects right
+        // after a close can miss the full state (behaviour.md §13.3). Ours are current,
+        // and a record binding just created was reachable by no one.
+        self.ensure_routes();
+        let reachable = was_known && self.routes.reachable_established(name);
         self.by_name.insert(name, id);
         let rc = RemoteConnection { addr: Bytes::from(addr.clone()), outbound, established: false };
         self.peers.set_our_connection(name, rc);

@@ -264,3 +264,19 @@ fn same_seed_same_digest_other_seed_differs() {
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
 }
+
+#[test]
+fn a_peer_restarted_right_after_its_crash_gets_the_full_state() {
+    // Regression: within 100 ms of the old connection closing, stale routes still showed
+    // the old incarnation as reachable, and the newcomer got no full state.
+    let mut sim = Sim::new(31);
+    let a = sim.add_node(config(1), counter_setup(vec![]));
+    let b = sim.add_node(config(2), counter_setup(vec![Sim::address_of(0)]));
+    sim.run_for(Duration::from_secs(2));
+    increment(&mut sim, a);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(counter_values(&sim, &[b]), [1]);
+    sim.restart(b);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(counter_values(&sim, &[b]), [1], "the restarted peer must get the counter at once");
+}

@@ -1,0 +1,342 @@
+//! The driver loop: one task owns the [`Node`], feeds it every socket event, timer expiry
+//! and application call, and performs its outputs in order. It makes no protocol
+//! decision: what to send, dial or close is the node's.
+//!
+//! Tasks: the node task; an accept loop; per connection a reader and a writer; one task
+//! per dial in progress. All of them hold a guard so that shutdown can wait for every
+//! one to end.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use futures_util::future::{self, Either};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use mesh_proto::{ConnId, Event, Instant, Node, Output};
+use tracing::{Instrument, debug, info, info_span, trace, warn};
+
+use crate::runtime::Runtime;
+
+/// Read buffer per connection.
+const READ_BUFFER: usize = 64 * 1024;
+/// Inputs waiting for the node task; readers wait when it is full.
+const INPUT_QUEUE: usize = 1024;
+/// Events buffered per subscriber before they are dropped for it.
+pub(crate) const EVENT_QUEUE: usize = 1024;
+
+/// A call into the node from the application, run on the node task.
+pub(crate) type Call = Box<dyn FnOnce(&mut Node, Instant) + Send>;
+
+pub(crate) enum Input<S> {
+    Accepted(S, SocketAddr),
+    Dialed(ConnId, std::io::Result<S>),
+    Data(ConnId, Bytes),
+    Written(ConnId, usize),
+    Closed(ConnId, String),
+    Call(Call),
+    Subscribe(async_channel::Sender<Event>),
+    Shutdown(async_channel::Sender<()>),
+}
+
+struct ConnHandle {
+    writer: async_channel::Sender<Bytes>,
+    /// Dropping it stops the reader.
+    _stop_reader: async_channel::Sender<()>,
+}
+
+/// Keeps the shutdown wait open while a task runs.
+#[derive(Clone)]
+pub(crate) struct TaskGuard(#[allow(dead_code)] async_channel::Sender<()>);
+
+pub(crate) struct Driver<R: Runtime> {
+    pub rt: R,
+    pub node: Node,
+    pub origin: StdInstant,
+    pub inputs: async_channel::Receiver<Input<R::Stream>>,
+    pub input_tx: async_channel::Sender<Input<R::Stream>>,
+    pub stop: async_channel::Receiver<()>,
+    pub stop_tx: Option<async_channel::Sender<()>>,
+    pub guard: TaskGuard,
+    pub connect_timeout: Duration,
+    conns: BTreeMap<ConnId, ConnHandle>,
+    subscribers: Vec<async_channel::Sender<Event>>,
+}
+
+/// Channels a mesh's tasks share.
+pub(crate) struct Wiring<S> {
+    pub input_tx: async_channel::Sender<Input<S>>,
+    pub inputs: async_channel::Receiver<Input<S>>,
+    pub stop_tx: async_channel::Sender<()>,
+    pub stop: async_channel::Receiver<()>,
+    pub guard: TaskGuard,
+    pub all_done: async_channel::Receiver<()>,
+}
+
+impl<S> Wiring<S> {
+    pub(crate) fn new() -> Self {
+        let (input_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
+        let (stop_tx, stop) = async_channel::bounded(1);
+        let (guard, all_done) = async_channel::bounded(1);
+        Wiring { input_tx, inputs, stop_tx, stop, guard: TaskGuard(guard), all_done }
+    }
+}
+
+/// Waits for `fut`, or returns `None` when `stop` is closed.
+async fn or_stop<T>(stop: &async_channel::Receiver<()>, fut: impl Future<Output = T>) -> Option<T> {
+    let fut = std::pin::pin!(fut);
+    let stopped = std::pin::pin!(stop.recv());
+    match future::select(fut, stopped).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+/// The accept loop: hands every accepted socket to the node task. Errors (such as
+/// running out of file descriptors) are logged and retried after a pause, never in a
+/// hot loop as Go's.
+pub(crate) async fn accept_loop<R: Runtime>(
+    listener: R::Listener,
+    tx: async_channel::Sender<Input<R::Stream>>,
+    stop: async_channel::Receiver<()>,
+    rt: R,
+    _guard: TaskGuard,
+) {
+    loop {
+        match or_stop(&stop, R::accept(&listener)).await {
+            None => break,
+            Some(Ok((s, addr))) => {
+                if tx.send(Input::Accepted(s, addr)).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "accept failed");
+                let pause = StdInstant::now() + Duration::from_millis(50);
+                if or_stop(&stop, rt.sleep_until(pause)).await.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    debug!("listener closed");
+}
+
+async fn read_loop<S: futures_io::AsyncRead + Unpin>(
+    mut rd: S,
+    conn: ConnId,
+    tx: async_channel::Sender<Input<impl Send>>,
+    stop: async_channel::Receiver<()>,
+    _guard: TaskGuard,
+) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let input = match or_stop(&stop, rd.read(&mut buf)).await {
+            None => return,
+            Some(Ok(0)) => Input::Closed(conn, "connection closed by the remote".into()),
+            Some(Ok(n)) => Input::Data(conn, Bytes::copy_from_slice(&buf[..n])),
+            Some(Err(e)) => Input::Closed(conn, e.to_string()),
+        };
+        let last = matches!(input, Input::Closed(..));
+        // Waiting here when the node task is behind is the back-pressure on readers.
+        if tx.send(input).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
+    mut wr: S,
+    conn: ConnId,
+    rx: async_channel::Receiver<Bytes>,
+    tx: async_channel::Sender<Input<impl Send>>,
+    _guard: TaskGuard,
+) {
+    while let Ok(data) = rx.recv().await {
+        if let Err(e) = wr.write_all(&data).await {
+            let _ = tx.send(Input::Closed(conn, e.to_string())).await;
+            return;
+        }
+        if tx.send(Input::Written(conn, data.len())).await.is_err() {
+            break;
+        }
+    }
+    let _ = wr.close().await;
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(rt: R, node: Node, origin: StdInstant, wiring: &Wiring<R::Stream>, connect_timeout: Duration) -> Self {
+        Driver {
+            rt,
+            node,
+            origin,
+            inputs: wiring.inputs.clone(),
+            input_tx: wiring.input_tx.clone(),
+            stop: wiring.stop.clone(),
+            stop_tx: Some(wiring.stop_tx.clone()),
+            guard: wiring.guard.clone(),
+            connect_timeout,
+            conns: BTreeMap::new(),
+            subscribers: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn std_instant(&self, t: Instant) -> StdInstant {
+        self.origin + t.since_origin()
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) async fn run(mut self) {
+        let mut shutdown_reply = None;
+        // Whatever the node produced before the loop started (the first dials).
+        self.perform_outputs();
+        loop {
+            let wake = self.node.poll_timeout().map(|t| self.std_instant(t));
+            let next = {
+                let recv = std::pin::pin!(self.inputs.recv());
+                let timer = std::pin::pin!(async {
+                    match wake {
+                        Some(t) => self.rt.sleep_until(t).await,
+                        None => future::pending::<()>().await,
+                    }
+                });
+                match future::select(recv, timer).await {
+                    Either::Left((Ok(input), _)) => Some(input),
+                    Either::Left((Err(_), _)) => None,
+                    Either::Right(_) => None,
+                }
+            };
+            let now = self.now();
+            match next {
+                None => self.node.handle_timeout(now),
+                Some(Input::Shutdown(reply)) => {
+                    info!("shutting down");
+                    self.node.shutdown(now);
+                    shutdown_reply = Some(reply);
+                }
+                Some(input) => self.handle(input, now),
+            }
+            self.perform_outputs();
+            if shutdown_reply.is_some() {
+                break;
+            }
+        }
+        // Stop the listener and dials, close every socket, and let the tasks end.
+        self.stop_tx.take();
+        self.conns.clear();
+        self.subscribers.clear();
+        drop(self);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.try_send(());
+        }
+    }
+
+    fn handle(&mut self, input: Input<R::Stream>, now: Instant) {
+        match input {
+            Input::Accepted(stream, addr) => {
+                let conn = self.node.handle_accepted(addr, now);
+                debug!(%conn, %addr, "accepted");
+                self.start_io(conn, stream);
+            }
+            Input::Dialed(conn, Ok(stream)) => {
+                debug!(%conn, "dialled");
+                self.start_io(conn, stream);
+                self.node.handle_dialed(conn, now);
+            }
+            Input::Dialed(conn, Err(e)) => {
+                debug!(%conn, error = %e, "dial failed");
+                self.node.handle_dial_failed(conn, e, now);
+            }
+            Input::Data(conn, data) => {
+                trace!(%conn, len = data.len(), "read");
+                self.node.handle_data(conn, &data, now);
+            }
+            Input::Written(conn, n) => self.node.handle_written(conn, n, now),
+            Input::Closed(conn, why) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.node.handle_closed(conn, why, now);
+                }
+            }
+            Input::Call(f) => f(&mut self.node, now),
+            Input::Subscribe(tx) => self.subscribers.push(tx),
+            Input::Shutdown(_) => {}
+        }
+    }
+
+    fn start_io(&mut self, conn: ConnId, stream: R::Stream) {
+        let (rd, wr) = stream.split();
+        let (writer, rx) = async_channel::unbounded();
+        let (stop_reader, stop) = async_channel::bounded(1);
+        let span = info_span!("conn", %conn);
+        let tx = self.input_tx.clone();
+        self.rt.spawn(read_loop(rd, conn, tx.clone(), stop, self.guard.clone()).instrument(span.clone()));
+        self.rt.spawn(write_loop(wr, conn, rx, tx, self.guard.clone()).instrument(span));
+        self.conns.insert(conn, ConnHandle { writer, _stop_reader: stop_reader });
+    }
+
+    fn perform_outputs(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit { conn, data } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        // The node bounds what it hands over, so the queue is bounded too.
+                        let _ = c.writer.try_send(data);
+                    }
+                }
+                Output::Dial { conn, addr } => {
+                    debug!(%conn, %addr, "dialling");
+                    let (rt, tx, stop, guard) = (self.rt.clone(), self.input_tx.clone(), self.stop.clone(), self.guard.clone());
+                    let timeout = self.connect_timeout;
+                    self.rt.spawn(async move {
+                        let _guard = guard;
+                        let deadline = StdInstant::now() + timeout;
+                        let attempt = async {
+                            let connect = std::pin::pin!(rt.connect(addr));
+                            let sleep = std::pin::pin!(rt.sleep_until(deadline));
+                            match future::select(connect, sleep).await {
+                                Either::Left((r, _)) => r,
+                                Either::Right(_) => {
+                                    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+                                }
+                            }
+                        };
+                        if let Some(result) = or_stop(&stop, attempt).await {
+                            let _ = tx.send(Input::Dialed(conn, result)).await;
+                        }
+                    });
+                }
+                Output::Close { conn } => {
+                    debug!(%conn, "closing");
+                    // Dropping the handle stops the reader; the writer flushes what it
+                    // was given, then closes the socket.
+                    self.conns.remove(&conn);
+                }
+                Output::Event(event) => {
+                    log_event(&event);
+                    self.subscribers.retain(|s| match s.try_send(event.clone()) {
+                        Ok(()) | Err(async_channel::TrySendError::Full(_)) => true,
+                        Err(async_channel::TrySendError::Closed(_)) => false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::ConnectionEstablished { conn, peer, addr, outbound, .. } => {
+            info!(%conn, %peer, %addr, outbound, "connection established")
+        }
+        Event::ConnectionClosed { conn, peer, addr, reason, .. } => match peer {
+            Some(p) => info!(%conn, peer = %p, %addr, %reason, "connection closed"),
+            None => info!(%conn, %addr, %reason, "connection failed"),
+        },
+        Event::PeerAdded(p) => debug!(peer = %p, "peer added"),
+        Event::PeerRemoved(p) => debug!(peer = %p, "peer removed"),
+    }
+}

@@ -1,0 +1,56 @@
+//! # mesh-tokio
+//!
+//! A gossip mesh on tokio: membership, unicast to any peer (routed over several hops),
+//! broadcast to all, and eventually-consistent state, wire-compatible with the Go
+//! library weaveworks/mesh (protocol version 2) so Rust services can join Go meshes.
+//!
+//! The protocol lives in [`mesh_proto::Node`]; this crate owns the sockets and timers:
+//! a listener, one reader and one writer task per connection, and one task that owns the
+//! node and performs its outputs in order.
+//!
+//! ```
+//! use mesh_proto::counter::Counter;
+//! use mesh_tokio::{MeshBuilder, PeerName};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), mesh_tokio::Error> {
+//! let name: PeerName = "00:00:00:00:00:01".parse().unwrap();
+//! let mut builder = MeshBuilder::new(name)
+//!     .nickname("first")
+//!     .listen("127.0.0.1:0".parse().unwrap())
+//!     .password("a long shared secret");
+//! // A G-counter on channel "default", byte-compatible with Go's example app.
+//! let counter = Counter::new(name);
+//! let channel = builder.channel("default", counter.gossiper());
+//! let mesh = builder.start().await?;
+//!
+//! channel.broadcast(counter.increment()).await?;
+//! let status = mesh.status().await?;
+//! assert_eq!(status.name, name);
+//! mesh.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod driver;
+pub mod runtime;
+
+pub use api::{Error, Events};
+pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+pub use runtime::{Runtime, Tokio};
+
+/// A builder for a [`Mesh`] on tokio.
+pub type MeshBuilder = api::MeshBuilder<Tokio>;
+/// A running mesh peer on tokio.
+pub type Mesh = api::Mesh<Tokio>;
+/// A gossip channel of a mesh on tokio.
+pub type Channel<D> = api::Channel<D, Tokio>;
+
+impl MeshBuilder {
+    /// A builder for a peer called `name`, listening on `0.0.0.0:6783`, plaintext, with
+    /// peer discovery and no connection limit.
+    pub fn new(name: PeerName) -> Self {
+        Self::with_runtime(Tokio, name)
+    }
+}
