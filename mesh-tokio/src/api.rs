@@ -12,7 +12,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use mesh_proto::config::Subnet;
 use mesh_proto::connector::AddressError;
-use mesh_proto::{ChannelHandle, Config, Event, GossipData, Gossiper, Instant, Node, NodeError, PeerName, Status};
+use mesh_proto::{
+    ChannelHandle, Config, Event, GossipData, Gossiper, Instant, Node, NodeError, PeerName, Status,
+};
 use tracing::{Instrument, info, info_span};
 
 use crate::driver::{self, Call, Driver, EVENT_QUEUE, Input, Wiring};
@@ -139,8 +141,10 @@ impl<R: Runtime> MeshBuilder<R> {
 
     /// Binds the listener, starts the node task, and dials the configured peers.
     pub async fn start(mut self) -> Result<Mesh<R>, Error> {
-        let listener = self.rt.bind(self.listen).await.map_err(|source| Error::Bind { addr: self.listen, source })?;
-        let local_addr = R::local_addr(&listener).map_err(|source| Error::Bind { addr: self.listen, source })?;
+        let listener =
+            self.rt.bind(self.listen).await.map_err(|source| Error::Bind { addr: self.listen, source })?;
+        let local_addr =
+            R::local_addr(&listener).map_err(|source| Error::Bind { addr: self.listen, source })?;
         // Peers found through inbound connections are dialled on our port.
         self.config.port = local_addr.port();
         let mut seed = [0u8; 32];
@@ -158,7 +162,13 @@ impl<R: Runtime> MeshBuilder<R> {
         }
         let span = info_span!("mesh", peer = %name);
         let w = &self.wiring;
-        let acceptor = driver::accept_loop(listener, w.input_tx.clone(), w.stop.clone(), self.rt.clone(), w.guard.clone());
+        let acceptor = driver::accept_loop(
+            listener,
+            w.input_tx.clone(),
+            w.stop.clone(),
+            self.rt.clone(),
+            w.guard.clone(),
+        );
         self.rt.spawn(acceptor.instrument(span.clone()));
         let d = Driver::new(self.rt.clone(), node, origin, w, self.connect_timeout);
         self.rt.spawn(d.run().instrument(span.clone()));
@@ -178,7 +188,12 @@ pub struct Mesh<R: Runtime> {
 
 impl<R: Runtime> Clone for Mesh<R> {
     fn clone(&self) -> Self {
-        Mesh { name: self.name, local_addr: self.local_addr, tx: self.tx.clone(), all_done: self.all_done.clone() }
+        Mesh {
+            name: self.name,
+            local_addr: self.local_addr,
+            tx: self.tx.clone(),
+            all_done: self.all_done.clone(),
+        }
     }
 }
 
@@ -236,7 +251,10 @@ impl<R: Runtime> Mesh<R> {
     }
 
     /// Stops connecting to these peers; existing connections stay up.
-    pub async fn forget_connections<S: Into<String>>(&self, peers: impl IntoIterator<Item = S>) -> Result<(), Error> {
+    pub async fn forget_connections<S: Into<String>>(
+        &self,
+        peers: impl IntoIterator<Item = S>,
+    ) -> Result<(), Error> {
         let peers: Vec<String> = peers.into_iter().map(Into::into).collect();
         call(&self.tx, move |node, now| node.forget_connections(&peers, now)).await
     }
@@ -247,7 +265,10 @@ impl<R: Runtime> Mesh<R> {
     }
 
     /// Runs `f` on the node, for what the other calls do not cover.
-    pub async fn with_node<T: Send + 'static>(&self, f: impl FnOnce(&mut Node) -> T + Send + 'static) -> Result<T, Error> {
+    pub async fn with_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node) -> T + Send + 'static,
+    ) -> Result<T, Error> {
         call(&self.tx, move |node, _| f(node)).await
     }
 

@@ -165,7 +165,13 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
 }
 
 impl<R: Runtime> Driver<R> {
-    pub(crate) fn new(rt: R, node: Node, origin: StdInstant, wiring: &Wiring<R::Stream>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        rt: R,
+        node: Node,
+        origin: StdInstant,
+        wiring: &Wiring<R::Stream>,
+        connect_timeout: Duration,
+    ) -> Self {
         Driver {
             rt,
             node,
@@ -289,7 +295,8 @@ impl<R: Runtime> Driver<R> {
                 }
                 Output::Dial { conn, addr } => {
                     debug!(%conn, %addr, "dialling");
-                    let (rt, tx, stop, guard) = (self.rt.clone(), self.input_tx.clone(), self.stop.clone(), self.guard.clone());
+                    let (rt, tx, stop, guard) =
+                        (self.rt.clone(), self.input_tx.clone(), self.stop.clone(), self.guard.clone());
                     let timeout = self.connect_timeout;
                     self.rt.spawn(async move {
                         let _guard = guard;
@@ -299,9 +306,10 @@ impl<R: Runtime> Driver<R> {
                             let sleep = std::pin::pin!(rt.sleep_until(deadline));
                             match future::select(connect, sleep).await {
                                 Either::Left((r, _)) => r,
-                                Either::Right(_) => {
-                                    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
-                                }
+                                Either::Right(_) => Err(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "connect timed out",
+                                )),
                             }
                         };
                         if let Some(result) = or_stop(&stop, attempt).await {

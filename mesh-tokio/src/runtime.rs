@@ -26,7 +26,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The listener's bound address.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// Accepts one connection.
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
     /// Connects to `addr` (`ip:port`, or `host:port` resolved now).
     fn connect(&self, addr: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Completes at `deadline`.
@@ -53,20 +55,16 @@ impl Runtime for Tokio {
         listener.local_addr()
     }
 
-    fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
-        async move {
-            let (s, a) = listener.accept().await?;
-            s.set_nodelay(true)?;
-            Ok((s.compat(), a))
-        }
+    async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (s, a) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        Ok((s.compat(), a))
     }
 
-    fn connect(&self, addr: String) -> impl Future<Output = io::Result<Self::Stream>> + Send {
-        async move {
-            let s = tokio::net::TcpStream::connect(addr).await?;
-            s.set_nodelay(true)?;
-            Ok(s.compat())
-        }
+    async fn connect(&self, addr: String) -> io::Result<Self::Stream> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s.compat())
     }
 
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {

@@ -79,7 +79,11 @@ async fn a_wrong_password_is_refused_and_reported() {
     // The first peer reports why in its events...
     let reported = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(e) = events.next().await {
-            if let Event::ConnectionClosed { reason: CloseReason::Handshake(HandshakeError::WrongPassword), .. } = e {
+            if let Event::ConnectionClosed {
+                reason: CloseReason::Handshake(HandshakeError::WrongPassword),
+                ..
+            } = e
+            {
                 return true;
             }
         }

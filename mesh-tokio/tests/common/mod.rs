@@ -8,17 +8,17 @@ use std::time::Duration;
 use mesh_proto::counter::{Counter, Counts};
 use mesh_tokio::{Channel, Mesh, MeshBuilder, PeerName};
 
-pub struct Peer {
-    pub mesh: Mesh,
-    pub counter: Counter,
-    pub channel: Channel<Counts>,
+pub(crate) struct Peer {
+    pub(crate) mesh: Mesh,
+    pub(crate) counter: Counter,
+    pub(crate) channel: Channel<Counts>,
 }
 
-pub fn name(i: u64) -> PeerName {
+pub(crate) fn name(i: u64) -> PeerName {
     PeerName::from_u64(0x0d00_0000_0000 + i).unwrap()
 }
 
-pub async fn start(i: u64, password: Option<&str>, peers: &[SocketAddr]) -> Peer {
+pub(crate) async fn start(i: u64, password: Option<&str>, peers: &[SocketAddr]) -> Peer {
     let mut b = MeshBuilder::new(name(i))
         .nickname(format!("peer{i}"))
         .listen("127.0.0.1:0".parse().unwrap())
@@ -32,12 +32,12 @@ pub async fn start(i: u64, password: Option<&str>, peers: &[SocketAddr]) -> Peer
     Peer { mesh, counter, channel }
 }
 
-pub async fn increment(p: &Peer) {
+pub(crate) async fn increment(p: &Peer) {
     p.channel.broadcast(p.counter.increment()).await.unwrap();
 }
 
 /// Waits until `f` holds, polling every 50 ms, for at most `secs` seconds.
-pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while tokio::time::Instant::now() < deadline {
         if f() {
