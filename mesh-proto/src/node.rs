@@ -1329,7 +1329,9 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&id) else { return };
-        if c.queued() > MAX_QUEUED_BYTES {
+        // Direct sends stop at MAX_QUEUED_BYTES and slots at the write window, so only a
+        // bug could pass this; a slow reader is closed by the send timeout instead.
+        if c.queued() > 2 * MAX_QUEUED_BYTES + self.config.max_frame_len {
             return self.close(id, CloseReason::SendBufferFull, false, now);
         }
         if let Some(data) = c.take_out(now) {

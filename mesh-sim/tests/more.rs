@@ -249,3 +249,33 @@ fn the_connection_limit_is_respected_and_refusals_are_reported() {
     assert!(group.len() >= 4, "{group:?}");
     assert!(sim.topology_converged(&group));
 }
+
+#[test]
+fn a_flood_of_unicasts_to_a_stalled_peer_is_refused_not_fatal() {
+    // Regression: the frame admitted right at the queue limit used to close the
+    // connection.
+    let mut sim = Sim::new(29);
+    let a = sim.add_node(config(1), tracker_setup(vec![]));
+    let b = sim.add_node(config(2), tracker_setup(vec![Sim::address_of(0)]));
+    sim.run_for(Duration::from_secs(2));
+    sim.set_reading(b, false);
+    let dest = sim.name(b);
+    let payload = vec![0u8; 1024];
+    let mut congested = 0;
+    for _ in 0..40_000 {
+        let r = sim.act(a, |n, app, now| {
+            let app = app.downcast_ref::<TrackerApp>().unwrap();
+            n.unicast(&app.channel, dest, &payload, now)
+        });
+        if let Some(Err(mesh_proto::NodeError::Congested(_))) = r {
+            congested += 1;
+        }
+    }
+    assert!(congested > 0);
+    assert!(sim.connected(a, b), "still connected until the send timeout");
+    sim.set_reading(b, true);
+    sim.run_for(Duration::from_secs(5));
+    assert!(sim.connected(a, b));
+    let delivered = sim.app::<TrackerApp>(b).unwrap().tracker.lock().unicasts.len();
+    assert_eq!(delivered, 40_000 - congested);
+}

@@ -20,6 +20,10 @@ use crate::runtime::Runtime;
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
+/// Bytes the writer gathers from its queue into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Inputs handled back to back before the outputs are performed.
+const INPUT_BATCH: usize = 256;
 /// Inputs waiting for the node task; readers wait when it is full.
 const INPUT_QUEUE: usize = 1024;
 /// Events buffered per subscriber before they are dropped for it.
@@ -152,7 +156,22 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
     tx: async_channel::Sender<Input<impl Send>>,
     _guard: TaskGuard,
 ) {
-    while let Ok(data) = rx.recv().await {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while let Ok(first) = rx.recv().await {
+        // Everything queued goes out in one write, reported once.
+        let data = if rx.is_empty() {
+            first
+        } else {
+            batch.clear();
+            batch.extend_from_slice(&first);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            Bytes::copy_from_slice(&batch)
+        };
         if let Err(e) = wr.write_all(&data).await {
             let _ = tx.send(Input::Closed(conn, e.to_string())).await;
             return;
@@ -217,14 +236,30 @@ impl<R: Runtime> Driver<R> {
                 }
             };
             let now = self.now();
-            match next {
-                None => self.node.handle_timeout(now),
-                Some(Input::Shutdown(reply)) => {
-                    info!("shutting down");
-                    self.node.shutdown(now);
-                    shutdown_reply = Some(reply);
+            let mut next = next;
+            let mut handled = 0;
+            loop {
+                match next {
+                    None => self.node.handle_timeout(now),
+                    Some(Input::Shutdown(reply)) => {
+                        info!("shutting down");
+                        self.node.shutdown(now);
+                        shutdown_reply = Some(reply);
+                        break;
+                    }
+                    Some(input) => self.handle(input, now),
                 }
-                Some(input) => self.handle(input, now),
+                // Take whatever else is ready, so its frames share writes.
+                handled += 1;
+                match self.inputs.try_recv() {
+                    Ok(input) if handled < INPUT_BATCH => next = Some(input),
+                    Ok(input) => {
+                        self.perform_outputs();
+                        next = Some(input);
+                        handled = 0;
+                    }
+                    Err(_) => break,
+                }
             }
             self.perform_outputs();
             if shutdown_reply.is_some() {
