@@ -54,3 +54,8 @@ impl MeshBuilder {
         Self::with_runtime(Tokio, name)
     }
 }
+
+/// The README's code examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
