@@ -4,9 +4,10 @@
 //! broadcast to all, and eventually-consistent state, wire-compatible with the Go
 //! library weaveworks/mesh (protocol version 2) so Rust services can join Go meshes.
 //!
-//! The protocol lives in [`mesh_proto::Node`]; this crate owns the sockets and timers:
-//! a listener, one reader and one writer task per connection, and one task that owns the
-//! node and performs its outputs in order.
+//! The protocol lives in [`mesh_proto::Node`] and the driver loop in `mesh-driver`; this
+//! crate is the tokio implementation of the driver's runtime trait and the API with the
+//! runtime fixed: a listener, one reader and one writer task per connection, and one task
+//! that owns the node and performs its outputs in order.
 //!
 //! ```
 //! use mesh_proto::counter::Counter;
@@ -32,28 +33,18 @@
 //! # }
 //! ```
 
-mod api;
-mod driver;
 pub mod runtime;
 
-pub use api::{Error, Events};
+pub use mesh_driver::{Error, Events, Runtime};
 pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
-pub use runtime::{Runtime, Tokio};
+pub use runtime::Tokio;
 
-/// A builder for a [`Mesh`] on tokio.
-pub type MeshBuilder = api::MeshBuilder<Tokio>;
+/// A builder for a [`Mesh`] on tokio (`MeshBuilder::new(name)`).
+pub type MeshBuilder = mesh_driver::MeshBuilder<Tokio>;
 /// A running mesh peer on tokio.
-pub type Mesh = api::Mesh<Tokio>;
+pub type Mesh = mesh_driver::Mesh<Tokio>;
 /// A gossip channel of a mesh on tokio.
-pub type Channel<D> = api::Channel<D, Tokio>;
-
-impl MeshBuilder {
-    /// A builder for a peer called `name`, listening on `0.0.0.0:6783`, plaintext, with
-    /// peer discovery and no connection limit.
-    pub fn new(name: PeerName) -> Self {
-        Self::with_runtime(Tokio, name)
-    }
-}
+pub type Channel<D> = mesh_driver::Channel<D, Tokio>;
 
 /// The README's code examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -55,6 +55,14 @@ pub struct MeshBuilder<R: Runtime> {
     registrations: Vec<Registration>,
 }
 
+impl<R: Runtime + Default> MeshBuilder<R> {
+    /// A builder for a peer called `name`, listening on `0.0.0.0:6783`, plaintext, with
+    /// peer discovery and no connection limit.
+    pub fn new(name: PeerName) -> Self {
+        Self::with_runtime(R::default(), name)
+    }
+}
+
 impl<R: Runtime> MeshBuilder<R> {
     /// A builder for a peer called `name` on runtime `rt`, listening on `0.0.0.0:6783`,
     /// plaintext, with peer discovery and no connection limit.

@@ -1,0 +1,36 @@
+//! What the driver needs from an async runtime.
+//!
+//! The driver loop is written against this trait only: spawning, listening and
+//! accepting, connecting, sleeping until an instant. Streams are the `futures-io`
+//! `AsyncRead`/`AsyncWrite` traits, so any runtime's sockets fit. Each adapter crate
+//! implements it in a few lines.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// An async runtime the mesh can run on.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A connected TCP stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+
+    /// Runs `fut` in the background.
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F);
+    /// Binds a listener.
+    fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// The listener's bound address.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+    /// Accepts one connection.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// Connects to `addr` (`ip:port`, or `host:port` resolved now).
+    fn connect(&self, addr: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
+}
