@@ -1,0 +1,105 @@
+//! # mesh-async-std
+//!
+//! The mesh on async-io, the reactor and timers under both smol and async-std (which is
+//! discontinued and built on the same pieces), so it runs under either, or under any
+//! executor: spawning is injectable and defaults to smol's global executor.
+//!
+//! The API is mesh-tokio's, from the same shared driver (`mesh-driver`):
+//!
+//! ```
+//! use mesh_async_std::{MeshBuilder, PeerName};
+//! use mesh_proto::counter::Counter;
+//!
+//! smol::block_on(async {
+//!     let name: PeerName = "00:00:00:00:00:01".parse().unwrap();
+//!     let mut builder = MeshBuilder::new(name).listen("127.0.0.1:0".parse().unwrap());
+//!     let counter = Counter::new(name);
+//!     let channel = builder.channel("default", counter.gossiper());
+//!     let mesh = builder.start().await.unwrap();
+//!     channel.broadcast(counter.increment()).await.unwrap();
+//!     assert_eq!(mesh.status().await.unwrap().name, name);
+//!     mesh.shutdown().await.unwrap();
+//! });
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use mesh_driver::{Error, Events, Runtime};
+pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+
+/// A task handed to a spawner.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The async-io runtime, with the executor that runs the mesh's tasks.
+#[derive(Clone)]
+pub struct AsyncIo {
+    spawner: Arc<dyn Fn(Task) + Send + Sync>,
+}
+
+impl AsyncIo {
+    /// Runs the mesh's tasks with `spawn` (for example an `async_executor::Executor`, or
+    /// `async_std::task::spawn`).
+    pub fn with_spawner(spawn: impl Fn(Task) + Send + Sync + 'static) -> Self {
+        AsyncIo { spawner: Arc::new(spawn) }
+    }
+}
+
+impl Default for AsyncIo {
+    /// smol's global executor.
+    fn default() -> Self {
+        AsyncIo::with_spawner(|task| smol::spawn(task).detach())
+    }
+}
+
+impl fmt::Debug for AsyncIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncIo").finish_non_exhaustive()
+    }
+}
+
+impl Runtime for AsyncIo {
+    type Stream = async_net::TcpStream;
+    type Listener = async_net::TcpListener;
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        (self.spawner)(Box::pin(fut));
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        async_net::TcpListener::bind(addr).await
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (s, a) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        Ok((s, a))
+    }
+
+    async fn connect(&self, addr: String) -> io::Result<Self::Stream> {
+        let s = async_net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        async_io::Timer::at(deadline).await;
+    }
+}
+
+/// A builder for a [`Mesh`] on async-io (`MeshBuilder::new(name)` uses smol's executor;
+/// `MeshBuilder::with_runtime(AsyncIo::with_spawner(..), name)` another).
+pub type MeshBuilder = mesh_driver::MeshBuilder<AsyncIo>;
+/// A running mesh peer on async-io.
+pub type Mesh = mesh_driver::Mesh<AsyncIo>;
+/// A gossip channel of a mesh on async-io.
+pub type Channel<D> = mesh_driver::Channel<D, AsyncIo>;
