@@ -11,6 +11,8 @@
 mod api;
 mod driver;
 mod runtime;
+#[cfg(feature = "suite")]
+pub mod suite;
 
 pub use api::{Channel, Error, Events, Mesh, MeshBuilder};
 pub use runtime::Runtime;

@@ -1,0 +1,13 @@
+//! `shutdown()` leaves no task or socket behind, under async-std. Alone in its test
+//! binary, as it counts the process's file descriptors.
+
+use mesh_async_std::AsyncIo;
+use mesh_driver::suite;
+
+#[test]
+fn shutdown_leaves_no_task_or_socket_behind() {
+    let rt = AsyncIo::with_spawner(|task| {
+        async_std::task::spawn(task);
+    });
+    async_std::task::block_on(suite::shutdown_leaves_nothing(rt));
+}

@@ -1,0 +1,24 @@
+//! The shared integration suite (`mesh_driver::suite`) under smol.
+
+use mesh_async_std::AsyncIo;
+use mesh_driver::suite;
+
+#[test]
+fn counters_converge_plaintext() {
+    smol::block_on(suite::counters_converge(AsyncIo::default(), None));
+}
+
+#[test]
+fn counters_converge_with_password() {
+    smol::block_on(suite::counters_converge(AsyncIo::default(), Some("s3cret")));
+}
+
+#[test]
+fn a_restarted_peer_with_the_same_name_rejoins() {
+    smol::block_on(suite::restart_rejoins(AsyncIo::default()));
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_reported() {
+    smol::block_on(suite::wrong_password_refused(AsyncIo::default()));
+}
