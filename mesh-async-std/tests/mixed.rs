@@ -1,0 +1,42 @@
+//! Tokio meshes and smol meshes in one process form one mesh.
+
+use std::time::{Duration, Instant};
+
+use mesh_async_std::AsyncIo;
+use mesh_driver::suite::{self, Peer};
+use mesh_tokio::Tokio;
+
+#[test]
+fn tokio_and_smol_meshes_converge_together() {
+    let tokio_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Two meshes on tokio; their tasks keep running on tokio's workers.
+    let (t1, t2): (Peer<Tokio>, Peer<Tokio>) = tokio_rt.block_on(async {
+        let a = suite::start(&Tokio, 1, Some("mixed"), &[]).await;
+        let b = suite::start(&Tokio, 2, Some("mixed"), &[a.mesh.local_addr()]).await;
+        (a, b)
+    });
+    smol::block_on(async {
+        let rt = AsyncIo::default();
+        let s1 = suite::start(&rt, 3, Some("mixed"), &[t1.mesh.local_addr()]).await;
+        let s2 = suite::start(&rt, 4, Some("mixed"), &[t2.mesh.local_addr(), s1.mesh.local_addr()]).await;
+        suite::increment(&t1).await;
+        suite::increment(&t2).await;
+        suite::increment(&s1).await;
+        suite::increment(&s2).await;
+        suite::increment(&s2).await;
+        let values = || [t1.counter.value(), t2.counter.value(), s1.counter.value(), s2.counter.value()];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while values() != [5; 4] {
+            assert!(Instant::now() < deadline, "{:?}", values());
+            async_io::Timer::after(Duration::from_millis(50)).await;
+        }
+        for st in [t1.mesh.status().await.unwrap(), s2.mesh.status().await.unwrap()] {
+            assert_eq!(st.peers.len(), 4);
+        }
+        s1.mesh.shutdown().await.unwrap();
+        s2.mesh.shutdown().await.unwrap();
+        t1.mesh.shutdown().await.unwrap();
+        t2.mesh.shutdown().await.unwrap();
+    });
+}
