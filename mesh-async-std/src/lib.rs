@@ -103,3 +103,9 @@ pub type MeshBuilder = mesh_driver::MeshBuilder<AsyncIo>;
 pub type Mesh = mesh_driver::Mesh<AsyncIo>;
 /// A gossip channel of a mesh on async-io.
 pub type Channel<D> = mesh_driver::Channel<D, AsyncIo>;
+
+/// The README's code examples (tokio and smol ones; this crate's tests have both
+/// runtimes), compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -9,6 +9,10 @@
 //! application calls, and performs its outputs in order. It makes no protocol decision.
 
 mod api;
+#[cfg(feature = "bench")]
+pub mod bench;
+#[cfg(feature = "counter-app")]
+pub mod counter_app;
 mod driver;
 mod runtime;
 #[cfg(feature = "suite")]

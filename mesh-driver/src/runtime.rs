@@ -3,7 +3,10 @@
 //! The driver loop is written against this trait only: spawning, listening and
 //! accepting, connecting, sleeping until an instant. Streams are the `futures-io`
 //! `AsyncRead`/`AsyncWrite` traits, so any runtime's sockets fit. Each adapter crate
-//! implements it in a few lines.
+//! implements it in a few lines. Two things are deliberately not in it: a connect
+//! timeout (the driver races `connect` against `sleep_until`, so every runtime gets the
+//! same behaviour) and a clock (the driver reads `std::time::Instant`, the clock tokio's
+//! and async-io's timers use, and hands the node instants relative to its start).
 
 use std::future::Future;
 use std::io;

@@ -45,8 +45,3 @@ pub type MeshBuilder = mesh_driver::MeshBuilder<Tokio>;
 pub type Mesh = mesh_driver::Mesh<Tokio>;
 /// A gossip channel of a mesh on tokio.
 pub type Channel<D> = mesh_driver::Channel<D, Tokio>;
-
-/// The README's code examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -11,6 +11,8 @@ use mesh_proto::{CloseReason, Event, PeerName};
 
 use crate::{Channel, Mesh, MeshBuilder, Runtime};
 
+pub mod processes;
+
 /// One counter peer.
 pub struct Peer<R: Runtime> {
     /// The mesh.

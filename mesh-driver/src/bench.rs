@@ -1,0 +1,210 @@
+//! The adapters' benchmark, written once against [`Runtime`] (feature `bench`; each
+//! adapter's `bench` example runs it under its executor):
+//! - unicast throughput between two meshes on loopback: 1 KiB messages plaintext and
+//!   encrypted, 64 KiB messages encrypted;
+//! - idle CPU and resident memory of a 16-peer cluster in one process.
+//!
+//! Arguments: `[MESSAGES [IDLE_SECONDS]]` (`MESSAGES` 0: only the idle cluster, whose
+//! memory is then measured cleanly).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use mesh_proto::counter::Counter;
+use mesh_proto::{GossipData, GossipError, Gossiper, NodeError, PeerName};
+
+use crate::{Error, Mesh, MeshBuilder, Runtime};
+
+/// Counts unicasts; carries no state.
+struct Sink(Arc<AtomicU64>);
+
+#[derive(Clone)]
+struct Nothing;
+
+impl GossipData for Nothing {
+    fn encode(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
+    fn merge(&mut self, _: Self) {}
+}
+
+impl Gossiper for Sink {
+    type Data = Nothing;
+    fn gossip(&mut self) -> Option<Nothing> {
+        None
+    }
+    fn on_gossip(&mut self, _: &[u8]) -> Result<Option<Nothing>, GossipError> {
+        Ok(None)
+    }
+    fn on_broadcast(&mut self, _: PeerName, _: &[u8]) -> Result<Option<Nothing>, GossipError> {
+        Ok(None)
+    }
+    fn on_unicast(&mut self, _: PeerName, _: &[u8]) -> Result<(), GossipError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Sleeps for `d` on the runtime.
+async fn sleep<R: Runtime>(rt: &R, d: Duration) {
+    rt.sleep_until(Instant::now() + d).await;
+}
+
+/// Lets other tasks run once.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Sends `messages` unicasts of `size` bytes from one mesh to another and returns the
+/// rate in messages per second, from the first send to the last delivery.
+pub async fn throughput<R: Runtime>(
+    rt: &R,
+    messages: u64,
+    size: usize,
+    password: Option<&str>,
+) -> Result<f64, Error> {
+    let received = Arc::new(AtomicU64::new(0));
+    let (a_name, b_name) = (PeerName::from_u64(0xa1).unwrap(), PeerName::from_u64(0xb1).unwrap());
+    let mut b = MeshBuilder::with_runtime(rt.clone(), b_name).listen("127.0.0.1:0".parse().unwrap());
+    let mut a = MeshBuilder::with_runtime(rt.clone(), a_name).listen("127.0.0.1:0".parse().unwrap());
+    if let Some(p) = password {
+        a = a.password(p.to_owned());
+        b = b.password(p.to_owned());
+    }
+    b.channel("bench", Sink(received.clone()));
+    let channel = a.channel("bench", Sink(Arc::new(AtomicU64::new(0))));
+    let b = b.start().await?;
+    let a = a.peers([b.local_addr().to_string()]).start().await?;
+    while !a.status().await?.unicast_routes.iter().any(|(d, _)| *d == b_name) {
+        sleep(rt, Duration::from_millis(20)).await;
+    }
+    let payload = Bytes::from(vec![0x5a; size]);
+    let start = Instant::now();
+    // Keep many unicasts in flight; each still reports its own result.
+    let mut in_flight = FuturesUnordered::new();
+    let mut issued = 0;
+    let mut sent = 0;
+    while sent < messages {
+        while issued < messages && in_flight.len() < 256 {
+            let (ch, p) = (channel.clone(), payload.clone());
+            in_flight.push(async move { ch.unicast(b_name, p).await });
+            issued += 1;
+        }
+        match in_flight.next().await {
+            Some(Ok(())) => sent += 1,
+            // The connection has 16 MiB queued: let it drain, then send again.
+            Some(Err(Error::Node(NodeError::Congested(_)))) => {
+                issued -= 1;
+                yield_now().await;
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    while received.load(Ordering::Relaxed) < messages {
+        sleep(rt, Duration::from_micros(200)).await;
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(rate)
+}
+
+fn cpu_seconds() -> f64 {
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts an encrypted cluster of `peers` meshes, waits until each knows all, then
+/// prints the process's CPU use and resident memory over `idle`.
+pub async fn idle_cluster<R: Runtime>(rt: &R, peers: u64, idle: Duration) -> Result<(), Error> {
+    let rss_before = rss_kib();
+    let mut meshes = Vec::new();
+    for i in 1..=peers {
+        let name = PeerName::from_u64(0x1600 + i).unwrap();
+        let mut b = MeshBuilder::with_runtime(rt.clone(), name)
+            .listen("127.0.0.1:0".parse().unwrap())
+            .password("idle");
+        if let Some(first) = meshes.first() {
+            let first: &Mesh<R> = first;
+            b = b.peers([first.local_addr().to_string()]);
+        }
+        b.channel("default", Counter::new(name).gossiper());
+        meshes.push(b.start().await?);
+    }
+    loop {
+        let mut done = true;
+        for m in &meshes {
+            done &= m.status().await?.peers.len() == peers as usize;
+        }
+        if done {
+            break;
+        }
+        sleep(rt, Duration::from_millis(50)).await;
+    }
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    sleep(rt, idle).await;
+    let cpu = cpu_seconds() - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    let rss = rss_kib();
+    println!(
+        "idle {peers}-peer cluster over {secs:.0} s: CPU {:.2} % of one core, RSS {:.1} MiB in all ({:.0} KiB per peer over the baseline)",
+        100.0 * cpu / secs,
+        rss as f64 / 1024.0,
+        rss.saturating_sub(rss_before) as f64 / peers as f64
+    );
+    for m in meshes {
+        m.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// Runs every measurement with the command line's arguments and prints the figures.
+pub async fn run<R: Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let messages: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let idle: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(60);
+    // MESSAGES = 0 measures the idle cluster alone, in a fresh process.
+    if messages > 0 {
+        let big = (messages / 40).max(1);
+        for (label, count, size, pw) in [
+            ("1 KiB plaintext", messages, 1024, None),
+            ("1 KiB encrypted", messages, 1024, Some("bench password")),
+            ("64 KiB encrypted", big, 64 * 1024, Some("bench password")),
+        ] {
+            let rate = throughput(&rt, count, size, pw).await?;
+            println!("unicast {label}: {rate:.0} msgs/s ({:.1} MB/s)", rate * size as f64 / 1e6);
+        }
+    }
+    idle_cluster(&rt, 16, Duration::from_secs(idle)).await?;
+    Ok(())
+}
