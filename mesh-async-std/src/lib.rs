@@ -4,6 +4,11 @@
 //! discontinued and built on the same pieces), so it runs under either, or under any
 //! executor: spawning is injectable and defaults to smol's global executor.
 //!
+//! smol's global executor runs on one thread unless `SMOL_THREADS` says otherwise; with
+//! encrypted traffic, sealing and opening then share one core. Give it more threads, or
+//! hand the mesh a multi-threaded executor with [`AsyncIo::with_spawner`] (the
+//! `bench-smol` example does), to use every core as tokio's default runtime does.
+//!
 //! The API is mesh-tokio's, from the same shared driver (`mesh-driver`):
 //!
 //! ```
