@@ -164,12 +164,18 @@ pub struct Connector {
     discovery: bool,
     direct: BTreeMap<String, PeerAddress>,
     targets: BTreeMap<String, Target>,
+    backoffs: u64,
 }
 
 impl Connector {
     /// A connector for a peer listening on `our_port`.
     pub fn new(our_port: u16, discovery: bool) -> Self {
-        Connector { our_port, discovery, direct: BTreeMap::new(), targets: BTreeMap::new() }
+        Connector { our_port, discovery, direct: BTreeMap::new(), targets: BTreeMap::new(), backoffs: 0 }
+    }
+
+    /// How many times a failed attempt postponed the next dial by the back-off.
+    pub fn backoffs(&self) -> u64 {
+        self.backoffs
     }
 
     /// Adds direct peers (replacing them all if `replace`). Invalid entries are returned
@@ -336,6 +342,7 @@ impl Connector {
             t.state = TargetState::Waiting;
             t.last_error = Some(error);
             back_off(t, now, random);
+            self.backoffs += 1;
         }
     }
 
@@ -375,7 +382,10 @@ impl Connector {
                 t.try_after = Some(now);
                 t.interval = RETRY_INITIAL;
             }
-            Termination::Retry => back_off(t, now, random),
+            Termination::Retry => {
+                back_off(t, now, random);
+                self.backoffs += 1;
+            }
         }
     }
 

@@ -138,6 +138,8 @@ pub struct Stats {
     pub restarts_detected: u64,
     /// Records removed by garbage collection.
     pub gc_removed: u64,
+    /// Dials postponed by the exponential back-off after a failed attempt.
+    pub backoffs: u64,
 }
 
 /// Data waiting for routes to be recalculated before it is queued.
@@ -272,8 +274,8 @@ impl Node {
     }
 
     /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats { backoffs: self.connector.backoffs(), ..self.stats.clone() }
     }
 
     /// The names of peers with a registered connection, in order.

@@ -34,6 +34,69 @@ pub enum Cut {
     Stall,
 }
 
+/// How a link carries bytes: one-way latency, random extra delay, and a bandwidth limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkProfile {
+    /// Fixed one-way latency.
+    pub latency: Duration,
+    /// Mean of an exponentially distributed extra delay per delivery (zero: none). Bytes
+    /// of one connection still arrive in order, as TCP delivers them.
+    pub jitter: Duration,
+    /// Bytes per second each direction carries (`None`: unlimited).
+    pub bandwidth: Option<u64>,
+}
+
+impl LinkProfile {
+    /// A link with only a fixed latency.
+    pub fn fixed(latency: Duration) -> Self {
+        LinkProfile { latency, jitter: Duration::ZERO, bandwidth: None }
+    }
+}
+
+/// A node's clock: it runs at its own rate from an anchor, so nodes disagree on how long
+/// a second is (the node only ever sees instants of its own clock).
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    anchor_global: Instant,
+    anchor_local: Instant,
+    /// Parts per million faster (positive) or slower (negative) than virtual time.
+    rate_ppm: i64,
+}
+
+impl Clock {
+    const IDENTITY: Clock = Clock { anchor_global: Instant::ZERO, anchor_local: Instant::ZERO, rate_ppm: 0 };
+
+    fn local(&self, global: Instant) -> Instant {
+        let d = global.as_nanos().saturating_sub(self.anchor_global.as_nanos()) as i128;
+        let scaled = d * (1_000_000 + i128::from(self.rate_ppm)) / 1_000_000;
+        Instant::from_nanos(self.anchor_local.as_nanos().saturating_add(scaled.max(0) as u64))
+    }
+
+    /// The first virtual instant at which the local clock reads at least `local`.
+    fn global(&self, local: Instant) -> Instant {
+        let d = local.as_nanos().saturating_sub(self.anchor_local.as_nanos()) as i128;
+        let rate = 1_000_000 + i128::from(self.rate_ppm);
+        let scaled = (d * 1_000_000 + rate - 1) / rate;
+        Instant::from_nanos(self.anchor_global.as_nanos().saturating_add(scaled.max(0) as u64))
+    }
+}
+
+/// The virtual time, readable by applications running on simulated nodes (to time
+/// deliveries); the simulator advances it.
+#[derive(Clone, Debug, Default)]
+pub struct SimClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SimClock {
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn set(&self, t: Instant) {
+        self.0.store(t.as_nanos(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Kernel socket buffer per direction: writes are confirmed while it has room.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
 /// How long a dial into a stalled link hangs before it fails.
@@ -67,6 +130,8 @@ struct Flow {
     held: VecDeque<Bytes>,
     /// Time of the last scheduled delivery (deliveries stay ordered).
     last_arrival: Instant,
+    /// When the link finishes putting already sent bytes on the wire (bandwidth limit).
+    wire_free: Instant,
 }
 
 struct End {
@@ -103,9 +168,14 @@ pub struct Sim {
     seq: u64,
     wakes: BTreeSet<(Instant, usize)>,
     wake_of: Vec<Option<Instant>>,
-    latency: Duration,
-    link_latency: BTreeMap<(NodeId, NodeId), Duration>,
+    profile: LinkProfile,
+    link_profile: BTreeMap<(NodeId, NodeId), LinkProfile>,
+    /// Cut directions: (from, to) means bytes from `from` do not reach `to`.
     cuts: BTreeMap<(NodeId, NodeId), Cut>,
+    clocks: Vec<Clock>,
+    clock: SimClock,
+    /// Protocol counters of node incarnations that have ended (crashed or restarted).
+    pub retired_stats: Vec<(NodeId, mesh_proto::node::Stats)>,
     next_port: u32,
     ipv6: bool,
     digest: u64,
@@ -133,9 +203,12 @@ impl Sim {
             seq: 0,
             wakes: BTreeSet::new(),
             wake_of: Vec::new(),
-            latency: Duration::from_millis(1),
-            link_latency: BTreeMap::new(),
+            profile: LinkProfile::fixed(Duration::from_millis(1)),
+            link_profile: BTreeMap::new(),
             cuts: BTreeMap::new(),
+            clocks: Vec::new(),
+            clock: SimClock::default(),
+            retired_stats: Vec::new(),
             next_port: 40000,
             ipv6: false,
             digest: 0xcbf2_9ce4_8422_2325,
@@ -148,18 +221,69 @@ impl Sim {
         self.now
     }
 
-    /// The default one-way latency of every link.
+    /// A handle on the virtual time for applications.
+    pub fn clock(&self) -> SimClock {
+        self.clock.clone()
+    }
+
+    /// The default one-way latency of every link (no jitter, no bandwidth limit).
     pub fn set_default_latency(&mut self, d: Duration) {
-        self.latency = d;
+        self.profile = LinkProfile::fixed(d);
+    }
+
+    /// The default profile of every link.
+    pub fn set_default_profile(&mut self, p: LinkProfile) {
+        self.profile = p;
     }
 
     /// The one-way latency between `a` and `b`.
     pub fn set_latency(&mut self, a: NodeId, b: NodeId, d: Duration) {
-        self.link_latency.insert(pair(a, b), d);
+        self.link_profile.insert(pair(a, b), LinkProfile::fixed(d));
+    }
+
+    /// The profile of the link between `a` and `b` (both directions).
+    pub fn set_profile(&mut self, a: NodeId, b: NodeId, p: LinkProfile) {
+        self.link_profile.insert(pair(a, b), p);
+    }
+
+    /// Returns the link between `a` and `b` to the default profile.
+    pub fn clear_profile(&mut self, a: NodeId, b: NodeId) {
+        self.link_profile.remove(&pair(a, b));
+    }
+
+    fn profile(&self, a: NodeId, b: NodeId) -> LinkProfile {
+        self.link_profile.get(&pair(a, b)).copied().unwrap_or(self.profile)
     }
 
     fn latency(&self, a: NodeId, b: NodeId) -> Duration {
-        self.link_latency.get(&pair(a, b)).copied().unwrap_or(self.latency)
+        self.profile(a, b).latency
+    }
+
+    /// Makes node `id`'s clock jump `offset` ahead now and from now on run `rate_ppm`
+    /// parts per million fast (negative: slow). A monotonic clock never goes back, so
+    /// only forward offsets exist.
+    pub fn set_clock(&mut self, id: NodeId, offset: Duration, rate_ppm: i64) {
+        let local = self.local(id, self.now) + offset;
+        self.clocks[id.0] =
+            Clock { anchor_global: self.now, anchor_local: local, rate_ppm: rate_ppm.max(-500_000) };
+        self.rearm(id);
+    }
+
+    /// What node `id`'s clock reads at virtual time `t`.
+    fn local(&self, id: NodeId, t: Instant) -> Instant {
+        self.clocks[id.0].local(t)
+    }
+
+    /// Node `id`'s clock now.
+    fn local_now(&self, id: NodeId) -> Instant {
+        self.local(id, self.now)
+    }
+
+    /// Re-arms a node's wake-up (after its clock changed).
+    fn rearm(&mut self, id: NodeId) {
+        let wake = self.nodes[id.0].node.as_ref().and_then(Node::poll_timeout);
+        let at = wake.map(|w| self.clocks[id.0].global(w).max(self.now));
+        self.set_wake(id, at);
     }
 
     /// The virtual IPv4 address of the `i`-th node.
@@ -199,6 +323,7 @@ impl Sim {
             log: Vec::new(),
         });
         self.wake_of.push(None);
+        self.clocks.push(Clock::IDENTITY);
         self.bytes_sent.push(0);
         self.start(id);
         id
@@ -218,9 +343,10 @@ impl Sim {
         let n = &mut self.nodes[id.0];
         n.incarnation += 1;
         n.reading = true;
-        let mut node = Node::new(n.config.clone(), seed, self.now).expect("valid simulated config");
+        let now = self.clocks[id.0].local(self.now);
+        let mut node = Node::new(n.config.clone(), seed, now).expect("valid simulated config");
         let mut setup = n.setup.take();
-        let app = setup.as_mut().map(|f| f(&mut node, self.now));
+        let app = setup.as_mut().map(|f| f(&mut node, now));
         let n = &mut self.nodes[id.0];
         n.setup = setup;
         n.app = app;
@@ -275,7 +401,7 @@ impl Sim {
 
     /// Runs `f` on a live node at the current time, then performs its outputs.
     pub fn act<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Node, &dyn Any, Instant) -> R) -> Option<R> {
-        let now = self.now;
+        let now = self.local_now(id);
         let n = &mut self.nodes[id.0];
         let node = n.node.as_mut()?;
         let unit: Box<dyn Any> = Box::new(());
@@ -293,9 +419,10 @@ impl Sim {
 
     // ------------------------------------------------------------------ faults
 
-    /// Cuts the link between `a` and `b`.
+    /// Cuts the link between `a` and `b` in both directions.
     pub fn cut(&mut self, a: NodeId, b: NodeId, how: Cut) {
-        self.cuts.insert(pair(a, b), how);
+        self.cuts.insert((a, b), how);
+        self.cuts.insert((b, a), how);
         if how == Cut::Reset {
             for p in 0..self.pipes.len() {
                 if self.pipe_between(p, a, b) && self.pipes[p].open {
@@ -305,23 +432,39 @@ impl Sim {
         }
     }
 
-    /// Heals the link between `a` and `b`; stalled bytes move again.
+    /// Cuts one direction: bytes from `from` stop reaching `to` (they are held, as TCP
+    /// retransmits them) while bytes from `to` still reach `from`. Dials either way time
+    /// out, as a handshake needs both directions.
+    pub fn cut_one_way(&mut self, from: NodeId, to: NodeId) {
+        self.cuts.insert((from, to), Cut::Stall);
+    }
+
+    /// Whether bytes from `from` are kept from reaching `to`, and how.
+    fn cut_towards(&self, from: NodeId, to: NodeId) -> Option<Cut> {
+        self.cuts.get(&(from, to)).copied()
+    }
+
+    /// Heals the link between `a` and `b` in both directions; held bytes move again.
     pub fn heal(&mut self, a: NodeId, b: NodeId) {
-        if self.cuts.remove(&pair(a, b)) == Some(Cut::Stall) {
-            for p in 0..self.pipes.len() {
-                if !self.pipe_between(p, a, b) || !self.pipes[p].open {
-                    continue;
+        let was = [self.cuts.remove(&(a, b)), self.cuts.remove(&(b, a))];
+        if !was.contains(&Some(Cut::Stall)) {
+            return;
+        }
+        for p in 0..self.pipes.len() {
+            if !self.pipe_between(p, a, b) || !self.pipes[p].open {
+                continue;
+            }
+            for to in 0..2 {
+                let held: Vec<Bytes> = self.pipes[p].flows[to].held.drain(..).collect();
+                for data in held {
+                    self.pipes[p].flows[to].unconfirmed -=
+                        data.len().min(self.pipes[p].flows[to].unconfirmed);
+                    self.send_on(p, to, data);
                 }
-                for to in 0..2 {
-                    let held: Vec<Bytes> = self.pipes[p].flows[to].held.drain(..).collect();
-                    for data in held {
-                        self.send_on(p, to, data);
-                    }
-                    if std::mem::take(&mut self.pipes[p].held_close[to]) {
-                        let lat = self.latency(a, b);
-                        let at = (self.now + lat).max(self.pipes[p].flows[to].last_arrival);
-                        self.schedule(at, Ev::Closed { pipe: p, to, why: "connection reset by peer" });
-                    }
+                if std::mem::take(&mut self.pipes[p].held_close[to]) {
+                    let lat = self.latency(a, b);
+                    let at = (self.now + lat).max(self.pipes[p].flows[to].last_arrival);
+                    self.schedule(at, Ev::Closed { pipe: p, to, why: "connection reset by peer" });
                 }
             }
         }
@@ -332,6 +475,15 @@ impl Sim {
         for &a in left {
             for &b in right {
                 self.cut(a, b, how);
+            }
+        }
+    }
+
+    /// Heals every link between the two groups.
+    pub fn heal_partition(&mut self, left: &[NodeId], right: &[NodeId]) {
+        for &a in left {
+            for &b in right {
+                self.heal(a, b);
             }
         }
     }
@@ -351,9 +503,8 @@ impl Sim {
 
     /// Crashes a node: its connections are reset.
     pub fn crash(&mut self, id: NodeId) {
-        if self.nodes[id.0].node.take().is_none() {
-            return;
-        }
+        let Some(node) = self.nodes[id.0].node.take() else { return };
+        self.retired_stats.push((id, node.stats()));
         self.nodes[id.0].app = None;
         self.set_wake(id, None);
         for p in 0..self.pipes.len() {
@@ -462,8 +613,8 @@ impl Sim {
                     self.mix(&conn.0.to_le_bytes());
                     if let Some((p, from)) = self.conn_pipe.remove(&(id, inc, conn)) {
                         self.pipes[p].ends[from].conn = None;
-                        let (x, y) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
-                        if self.pipes[p].open && self.cuts.get(&pair(x, y)) == Some(&Cut::Stall) {
+                        let (x, y) = (self.pipes[p].ends[from].node, self.pipes[p].ends[1 - from].node);
+                        if self.pipes[p].open && self.cut_towards(x, y) == Some(Cut::Stall) {
                             // The reset vanishes into the stalled link with everything else.
                             self.pipes[p].held_close[1 - from] = true;
                         } else if self.pipes[p].open {
@@ -481,14 +632,13 @@ impl Sim {
                 }
             }
         }
-        let wake = self.nodes[id.0].node.as_ref().and_then(Node::poll_timeout);
-        self.set_wake(id, wake);
+        self.rearm(id);
     }
 
     fn dial(&mut self, from: NodeId, inc: u64, conn: ConnId, addr: &str) {
         let target = self.by_addr.get(addr).copied();
         let Some(to) = target.filter(|t| self.nodes[t.0].node.is_some()) else {
-            let lat = self.latency;
+            let lat = self.profile.latency;
             self.schedule(
                 self.now + lat * 2,
                 Ev::DialFailed { node: from, incarnation: inc, conn, why: "connection refused" },
@@ -496,7 +646,12 @@ impl Sim {
             return;
         };
         let lat = self.latency(from, to);
-        match self.cuts.get(&pair(from, to)) {
+        let cut = match (self.cut_towards(from, to), self.cut_towards(to, from)) {
+            (Some(Cut::Reset), _) | (_, Some(Cut::Reset)) => Some(Cut::Reset),
+            (Some(Cut::Stall), _) | (_, Some(Cut::Stall)) => Some(Cut::Stall),
+            _ => None,
+        };
+        match cut {
             Some(Cut::Reset) => {
                 self.schedule(
                     self.now + lat * 2,
@@ -538,16 +693,31 @@ impl Sim {
         if !self.pipes[p].open {
             return;
         }
-        let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
-        if self.cuts.get(&pair(a, b)) == Some(&Cut::Stall) {
+        let (from_node, to_node) = (self.pipes[p].ends[1 - to].node, self.pipes[p].ends[to].node);
+        if self.cut_towards(from_node, to_node) == Some(Cut::Stall) {
             self.pipes[p].flows[to].unconfirmed += data.len();
             self.pipes[p].flows[to].held.push_back(data);
             return;
         }
-        let lat = self.latency(a, b);
+        let prof = self.profile(from_node, to_node);
+        let jitter = if prof.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            // Exponential with the given mean, capped at ten times it.
+            let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            prof.jitter.mul_f64((-(1.0 - u).ln()).min(10.0))
+        };
+        let now = self.now;
         let flow = &mut self.pipes[p].flows[to];
+        let mut departs = now;
+        if let Some(bw) = prof.bandwidth.filter(|b| *b > 0) {
+            let start = flow.wire_free.max(now);
+            let nanos = (data.len() as u128 * 1_000_000_000 / u128::from(bw)) as u64;
+            departs = start + Duration::from_nanos(nanos);
+            flow.wire_free = departs;
+        }
         flow.unconfirmed += data.len();
-        let at = (self.now + lat).max(flow.last_arrival);
+        let at = (departs + prof.latency + jitter).max(flow.last_arrival);
         flow.last_arrival = at;
         self.schedule(at, Ev::Deliver { pipe: p, to, data });
     }
@@ -558,12 +728,11 @@ impl Sim {
         if !self.pipes[p].open || self.pipes[p].ends[to].conn.is_none() {
             return;
         }
-        let (a, b) = (self.pipes[p].ends[0].node, self.pipes[p].ends[1].node);
-        if self.cuts.get(&pair(a, b)) == Some(&Cut::Stall) {
+        let node = self.pipes[p].ends[to].node;
+        if self.cut_towards(self.pipes[p].ends[1 - to].node, node) == Some(Cut::Stall) {
             self.pipes[p].flows[to].held.push_back(data);
             return;
         }
-        let node = self.pipes[p].ends[to].node;
         if self.nodes[node.0].reading {
             self.consume(p, to, data);
         } else {
@@ -583,7 +752,7 @@ impl Sim {
         let (node, inc) = (end.node, end.incarnation);
         if let Some(conn) = end.conn {
             if self.nodes[node.0].incarnation == inc {
-                let now = self.now;
+                let now = self.local_now(node);
                 if let Some(nd) = self.nodes[node.0].node.as_mut() {
                     nd.handle_data(conn, &data, now);
                 }
@@ -602,7 +771,7 @@ impl Sim {
         let (node, inc) = (from.node, from.incarnation);
         if let Some(conn) = from.conn {
             if self.nodes[node.0].incarnation == inc && n > 0 {
-                let now = self.now;
+                let now = self.local_now(node);
                 if let Some(nd) = self.nodes[node.0].node.as_mut() {
                     nd.handle_written(conn, n, now);
                 }
@@ -612,7 +781,6 @@ impl Sim {
     }
 
     fn process(&mut self, ev: Ev) {
-        let now = self.now;
         match ev {
             Ev::Accept { pipe, from } => {
                 if !self.pipes[pipe].open {
@@ -623,6 +791,7 @@ impl Sim {
                 if self.nodes[id.0].incarnation != self.pipes[pipe].ends[1].incarnation {
                     return;
                 }
+                let now = self.local_now(id);
                 let Some(node) = self.nodes[id.0].node.as_mut() else { return };
                 let conn = node.handle_accepted(addr, now);
                 let inc = self.nodes[id.0].incarnation;
@@ -636,6 +805,7 @@ impl Sim {
                 if !self.pipes[pipe].open || self.nodes[id.0].incarnation != inc {
                     return;
                 }
+                let now = self.local_now(id);
                 if let (Some(conn), Some(node)) = (conn, self.nodes[id.0].node.as_mut()) {
                     node.handle_dialed(conn, now);
                     self.pump(id);
@@ -645,6 +815,7 @@ impl Sim {
                 if self.nodes[id.0].incarnation != incarnation {
                     return;
                 }
+                let now = self.local_now(id);
                 if let Some(node) = self.nodes[id.0].node.as_mut() {
                     node.handle_dial_failed(conn, why, now);
                     self.pump(id);
@@ -661,6 +832,7 @@ impl Sim {
                 if self.nodes[id.0].incarnation != inc {
                     return;
                 }
+                let now = self.local_now(id);
                 if let Some(node) = self.nodes[id.0].node.as_mut() {
                     node.handle_closed(conn, why, now);
                     self.pump(id);
@@ -683,18 +855,20 @@ impl Sim {
             return false;
         }
         self.now = self.now.max(t);
+        self.clock.set(self.now);
         if next_ev == Some(t) {
             if let Some((_, ev)) = self.queue.pop_first() {
                 self.process(ev);
             }
         } else if let Some((_, i)) = self.wakes.pop_first() {
             self.wake_of[i] = None;
-            let now = self.now;
+            let now = self.local_now(NodeId(i));
             if let Some(node) = self.nodes[i].node.as_mut() {
                 node.handle_timeout(now);
             }
             self.pump(NodeId(i));
             // A node that asks to be woken in the past would spin: push it forward.
+            let now = self.now;
             if let Some(w) = self.wake_of[i] {
                 if w <= now {
                     self.set_wake(NodeId(i), Some(now + Duration::from_millis(1)));
@@ -708,6 +882,7 @@ impl Sim {
     pub fn run_until(&mut self, t: Instant) {
         while self.step(t) {}
         self.now = self.now.max(t);
+        self.clock.set(self.now);
     }
 
     /// Runs for `d` of virtual time.
