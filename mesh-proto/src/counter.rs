@@ -101,6 +101,12 @@ impl Counter {
         Counter { me, state: Arc::default() }
     }
 
+    /// A counter owned by peer `me` starting from `state` (for example its own count,
+    /// kept across a restart).
+    pub fn with_state(me: PeerName, state: Counts) -> Self {
+        Counter { me, state: Arc::new(Mutex::new(state)) }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Counts> {
         // A panic while holding the lock cannot leave a G-counter inconsistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())

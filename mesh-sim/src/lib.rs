@@ -20,6 +20,11 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 pub mod apps;
+pub mod builtin;
+pub mod explore;
+pub mod plot;
+pub mod runner;
+pub mod scenario;
 
 /// Index of a simulated node (stable across restarts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -953,6 +958,36 @@ impl Sim {
             }
         }
         true
+    }
+
+    /// The connections the running incarnation of `id` has open in the network.
+    pub fn conns_of(&self, id: NodeId) -> Vec<ConnId> {
+        let inc = self.nodes[id.0].incarnation;
+        let lo = (id, inc, ConnId(0));
+        let hi = (id, inc, ConnId(u64::MAX));
+        self.conn_pipe.range(lo..=hi).map(|((_, _, c), _)| *c).collect()
+    }
+
+    /// The open network pipes (TCP connections) with `id` at one end.
+    pub fn open_pipes_of(&self, id: NodeId) -> Vec<usize> {
+        (0..self.pipes.len())
+            .filter(|p| self.pipes[*p].open && self.pipes[*p].ends.iter().any(|e| e.node == id))
+            .collect()
+    }
+
+    /// Whether network pipe `p` is still open.
+    pub fn pipe_open(&self, p: usize) -> bool {
+        self.pipes.get(p).is_some_and(|p| p.open)
+    }
+
+    /// A copy of node `id`'s unicast next-hop table (destination → next hop).
+    pub fn unicast_routes(&mut self, id: NodeId) -> Option<BTreeMap<PeerName, PeerName>> {
+        self.nodes[id.0].node.as_mut().map(|n| n.routes().unicast.clone())
+    }
+
+    /// Whether node `id` is running.
+    pub fn is_live(&self, id: NodeId) -> bool {
+        self.nodes[id.0].node.is_some()
     }
 
     /// Number of registered connections `a` holds to `b`'s name (0 or 1).

@@ -1,0 +1,324 @@
+//! A scenario: a cluster, a workload and a schedule of faults, all in virtual time. It is
+//! plain data (JSON or TOML), so a failing run can be printed, shrunk, pasted into a test
+//! and replayed exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// A whole simulation run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// A label for reports.
+    pub name: String,
+    /// Seeds the simulator and the workload's timing.
+    pub seed: u64,
+    /// Number of mesh peers (intruders come on top).
+    pub nodes: usize,
+    /// Who dials whom at start.
+    pub topology: Topology,
+    /// Shared password (`None`: plaintext).
+    pub password: Option<String>,
+    /// Connection limit of each peer.
+    pub connection_limit: usize,
+    /// Whether peers dial the addresses they learn by gossip.
+    pub discovery: bool,
+    /// Periodic gossip interval.
+    pub gossip_interval_ms: u64,
+    /// Every link's default behaviour.
+    pub link: Link,
+    /// Application traffic during the active phase.
+    pub workload: Workload,
+    /// Faults, each starting and (optionally) ending at a virtual time.
+    pub faults: Vec<Fault>,
+    /// Length of the active phase; every fault ends by then.
+    pub duration_ms: u64,
+    /// Time after the final heal before the final checks.
+    pub quiet_ms: u64,
+    /// Broadcasts and unicasts sent once the topology has converged after the final
+    /// heal, each of which must reach its targets exactly once.
+    pub probes: usize,
+    /// A deliberately failing check, to test the shrinker.
+    pub planted: Option<Planted>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "custom".into(),
+            seed: 1,
+            nodes: 5,
+            topology: Topology::Star,
+            password: None,
+            connection_limit: 64,
+            discovery: true,
+            gossip_interval_ms: 30_000,
+            link: Link::default(),
+            workload: Workload::default(),
+            faults: Vec::new(),
+            duration_ms: 60_000,
+            quiet_ms: 240_000,
+            probes: 4,
+            planted: None,
+        }
+    }
+}
+
+/// Who dials whom when the cluster starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Topology {
+    /// Node i dials node i-1.
+    Line,
+    /// Node i dials node i-1, and node 0 dials the last.
+    Ring,
+    /// Every node dials node 0 only (bootstrap from one peer).
+    Star,
+    /// Node i dials `degree` earlier nodes chosen at random (node 0 among them for i=1).
+    Random {
+        /// Dials per node.
+        degree: usize,
+    },
+    /// Every node dials every other at once (simultaneous dials).
+    Full,
+}
+
+/// How links carry bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Link {
+    /// Fixed one-way latency.
+    pub latency_ms: f64,
+    /// Mean of the exponentially distributed extra delay.
+    pub jitter_ms: f64,
+    /// Bandwidth per direction in KiB/s (`None`: unlimited).
+    pub bandwidth_kib: Option<u64>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link { latency_ms: 1.0, jitter_ms: 0.0, bandwidth_kib: None }
+    }
+}
+
+/// Application operations during the active phase, at times drawn from the seed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// G-counter increments (each broadcast) at random live peers.
+    pub increments: usize,
+    /// Tracked broadcasts from random live peers.
+    pub broadcasts: usize,
+    /// Tracked unicasts between random live peers.
+    pub unicasts: usize,
+    /// Random connection churn: a peer initiates or forgets a connection to another.
+    pub churn: usize,
+    /// If set, broadcasts are evenly spaced this far apart from `start_ms` instead of
+    /// drawn at random (a steady stream).
+    pub broadcast_every_ms: Option<u64>,
+    /// Operations happen from this time on (for example once the cluster has formed).
+    pub start_ms: u64,
+}
+
+/// One fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When it starts.
+    pub at_ms: u64,
+    /// When it ends (`None`: at the final heal; a crash without an end is for good).
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+    /// What it is.
+    pub kind: FaultKind,
+}
+
+/// What a fault does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Symmetric partition: no bytes between the groups, connections reset.
+    Partition {
+        /// One side.
+        left: Vec<usize>,
+        /// The other.
+        right: Vec<usize>,
+    },
+    /// One-way partition: bytes from `from` do not reach `to`; the other way they do.
+    OneWay {
+        /// Senders whose bytes vanish.
+        from: Vec<usize>,
+        /// Receivers that stop hearing them.
+        to: Vec<usize>,
+    },
+    /// Bytes between `a` and `b` vanish; connections stall without a reset.
+    BlackHole {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+    },
+    /// The connection between `a` and `b` is reset and new ones are refused.
+    Reset {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+    },
+    /// The link between `a` and `b` gets another latency, jitter and bandwidth.
+    SlowLink {
+        /// One end.
+        a: usize,
+        /// The other end.
+        b: usize,
+        /// Its link profile meanwhile.
+        link: Link,
+    },
+    /// The peer stops reading its sockets.
+    StopReading {
+        /// The peer.
+        node: usize,
+    },
+    /// The peer crashes; it restarts (new UID, same name and address) at the end, or
+    /// never if the fault has no end.
+    Crash {
+        /// The peer.
+        node: usize,
+    },
+    /// The peer's clock jumps ahead and runs at another rate.
+    ClockSkew {
+        /// The peer.
+        node: usize,
+        /// Forward jump.
+        offset_ms: u64,
+        /// Rate error in parts per million.
+        rate_ppm: i64,
+    },
+    /// An extra peer joins through `via`: with the wrong password (`collides_with` none)
+    /// or with the name of peer `collides_with`. It leaves at the end.
+    Intruder {
+        /// The peer it dials.
+        via: usize,
+        /// Whose name it takes, if any; otherwise it has the wrong password.
+        collides_with: Option<usize>,
+    },
+}
+
+impl FaultKind {
+    /// The fault's class name, as used to switch classes off.
+    pub fn class(&self) -> &'static str {
+        match self {
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::OneWay { .. } => "one_way",
+            FaultKind::BlackHole { .. } => "black_hole",
+            FaultKind::Reset { .. } => "reset",
+            FaultKind::SlowLink { .. } => "slow_link",
+            FaultKind::StopReading { .. } => "stop_reading",
+            FaultKind::Crash { .. } => "crash",
+            FaultKind::ClockSkew { .. } => "clock_skew",
+            FaultKind::Intruder { .. } => "intruder",
+        }
+    }
+
+    /// Every class name.
+    pub const CLASSES: [&'static str; 9] = [
+        "partition",
+        "one_way",
+        "black_hole",
+        "reset",
+        "slow_link",
+        "stop_reading",
+        "crash",
+        "clock_skew",
+        "intruder",
+    ];
+
+    /// The peers the fault names.
+    pub fn nodes(&self) -> Vec<usize> {
+        match self {
+            FaultKind::Partition { left, right } => left.iter().chain(right).copied().collect(),
+            FaultKind::OneWay { from, to } => from.iter().chain(to).copied().collect(),
+            FaultKind::BlackHole { a, b } | FaultKind::Reset { a, b } | FaultKind::SlowLink { a, b, .. } => {
+                vec![*a, *b]
+            }
+            FaultKind::StopReading { node }
+            | FaultKind::Crash { node }
+            | FaultKind::ClockSkew { node, .. } => {
+                vec![*node]
+            }
+            FaultKind::Intruder { via, collides_with } => {
+                std::iter::once(*via).chain(*collides_with).collect()
+            }
+        }
+    }
+}
+
+/// A deliberately failing check (for testing the shrinker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Planted {
+    /// Fails when a one-way partition lasts longer than this.
+    pub one_way_longer_than_ms: u64,
+}
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScenarioError {
+    /// The file is not valid JSON or TOML for a scenario.
+    #[error("malformed scenario: {0}")]
+    Malformed(String),
+    /// A value is out of range.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+}
+
+/// Most peers a scenario may have.
+pub const MAX_NODES: usize = 5000;
+
+impl Scenario {
+    /// Parses a scenario from JSON (if it starts with `{`) or TOML.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let sc: Scenario = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| ScenarioError::Malformed(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| ScenarioError::Malformed(e.to_string()))?
+        };
+        sc.validate()?;
+        Ok(sc)
+    }
+
+    /// The scenario as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every value is in range.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            return bad(format!("nodes must be 1..={MAX_NODES}, got {}", self.nodes));
+        }
+        if self.gossip_interval_ms == 0 {
+            return bad("gossip_interval_ms must be positive".into());
+        }
+        if let Topology::Random { degree: 0 } = self.topology {
+            return bad("random topology needs degree >= 1".into());
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            if let Some(n) = f.kind.nodes().into_iter().find(|n| *n >= self.nodes) {
+                return bad(format!("fault {i} names node {n}, but there are {} nodes", self.nodes));
+            }
+            if f.at_ms > self.duration_ms || f.until_ms.is_some_and(|u| u < f.at_ms || u > self.duration_ms) {
+                return bad(format!("fault {i} must start and end within 0..={} ms", self.duration_ms));
+            }
+        }
+        for l in std::iter::once(&self.link).chain(self.faults.iter().filter_map(|f| match &f.kind {
+            FaultKind::SlowLink { link, .. } => Some(link),
+            _ => None,
+        })) {
+            if !(l.latency_ms >= 0.0 && l.jitter_ms >= 0.0 && l.latency_ms < 3.6e6 && l.jitter_ms < 3.6e6) {
+                return bad("latency and jitter must be between 0 and one hour".into());
+            }
+        }
+        Ok(())
+    }
+}
