@@ -78,7 +78,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             workload: some_traffic,
             faults: vec![
                 fault(10_000, Some(40_000), FaultKind::Intruder { via: 0, collides_with: None }),
-                fault(15_000, Some(45_000), FaultKind::Intruder { via: 1, collides_with: Some(3) }),
+                fault(15_000, Some(45_000), FaultKind::Intruder { via: 1, collides_with: Some(1) }),
             ],
             duration_ms: 60_000,
             ..base

@@ -1,0 +1,141 @@
+//! The simulator as a tool: random schedules with every invariant checked, the built-in
+//! scenarios, exact replay, and shrinking.
+
+use mesh_sim::builtin::builtin;
+use mesh_sim::explore::{self, GenOptions};
+use mesh_sim::runner::{self, RunOptions};
+use mesh_sim::scenario::{Fault, FaultKind, Planted, Scenario};
+
+#[test]
+fn two_hundred_random_schedules_hold_every_invariant() {
+    let outcomes = explore::explore(1, 200, 2, &GenOptions::default(), &|_| {});
+    assert_eq!(outcomes.len(), 200);
+    let failed: Vec<String> =
+        outcomes.iter().filter_map(|o| o.violation.as_ref().map(|v| v.to_string())).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    // The schedules exercised every fault class and the protocol's recovery paths.
+    let total = |k: &str| {
+        outcomes.iter().flat_map(|o| &o.counts).filter(|(n, _)| n == k).map(|(_, v)| v).sum::<u64>()
+    };
+    for class in FaultKind::CLASSES {
+        assert!(total(class) > 0, "no schedule applied {class}");
+    }
+    for event in
+        ["handshakes", "tie_breaks", "restarts_detected", "gc_removed", "backoffs", "handshakes_refused"]
+    {
+        assert!(total(event) > 0, "no schedule produced {event}");
+    }
+}
+
+fn run_builtin(name: &str) -> runner::Report {
+    let sc = builtin(name).expect("built-in");
+    let report = runner::run(&sc, &RunOptions::default());
+    assert!(report.passed(), "{name}: {:#?}", report.violations);
+    report
+}
+
+#[test]
+fn the_built_in_suite_passes() {
+    let r = run_builtin("line");
+    assert!(r.broadcasts >= 10 && r.broadcast_latency_ms.is_some());
+    let r = run_builtin("bootstrap");
+    assert_eq!(r.convergence_ms.map(|c| c < 5_000), Some(true));
+    let r = run_builtin("partition-heal");
+    assert_eq!(r.faults["partition"], 1);
+    assert!(r.events["backoffs"] > 0);
+    let r = run_builtin("restart");
+    assert!(r.events["restarts_detected"] > 0);
+    let r = run_builtin("slow-reader");
+    assert_eq!(r.faults["stop_reading"], 1);
+    let r = run_builtin("wrong-password");
+    assert!(r.events["handshakes_refused"] > 0);
+    assert!(r.events["name_collisions_refused"] > 0);
+    let r = run_builtin("simultaneous-dials");
+    assert!(r.events["tie_breaks"] > 0);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let sc = explore::generate(4242, &GenOptions::default());
+    let a = runner::run(&sc, &RunOptions::default());
+    let b = runner::run(&sc, &RunOptions::default());
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.series.full_topology, b.series.full_topology);
+    let json = |mut r: runner::Report| {
+        r.wall = None;
+        serde_json::to_string(&r).unwrap()
+    };
+    assert_eq!(json(a), json(b));
+    let other = runner::run(&explore::generate(4243, &GenOptions::default()), &RunOptions::default());
+    assert_ne!(other.digest, runner::run(&sc, &RunOptions::default()).digest);
+}
+
+#[test]
+fn shrinking_finds_the_one_fault_that_matters() {
+    // A busy schedule with a planted failure: one-way partitions longer than 20 s fail.
+    let mut sc = explore::generate(77, &GenOptions { max_faults: 0, ..GenOptions::default() });
+    sc.nodes = 6;
+    sc.duration_ms = 120_000;
+    sc.planted = Some(Planted { one_way_longer_than_ms: 20_000 });
+    sc.faults = vec![
+        Fault { at_ms: 5_000, until_ms: Some(25_000), kind: FaultKind::Crash { node: 1 } },
+        Fault {
+            at_ms: 10_000,
+            until_ms: Some(20_000),
+            kind: FaultKind::OneWay { from: vec![0], to: vec![2] },
+        },
+        Fault {
+            at_ms: 30_000,
+            until_ms: Some(90_000),
+            kind: FaultKind::OneWay { from: vec![3, 4], to: vec![5] },
+        },
+        Fault { at_ms: 40_000, until_ms: Some(60_000), kind: FaultKind::StopReading { node: 2 } },
+        Fault {
+            at_ms: 50_000,
+            until_ms: Some(70_000),
+            kind: FaultKind::Partition { left: vec![0, 1], right: vec![2, 3] },
+        },
+    ];
+    let report = runner::run(&sc, &RunOptions::default());
+    assert_eq!(report.first_violation().map(|v| v.invariant.as_str()), Some("planted"));
+    let (small, v) = explore::shrink(&sc, &|_| {}).expect("it fails");
+    assert_eq!(v.invariant, "planted");
+    assert_eq!(small.faults.len(), 1, "{:#?}", small.faults);
+    let f = &small.faults[0];
+    assert!(matches!(f.kind, FaultKind::OneWay { .. }));
+    assert!(f.until_ms.unwrap_or(small.duration_ms) - f.at_ms > 20_000);
+    assert!(small.nodes < sc.nodes, "nodes not reduced: {}", small.nodes);
+    // The printed test is a scenario that parses back to the same thing.
+    let test = explore::as_test(&small, &v);
+    let json = test.split("r#\"").nth(1).and_then(|t| t.split("\"#").next()).unwrap();
+    assert_eq!(Scenario::parse(json).unwrap(), small);
+}
+
+#[test]
+fn a_skewed_clock_does_not_break_the_mesh() {
+    let mut sc = builtin("partition-heal").unwrap();
+    sc.faults.push(Fault {
+        at_ms: 1_000,
+        until_ms: Some(100_000),
+        kind: FaultKind::ClockSkew { node: 1, offset_ms: 5_000, rate_ppm: 50_000 },
+    });
+    sc.faults.push(Fault {
+        at_ms: 2_000,
+        until_ms: Some(100_000),
+        kind: FaultKind::ClockSkew { node: 6, offset_ms: 0, rate_ppm: -50_000 },
+    });
+    let r = runner::run(&sc, &RunOptions::default());
+    assert!(r.passed(), "{:#?}", r.violations);
+    assert_eq!(r.faults["clock_skew"], 2);
+}
+
+#[test]
+fn malformed_scenarios_are_refused_with_a_reason() {
+    assert!(Scenario::parse("{ \"nodes\": 0 }").unwrap_err().to_string().contains("nodes"));
+    assert!(Scenario::parse("{ \"nodez\": 3 }").unwrap_err().to_string().contains("nodez"));
+    assert!(
+        Scenario::parse("nodes = 3\n[[faults]]\nat_ms = 1\nkind = { type = \"crash\", node = 9 }").is_err()
+    );
+    let ok = Scenario::parse("name = \"t\"\nnodes = 3\n[[faults]]\nat_ms = 1000\nuntil_ms = 2000\nkind = { type = \"crash\", node = 2 }").unwrap();
+    assert_eq!(ok.faults.len(), 1);
+}
