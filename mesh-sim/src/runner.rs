@@ -16,6 +16,10 @@
 //! - `relay_channel_bound`: relay-only channels per peer stay within the configured bound;
 //! - `slow_reader`: a peer that stops reading loses its connections within
 //!   [`SLOW_READER_BOUND`];
+//! - `reconnection`: after the final heal, a live peer is in one component with every
+//!   live peer it dials (its initial peers and those churn added, less those it forgot);
+//!   checked when the connection limit leaves room for everyone. (A peer known only by
+//!   discovery may rightly stay lost: once garbage-collected it is no longer dialled.)
 //! - `planted`: the scenario's deliberately failing check, if any.
 
 use std::any::Any;
@@ -45,7 +49,7 @@ pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
 const PROBE_BASE: u64 = 1 << 40;
 
 /// Every invariant the runner checks.
-pub const INVARIANTS: [&str; 9] = [
+pub const INVARIANTS: [&str; 10] = [
     "no_panic",
     "topology_agreement",
     "routes",
@@ -54,6 +58,7 @@ pub const INVARIANTS: [&str; 9] = [
     "queue_bound",
     "relay_channel_bound",
     "slow_reader",
+    "reconnection",
     "planted",
 ];
 
@@ -353,6 +358,8 @@ struct Runner<'a> {
     slow_checks: Vec<(usize, Instant, Vec<usize>)>,
     last_bytes: u64,
     last_sample: Instant,
+    /// (a, b): peer a dials peer b directly (initial peers, churn).
+    direct: BTreeSet<(usize, usize)>,
 }
 
 /// Runs `sc` to the end and reports. Panics inside the protocol propagate (the explorer
@@ -377,8 +384,14 @@ impl<'a> Runner<'a> {
         let own = Rc::new(RefCell::new(vec![0i64; sc.nodes]));
         let mut rng = ChaCha20Rng::seed_from_u64(sc.seed ^ 0x6d65_7368_2d73_696d);
         let mut members = Vec::with_capacity(sc.nodes);
+        let mut direct = BTreeSet::new();
         for i in 0..sc.nodes {
             let dials = Self::dials(sc, i, &mut rng);
+            for d in &dials {
+                if let Some(j) = (0..sc.nodes).find(|j| Sim::address_of(*j) == *d) {
+                    direct.insert((i, j));
+                }
+            }
             let config = Self::config(sc, i, peer_name(i), sc.password.clone());
             let id = sim.add_node(config, setup(i, sim.clock(), own.clone(), dials));
             members.push(id);
@@ -405,6 +418,7 @@ impl<'a> Runner<'a> {
             slow_checks: Vec::new(),
             last_bytes: 0,
             last_sample: Instant::ZERO,
+            direct,
         }
     }
 
@@ -828,6 +842,11 @@ impl<'a> Runner<'a> {
         }
         let addr = Sim::address_of(b);
         let forget = self.rng.next_u64() % 2 == 0;
+        if forget {
+            self.direct.remove(&(a, b));
+        } else {
+            self.direct.insert((a, b));
+        }
         *self.report.faults.entry("churn".into()).or_insert(0) += 1;
         self.sim.act(self.members[a], |node, _, now| {
             if forget {
@@ -894,10 +913,34 @@ impl<'a> Runner<'a> {
         if self.stopped() {
             return;
         }
+        self.check_reconnection(&comps);
         self.check_routes(&comps);
         self.check_counters(&comps);
         self.probes(&comps);
         self.trace();
+    }
+
+    fn check_reconnection(&mut self, comps: &[Vec<usize>]) {
+        let intruders =
+            self.sc.faults.iter().filter(|f| matches!(f.kind, FaultKind::Intruder { .. })).count();
+        if self.sc.connection_limit < self.members.len() + intruders {
+            return;
+        }
+        let comp_of: BTreeMap<usize, usize> =
+            comps.iter().enumerate().flat_map(|(k, c)| c.iter().map(move |i| (*i, k))).collect();
+        let pairs: Vec<(usize, usize)> = self.direct.iter().copied().collect();
+        for (a, b) in pairs {
+            if let (Some(x), Some(y)) = (comp_of.get(&a), comp_of.get(&b)) {
+                if x != y {
+                    self.violate(
+                        "reconnection",
+                        vec![a, b],
+                        format!("n{a} dials n{b}, but they are in different components"),
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     fn disagreement(&self, c: &[usize]) -> String {
