@@ -12,8 +12,8 @@ pub const BUILTINS: [(&str, &str); 11] = [
     ("wrong-password", "a wrong-password peer and a name-colliding peer try to join"),
     ("simultaneous-dials", "8 peers all dialling each other at once"),
     ("maelstrom-3d", "25 peers, 100 ms links, a steady stream of broadcasts (Maelstrom challenge 3d)"),
-    ("steady-25", "25 peers, 10 minutes of steady state with periodic gossip"),
-    ("steady-100", "100 peers, 10 minutes of steady state with periodic gossip"),
+    ("steady-25", "25 peers form, then 10 minutes of steady state with periodic gossip"),
+    ("steady-100", "100 peers form, then 10 minutes of steady state with periodic gossip"),
     ("bootstrap-1000", "1,000 peers joining through one with a connection limit of 64"),
 ];
 
@@ -108,8 +108,9 @@ pub fn builtin(name: &str) -> Option<Scenario> {
         "steady-25" | "steady-100" => Scenario {
             nodes: if name == "steady-25" { 25 } else { 100 },
             topology: Topology::Star,
-            workload: Workload { increments: 100, ..Workload::default() },
-            duration_ms: 600_000,
+            // Measured from 60 s on, once the cluster has formed.
+            workload: Workload { increments: 100, start_ms: 60_000, ..Workload::default() },
+            duration_ms: 660_000,
             quiet_ms: 60_000,
             probes: 0,
             ..base

@@ -293,7 +293,8 @@ impl Sim {
 
     /// The virtual IPv4 address of the `i`-th node.
     pub fn address_of(i: usize) -> String {
-        format!("10.{}.{}.{}:6783", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff) + 1)
+        // The last octet stays within 1..=250 (a node 255 once got "10.0.0.256").
+        format!("10.{}.{}.{}:6783", (i / 62_500) % 250, (i / 250) % 250, i % 250 + 1)
     }
 
     /// The virtual IPv6 address of the `i`-th node.

@@ -329,6 +329,9 @@ fn print_table(r: &Report) {
     if let Some(w) = r.wall {
         rows.push(("wall time", format!("{:.2} s", w.wall_ms / 1000.0)));
         rows.push(("speed-up over real time", format!("{:.0}x", w.speedup)));
+        if let Some(a) = w.speedup_after_start {
+            rows.push(("speed-up after workload start", format!("{a:.0}x")));
+        }
     }
     for (k, v) in rows {
         println!("  {k:<30} {v}");

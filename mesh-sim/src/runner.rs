@@ -173,6 +173,9 @@ pub struct WallTime {
     pub wall_ms: f64,
     /// Virtual time over wall time.
     pub speedup: f64,
+    /// Virtual time over wall time from the workload's start (`start_ms`, once the
+    /// cluster has formed) to the end: the steady-state speed-up.
+    pub speedup_after_start: Option<f64>,
 }
 
 impl Report {
@@ -360,6 +363,8 @@ struct Runner<'a> {
     last_sample: Instant,
     /// (a, b): peer a dials peer b directly (initial peers, churn).
     direct: BTreeSet<(usize, usize)>,
+    /// Wall clock when virtual time reached the workload's start.
+    wall_at_start: Option<std::time::Instant>,
 }
 
 /// Runs `sc` to the end and reports. Panics inside the protocol propagate (the explorer
@@ -368,11 +373,17 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Report {
     let wall = std::time::Instant::now();
     let mut r = Runner::new(sc, opts);
     r.execute();
+    let at_start = r.wall_at_start;
     let mut report = r.finish();
     let secs = wall.elapsed().as_secs_f64();
+    let after = at_start.filter(|_| sc.workload.start_ms > 0).map(|t| {
+        let virt = report.virtual_ms.saturating_sub(sc.workload.start_ms) as f64 / 1000.0;
+        virt / t.elapsed().as_secs_f64().max(1e-9)
+    });
     report.wall = Some(WallTime {
         wall_ms: secs * 1000.0,
         speedup: report.virtual_ms as f64 / 1000.0 / secs.max(1e-9),
+        speedup_after_start: after,
     });
     report
 }
@@ -419,6 +430,7 @@ impl<'a> Runner<'a> {
             last_bytes: 0,
             last_sample: Instant::ZERO,
             direct,
+            wall_at_start: None,
         }
     }
 
@@ -619,6 +631,9 @@ impl<'a> Runner<'a> {
     /// Periodic sampling and running checks.
     fn sample(&mut self) {
         let now = self.sim.now();
+        if self.wall_at_start.is_none() && now >= Self::at(self.sc.workload.start_ms) {
+            self.wall_at_start = Some(std::time::Instant::now());
+        }
         let live = self.live_members();
         let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
         let mut full = 0usize;

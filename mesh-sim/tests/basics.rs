@@ -99,3 +99,12 @@ fn line_broadcast_reaches_each_peer_exactly_once() {
     }
     assert!(sim.app::<TrackerApp>(a).unwrap().tracker.lock().broadcasts.is_empty());
 }
+
+#[test]
+fn simulated_addresses_are_valid_and_distinct_for_thousands_of_nodes() {
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..5000 {
+        let a: std::net::SocketAddr = Sim::address_of(i).parse().expect("valid address");
+        assert!(seen.insert(a), "duplicate address for node {i}");
+    }
+}

@@ -139,3 +139,14 @@ fn malformed_scenarios_are_refused_with_a_reason() {
     let ok = Scenario::parse("name = \"t\"\nnodes = 3\n[[faults]]\nat_ms = 1000\nuntil_ms = 2000\nkind = { type = \"crash\", node = 2 }").unwrap();
     assert_eq!(ok.faults.len(), 1);
 }
+
+#[test]
+fn the_readme_scenario_file_parses_and_runs() {
+    let readme = include_str!("../../README.md");
+    let toml = readme.split("```toml\n").nth(1).and_then(|t| t.split("```").next()).expect("a TOML block");
+    let sc = Scenario::parse(toml).expect("the README's scenario parses");
+    assert_eq!(sc.faults.len(), 1);
+    let r = runner::run(&sc, &RunOptions::default());
+    assert!(r.passed(), "{:#?}", r.violations);
+    assert_eq!(r.faults["one_way"], 1);
+}
