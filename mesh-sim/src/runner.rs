@@ -191,7 +191,7 @@ impl Report {
 }
 
 /// How to run.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Peers whose event log goes into the report.
     pub trace: Vec<usize>,
@@ -210,12 +210,6 @@ impl std::fmt::Debug for RunOptions {
             .field("sample_ms", &self.sample_ms)
             .field("stop_at_first", &self.stop_at_first)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions { trace: Vec::new(), sample_ms: 0, stop_at_first: false, progress: None }
     }
 }
 
@@ -562,7 +556,7 @@ impl<'a> Runner<'a> {
             while next_sample <= t {
                 self.sim.run_until(next_sample);
                 self.sample();
-                next_sample = next_sample + step;
+                next_sample += step;
             }
             self.sim.run_until(t);
             match action {
@@ -592,7 +586,7 @@ impl<'a> Runner<'a> {
         while next_sample <= heal {
             self.sim.run_until(next_sample);
             self.sample();
-            next_sample = next_sample + step;
+            next_sample += step;
         }
         self.sim.run_until(heal);
         // The final heal: every fault still active ends (crashes without an end stay).
