@@ -1,7 +1,5 @@
 //! Tokio meshes and smol meshes in one process form one mesh.
 
-use std::time::{Duration, Instant};
-
 use mesh_async_std::AsyncIo;
 use mesh_driver::suite::{self, Peer};
 use mesh_tokio::Tokio;
@@ -26,11 +24,7 @@ fn tokio_and_smol_meshes_converge_together() {
         suite::increment(&s2).await;
         suite::increment(&s2).await;
         let values = || [t1.counter.value(), t2.counter.value(), s1.counter.value(), s2.counter.value()];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while values() != [5; 4] {
-            assert!(Instant::now() < deadline, "{:?}", values());
-            async_io::Timer::after(Duration::from_millis(50)).await;
-        }
+        assert!(suite::eventually(&rt, 20, || values() == [5; 4]).await, "{:?}", values());
         for st in [t1.mesh.status().await.unwrap(), s2.mesh.status().await.unwrap()] {
             assert_eq!(st.peers.len(), 4);
         }

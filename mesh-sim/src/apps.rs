@@ -52,7 +52,8 @@ impl GossipData for Ids {
     }
 }
 
-fn decode_ids(payload: &[u8]) -> Result<Ids, GossipError> {
+/// Decodes a tracker payload (big-endian u64 ids).
+pub fn decode_ids(payload: &[u8]) -> Result<Ids, GossipError> {
     if payload.len() % 8 != 0 {
         return Err(GossipError::new("tracker payload is not a list of u64"));
     }

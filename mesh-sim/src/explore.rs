@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -200,7 +200,6 @@ pub fn explore(
 ) -> Vec<Outcome> {
     let next = AtomicU64::new(first);
     let results = Mutex::new(Vec::new());
-    let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| {
@@ -216,7 +215,6 @@ pub fn explore(
                         report.faults.iter().chain(&report.events).map(|(k, v)| (k.clone(), *v)).collect();
                     let out = Outcome { seed, violation: report.violations.first().cloned(), counts };
                     progress(&out);
-                    done.fetch_add(1, Ordering::Relaxed);
                     results.lock().unwrap_or_else(|e| e.into_inner()).push(out);
                 }
             });

@@ -32,11 +32,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use mesh_proto::config::{MAX_QUEUED_BYTES, WRITE_WINDOW};
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::{ChannelHandle, Config, GossipData, GossipError, Gossiper, Instant, Node, PeerName};
+use mesh_proto::{ChannelHandle, Config, GossipError, Gossiper, Instant, Node, PeerName};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::apps::{Ids, decode_ids};
 use crate::scenario::{FaultKind, Link, Scenario, Topology};
 use crate::{Cut, LinkProfile, NodeId, Sim, SimClock};
 
@@ -223,30 +224,6 @@ struct Seen {
     broadcast_messages: u64,
 }
 
-/// Tracked message ids, merged by union.
-#[derive(Clone, Debug, Default)]
-struct Ids(BTreeSet<u64>);
-
-impl GossipData for Ids {
-    fn encode(&self) -> Vec<Bytes> {
-        let mut b = Vec::with_capacity(self.0.len() * 8);
-        for id in &self.0 {
-            b.extend_from_slice(&id.to_be_bytes());
-        }
-        vec![Bytes::from(b)]
-    }
-    fn merge(&mut self, other: Self) {
-        self.0.extend(other.0);
-    }
-}
-
-fn decode_ids(payload: &[u8]) -> Result<Vec<u64>, GossipError> {
-    if payload.len() % 8 != 0 {
-        return Err(GossipError::new("tracker payload is not a list of u64"));
-    }
-    Ok(payload.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect())
-}
-
 struct TrackerGossiper {
     seen: Arc<Mutex<Seen>>,
     clock: SimClock,
@@ -265,15 +242,15 @@ impl Gossiper for TrackerGossiper {
         let now = self.clock.now();
         let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         s.broadcast_messages += 1;
-        for id in &ids {
+        for id in &ids.0 {
             s.broadcasts.entry(*id).or_insert((0, now)).0 += 1;
         }
-        Ok(Some(Ids(ids.into_iter().collect())))
+        Ok(Some(ids))
     }
     fn on_unicast(&mut self, _: PeerName, payload: &[u8]) -> Result<(), GossipError> {
         let now = self.clock.now();
         let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for id in decode_ids(payload)? {
+        for id in decode_ids(payload)?.0 {
             s.unicasts.entry(id).or_insert((0, now)).0 += 1;
         }
         Ok(())
