@@ -65,6 +65,17 @@ pub const RETRY_GROWTH: (u32, u32) = (3, 2);
 pub const RETRY_MAX: Duration = Duration::from_secs(6 * 60);
 /// A connection that outlived its scheduled try by more than this is retried at once.
 pub const RETRY_RESET_AFTER: Duration = Duration::from_secs(60);
+/// Ours: a discovered address stays a target this long after the last record that
+/// mentioned it is gone, so a peer refused at a connection limit can still dial the
+/// peers it was referred to, and peers collected during a partition are redialled.
+pub const DISCOVERY_MEMORY: Duration = Duration::from_secs(120);
+/// Ours: once a peer knows as many other peers as its connection limit, discovery keeps
+/// at most `limit / DISCOVERY_SHARE` outbound connections (at least one), so the mesh
+/// never fills every peer's slots and a newcomer always finds room (weaveworks/weave#426).
+pub const DISCOVERY_SHARE: usize = 4;
+/// Ours: a connection the remote closes this soon after the handshake counts as refused
+/// (a peer at its connection limit does exactly that), see `Termination::Refused`.
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(5);
 
 /// Number of bits in a short id.
 pub const SHORT_ID_BITS: u32 = 12;

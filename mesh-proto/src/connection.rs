@@ -26,7 +26,7 @@ impl fmt::Display for ConnId {
 
 pub(crate) enum Phase {
     /// Accepted; the handshake starts when the accept bucket gives a token.
-    Paced { until: Instant, buffered: Vec<u8> },
+    Paced { buffered: Vec<u8> },
     /// Outbound; waiting for the driver's dial.
     Dialing,
     /// Introducing ourselves.
@@ -42,6 +42,8 @@ pub(crate) struct Running {
     pub(crate) frames: FrameDecoder,
     /// Holds a reference on the remote's record.
     pub(crate) bound: bool,
+    /// When the handshake completed.
+    pub(crate) since: Instant,
     pub(crate) heartbeat_at: Instant,
     pub(crate) receive_deadline: Instant,
     /// Topology send slots: names to describe, merged by union.
@@ -53,6 +55,8 @@ pub(crate) struct Connection {
     pub(crate) addr: String,
     pub(crate) outbound: bool,
     pub(crate) accept_new_peer: bool,
+    /// A discovered target's peer, which may answer even if it is no longer in the table.
+    pub(crate) expected_peer: Option<PeerName>,
     pub(crate) trusts_remote: bool,
     pub(crate) phase: Phase,
     /// Frames built during the current input, written out in one transmit.
@@ -74,6 +78,7 @@ impl Connection {
             addr,
             outbound,
             accept_new_peer,
+            expected_peer: None,
             trusts_remote,
             phase,
             out: Vec::new(),

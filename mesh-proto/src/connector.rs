@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::config::{RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
+use crate::config::{DISCOVERY_MEMORY, RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
 use crate::name::PeerName;
 use crate::time::Instant;
-use crate::topology::Peers;
+use crate::topology::{Peer, Peers, RemoteConnection};
 
 /// Why a user-supplied peer address was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +124,30 @@ pub struct Target {
     last_scheduled: Instant,
     /// The peer that answered at this address last time.
     pub peer: Option<PeerName>,
+    /// For a discovered target: the peer that gossip says listens there. Only that peer
+    /// may answer if it has been collected from our table meanwhile.
+    pub expected: Option<PeerName>,
+    /// For a discovered target: kept, and dialled, until then even if no record
+    /// mentions it any more ([`DISCOVERY_MEMORY`]).
+    remembered_until: Option<Instant>,
+    /// The last connection here was refused (see [`Termination::Refused`]).
+    pub refused: bool,
+}
+
+impl Target {
+    fn new(now: Instant) -> Target {
+        Target {
+            state: TargetState::Waiting,
+            last_error: None,
+            try_after: Some(now),
+            interval: RETRY_INITIAL,
+            last_scheduled: now,
+            peer: None,
+            expected: None,
+            remembered_until: None,
+            refused: false,
+        }
+    }
 }
 
 /// Why a connection ended, as far as retrying is concerned.
@@ -135,6 +159,10 @@ pub enum Termination {
     NameCollision,
     /// The remote is ourselves: never retry, and not counted.
     ConnectToSelf,
+    /// Ours: the remote closed the connection right after registering it, as a peer at
+    /// its connection limit does. Back off, and while that peer stays reachable through
+    /// the mesh do not dial it again (a full bootstrap peer is not hammered forever).
+    Refused,
 }
 
 /// What the connector needs to know about our registered connections.
@@ -155,6 +183,32 @@ pub struct DialRequest {
     pub addr: String,
     /// Whether a peer we do not know yet may answer (true for direct peers only).
     pub accept_new_peer: bool,
+    /// A discovered target's peer, which may answer even if it is no longer in our
+    /// table (it was collected after we learnt its address).
+    pub expected: Option<PeerName>,
+}
+
+/// How many dials the connection limit leaves room for (`usize::MAX`: no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialBudget {
+    /// Dials of any target: the limit minus registered connections and dials in progress.
+    pub any: usize,
+    /// Dials of discovered targets (at most `any`).
+    pub discovered: usize,
+}
+
+impl DialBudget {
+    /// No limit at all.
+    pub const UNLIMITED: DialBudget = DialBudget { any: usize::MAX, discovered: usize::MAX };
+}
+
+/// The dial addresses one record advertises, with the peer at each, derived once per
+/// record version because every re-check scans the whole table.
+#[derive(Clone, Debug)]
+struct Advertised {
+    uid: u64,
+    version: u64,
+    addrs: Vec<(String, PeerName)>,
 }
 
 /// The connection maker.
@@ -164,13 +218,21 @@ pub struct Connector {
     discovery: bool,
     direct: BTreeMap<String, PeerAddress>,
     targets: BTreeMap<String, Target>,
+    advertised: BTreeMap<PeerName, Advertised>,
     backoffs: u64,
 }
 
 impl Connector {
     /// A connector for a peer listening on `our_port`.
     pub fn new(our_port: u16, discovery: bool) -> Self {
-        Connector { our_port, discovery, direct: BTreeMap::new(), targets: BTreeMap::new(), backoffs: 0 }
+        Connector {
+            our_port,
+            discovery,
+            direct: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            advertised: BTreeMap::new(),
+            backoffs: 0,
+        }
     }
 
     /// How many times a failed attempt postponed the next dial by the back-off.
@@ -228,14 +290,66 @@ impl Connector {
         &self.targets
     }
 
-    /// Re-checks the targets (behaviour.md §6.3, §6.4). Returns the dials to start now
-    /// (already marked attempting) and when to check again.
-    pub fn check(
+    /// The address to dial for a connection a peer reports (behaviour.md §6.3 step 3).
+    fn dial_key(&self, c: &RemoteConnection) -> Option<String> {
+        let addr = String::from_utf8_lossy(&c.addr);
+        let key = if c.outbound {
+            addr.into_owned()
+        } else {
+            // The describing peer only knows the dialler's ephemeral port: assume the
+            // dialler listens on the same port as we do.
+            let sa = addr.parse::<SocketAddr>().ok()?;
+            SocketAddr::new(sa.ip(), self.our_port).to_string()
+        };
+        (!key.is_empty()).then_some(key)
+    }
+
+    fn sync_advertised(&mut self, peers: &Peers) {
+        let us = peers.our_name();
+        self.advertised.retain(|name, _| peers.contains(name));
+        for p in peers.iter().filter(|p| p.name != us) {
+            if self.advertised.get(&p.name).is_some_and(|a| a.uid == p.uid && a.version == p.version) {
+                continue;
+            }
+            let addrs = p.connections.iter().filter_map(|(r, c)| Some((self.dial_key(c)?, *r))).collect();
+            self.advertised.insert(p.name, Advertised { uid: p.uid, version: p.version, addrs });
+        }
+    }
+
+    /// Ours: remembers the addresses that records about to be collected advertise, so
+    /// that they stay targets for [`DISCOVERY_MEMORY`]: a peer refused at a connection
+    /// limit has been told where else to go just before its only connection closes.
+    pub fn remember(&mut self, now: Instant, live: &[LiveConnection], removed: &[Peer], us: PeerName) {
+        if !self.discovery {
+            return;
+        }
+        let connected_names: BTreeSet<PeerName> = live.iter().map(|c| c.name).collect();
+        let connected_addrs: BTreeSet<&str> = live.iter().map(|c| c.addr.as_str()).collect();
+        for p in removed {
+            for (remote, c) in &p.connections {
+                if *remote == us || connected_names.contains(remote) {
+                    continue;
+                }
+                let Some(key) = self.dial_key(c) else { continue };
+                if connected_addrs.contains(key.as_str()) {
+                    continue;
+                }
+                let t = self.targets.entry(key).or_insert_with(|| Target::new(now));
+                t.expected = Some(*remote);
+                t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            }
+        }
+    }
+
+    /// Computes the valid targets (behaviour.md §6.3), with whether each is direct, and
+    /// creates the new ones.
+    fn refresh(
         &mut self,
         now: Instant,
         live: &[LiveConnection],
         peers: &Peers,
-    ) -> (Vec<DialRequest>, Option<Instant>) {
+        reachable: impl Fn(PeerName) -> bool,
+    ) -> BTreeMap<String, bool> {
         let us = peers.our_name();
         let connected_names: BTreeSet<PeerName> = live.iter().map(|c| c.name).collect();
         let connected_addrs: BTreeSet<&str> = live.iter().map(|c| c.addr.as_str()).collect();
@@ -245,12 +359,9 @@ impl Connector {
             .filter_map(|c| c.addr.parse::<SocketAddr>().ok().map(|a| a.ip()))
             .collect();
 
-        // Valid targets, with whether each is direct.
         let mut valid: BTreeMap<String, bool> = BTreeMap::new();
-        let mut direct_keys = BTreeSet::new();
         for a in self.direct.values() {
             let key = a.key(self.our_port);
-            direct_keys.insert(key.clone());
             if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
                 continue; // it evidently connects to us; we cannot tell its port
             }
@@ -259,49 +370,76 @@ impl Connector {
             if self.targets.get(&key).and_then(|t| t.peer).is_some_and(|p| connected_names.contains(&p)) {
                 continue;
             }
+            // Ours: it refused us, and we reach it through others anyway.
+            if self.targets.get(&key).is_some_and(|t| t.refused && t.peer.is_some_and(&reachable)) {
+                continue;
+            }
             if !connected_addrs.contains(key.as_str()) {
                 valid.insert(key, true);
             }
         }
+        let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
+        // Discovered addresses, with the peer gossip says listens at each.
+        let mut discovered: BTreeMap<String, PeerName> = BTreeMap::new();
         if self.discovery {
-            for p in peers.iter().filter(|p| p.name != us) {
-                for (remote, c) in &p.connections {
-                    if *remote == us || connected_names.contains(remote) {
+            self.sync_advertised(peers);
+            for adv in self.advertised.values() {
+                for (key, remote) in &adv.addrs {
+                    if *remote == us
+                        || connected_names.contains(remote)
+                        || connected_addrs.contains(key.as_str())
+                        || discovered.contains_key(key.as_str())
+                    {
                         continue;
                     }
-                    let addr = String::from_utf8_lossy(&c.addr);
-                    let key = if c.outbound {
-                        addr.into_owned()
-                    } else {
-                        // The describing peer only knows the dialler's ephemeral port:
-                        // assume the dialler listens on the same port as we do.
-                        match addr.parse::<SocketAddr>() {
-                            Ok(sa) => SocketAddr::new(sa.ip(), self.our_port).to_string(),
-                            Err(_) => continue,
-                        }
-                    };
-                    if key.is_empty() || connected_addrs.contains(key.as_str()) {
-                        continue;
-                    }
-                    let is_direct = direct_keys.contains(&key);
-                    valid.entry(key).or_insert(is_direct);
+                    discovered.insert(key.clone(), *remote);
+                }
+            }
+            // Ours: remembered addresses stay valid while their peer is not connected.
+            for (key, t) in &self.targets {
+                let remembered = t.remembered_until.is_some_and(|u| now < u)
+                    && t.expected.is_some_and(|p| p != us && !connected_names.contains(&p));
+                if remembered && !connected_addrs.contains(key.as_str()) {
+                    valid.entry(key.clone()).or_insert(false);
                 }
             }
         }
-        for key in valid.keys() {
-            self.targets.entry(key.clone()).or_insert(Target {
-                state: TargetState::Waiting,
-                last_error: None,
-                try_after: Some(now),
-                interval: RETRY_INITIAL,
-                last_scheduled: now,
-                peer: None,
-            });
+        for (key, remote) in discovered {
+            let is_direct = direct_keys.contains(&key);
+            let t = self.targets.entry(key.clone()).or_insert_with(|| Target::new(now));
+            t.expected = Some(remote);
+            t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            valid.entry(key).or_insert(is_direct);
         }
+        for key in valid.keys() {
+            if !self.targets.contains_key(key) {
+                self.targets.insert(key.clone(), Target::new(now));
+            }
+        }
+        valid
+    }
 
-        let mut dials = Vec::new();
+    /// Re-checks the targets (behaviour.md §6.3, §6.4). Returns the dials to start now
+    /// (already marked attempting), at most what `budget` allows, and when to check again.
+    /// `reachable` tells whether a peer is reachable through the mesh.
+    /// Due targets beyond the budget stay due, without back-off, for the next re-check.
+    /// Direct targets go first; discovered ones in order of how few connections their
+    /// peer has (the likeliest to have room), ties broken by `random`.
+    pub fn check(
+        &mut self,
+        now: Instant,
+        live: &[LiveConnection],
+        peers: &Peers,
+        budget: DialBudget,
+        mut random: impl FnMut(u64) -> u64,
+        reachable: impl Fn(PeerName) -> bool,
+    ) -> (Vec<DialRequest>, Option<Instant>) {
+        let valid = self.refresh(now, live, peers, reachable);
+        let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
         let mut next: Option<Instant> = None;
         let mut doomed = Vec::new();
+        let mut direct_due = Vec::new();
+        let mut discovered_due = Vec::new();
         for (key, t) in self.targets.iter_mut() {
             if !matches!(t.state, TargetState::Waiting | TargetState::Suspended) {
                 continue;
@@ -316,16 +454,37 @@ impl Connector {
             };
             t.state = TargetState::Waiting;
             let Some(at) = t.try_after else { continue }; // never retry
-            if at <= now {
-                t.state = TargetState::Attempting;
-                t.last_scheduled = at;
-                dials.push(DialRequest { addr: key.clone(), accept_new_peer: is_direct });
-            } else {
+            if at > now {
                 next = Some(next.map_or(at, |n| n.min(at)));
+            } else if is_direct {
+                direct_due.push(key.clone());
+            } else {
+                let degree =
+                    t.expected.and_then(|p| peers.get(&p)).map_or(usize::MAX, |p| p.connections.len());
+                discovered_due.push((degree, random(u64::MAX), key.clone()));
             }
         }
         for key in doomed {
             self.targets.remove(&key);
+        }
+        discovered_due.sort_unstable();
+        let due = direct_due
+            .into_iter()
+            .map(|k| (true, k))
+            .chain(discovered_due.into_iter().map(|(_, _, k)| (false, k)));
+        let mut budget = budget;
+        let mut dials = Vec::new();
+        for (is_direct, key) in due {
+            if budget.any == 0 || (!is_direct && budget.discovered == 0) {
+                continue;
+            }
+            budget.any -= 1;
+            budget.discovered = budget.discovered.saturating_sub(1);
+            let Some(t) = self.targets.get_mut(&key) else { continue };
+            t.state = TargetState::Attempting;
+            t.last_scheduled = t.try_after.unwrap_or(now);
+            let expected = if is_direct { None } else { t.expected };
+            dials.push(DialRequest { addr: key, accept_new_peer: is_direct, expected });
         }
         (dials, next)
     }
@@ -373,6 +532,7 @@ impl Connector {
         let Some(t) = self.targets.get_mut(addr) else { return };
         t.state = TargetState::Waiting;
         t.last_error = Some(error);
+        t.refused = how == Termination::Refused;
         match how {
             Termination::NameCollision | Termination::ConnectToSelf => {
                 t.try_after = None;
@@ -382,7 +542,7 @@ impl Connector {
                 t.try_after = Some(now);
                 t.interval = RETRY_INITIAL;
             }
-            Termination::Retry => {
+            Termination::Retry | Termination::Refused => {
                 back_off(t, now, random);
                 self.backoffs += 1;
             }
@@ -436,8 +596,11 @@ mod tests {
         let mut c = Connector::new(6783, false);
         let t0 = Instant::from_secs(100);
         assert!(c.initiate(&["10.0.0.2".into()], false, t0).is_empty());
-        let (dials, _) = c.check(t0, &[], &peers());
-        assert_eq!(dials, [DialRequest { addr: "10.0.0.2:6783".into(), accept_new_peer: true }]);
+        let (dials, _) = c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(
+            dials,
+            [DialRequest { addr: "10.0.0.2:6783".into(), accept_new_peer: true, expected: None }]
+        );
         // Retries come after [i/2, 3i/2) with i = 2 s, 3 s, 4.5 s, ... capped at 6 min.
         let mut now = t0;
         let mut interval = 2.0f64;
@@ -460,7 +623,7 @@ mod tests {
             }
             c.attempt_failed("10.0.0.2:6783", "refused".into(), now, |_| 0);
             now = c.targets()["10.0.0.2:6783"].try_after.unwrap();
-            let (d, _) = c.check(now, &[], &peers());
+            let (d, _) = c.check(now, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
             assert_eq!(d.len(), 1);
             interval = (interval * 1.5).min(360.0);
         }
@@ -472,15 +635,16 @@ mod tests {
         let mut c = Connector::new(6783, false);
         let t0 = Instant::from_secs(1);
         c.initiate(&["10.0.0.2".into()], false, t0);
-        c.check(t0, &[], &peers());
+        c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         c.terminated("10.0.0.2:6783", Termination::NameCollision, "collision".into(), t0, |_| 0);
         assert!(c.is_never_retry("10.0.0.2:6783"));
-        let (d, next) = c.check(t0 + Duration::from_secs(3600), &[], &peers());
+        let (d, next) =
+            c.check(t0 + Duration::from_secs(3600), &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         assert!(d.is_empty() && next.is_none());
         assert!(c.direct_peers(true).is_empty());
         assert_eq!(c.direct_peers(false), ["10.0.0.2"]);
         c.initiate(&["10.0.0.2".into()], false, t0);
-        assert_eq!(c.check(t0, &[], &peers()).0.len(), 1);
+        assert_eq!(c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
     }
 
     #[test]
@@ -488,13 +652,13 @@ mod tests {
         let mut c = Connector::new(6783, false);
         let t0 = Instant::from_secs(1);
         c.initiate(&["10.0.0.2:7000".into()], false, t0);
-        c.check(t0, &[], &peers());
+        c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         c.connected("10.0.0.2:7000");
         let later = t0 + Duration::from_secs(61);
         c.terminated("10.0.0.2:7000", Termination::Retry, "reset".into(), later, |_| 0);
         assert_eq!(c.targets()["10.0.0.2:7000"].try_after, Some(later));
         // A short-lived one backs off instead.
-        c.check(later, &[], &peers());
+        c.check(later, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         c.terminated(
             "10.0.0.2:7000",
             Termination::Retry,
@@ -522,8 +686,8 @@ mod tests {
                 outbound: false,
             },
         ];
-        let (d, _) = c.check(t0, &live, &peers());
-        assert_eq!(d, [DialRequest { addr: "10.0.0.3:6783".into(), accept_new_peer: true }]);
+        let (d, _) = c.check(t0, &live, &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(d, [DialRequest { addr: "10.0.0.3:6783".into(), accept_new_peer: true, expected: None }]);
     }
 
     #[test]
@@ -531,15 +695,95 @@ mod tests {
         let mut c = Connector::new(6783, false);
         let t0 = Instant::ZERO;
         c.initiate(&["10.0.0.2:6783".into()], false, t0);
-        assert_eq!(c.check(t0, &[], &peers()).0.len(), 1);
+        assert_eq!(c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
         let two = PeerName::from_u64(2).unwrap();
         c.answered_by("10.0.0.2:6783", two);
         c.terminated("10.0.0.2:6783", Termination::Retry, "duplicate".into(), t0, |_| 0);
         // Connected to the same peer inbound: Go would keep re-dialling.
         let live = [LiveConnection { name: two, addr: "10.0.0.2:41000".into(), outbound: false }];
-        let (d, next) = c.check(t0 + Duration::from_secs(3600), &live, &peers());
+        let (d, next) =
+            c.check(t0 + Duration::from_secs(3600), &live, &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         assert!(d.is_empty() && next.is_none());
         // Once that connection is gone, the target is dialled again.
-        assert_eq!(c.check(t0 + Duration::from_secs(3600), &[], &peers()).0.len(), 1);
+        assert_eq!(
+            c.check(t0 + Duration::from_secs(3600), &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false)
+                .0
+                .len(),
+            1
+        );
+    }
+
+    fn record_with_connection(name: u64, remote: u64, addr: &str, outbound: bool) -> Peer {
+        let mut p = Peer::candidate(PeerName::from_u64(name).unwrap(), Bytes::new(), 7, None);
+        let rc =
+            RemoteConnection { addr: Bytes::copy_from_slice(addr.as_bytes()), outbound, established: true };
+        p.connections.insert(PeerName::from_u64(remote).unwrap(), rc);
+        p
+    }
+
+    #[test]
+    fn dials_stay_within_the_budget_direct_first_and_the_rest_wait_without_back_off() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.9".into()], false, t0);
+        let removed: Vec<Peer> =
+            (2..6).map(|i| record_with_connection(i, i + 10, &format!("10.0.1.{i}:6783"), true)).collect();
+        c.remember(t0, &[], &removed, PeerName::from_u64(1).unwrap());
+        // A direct dial counts against the discovered share too (it is outbound).
+        let budget = DialBudget { any: 3, discovered: 2 };
+        let (d, _) = c.check(t0, &[], &peers(), budget, |_| 0, |_| false);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0], DialRequest { addr: "10.0.0.9:6783".into(), accept_new_peer: true, expected: None });
+        assert!(!d[1].accept_new_peer && d[1].expected.is_some());
+        // Three remembered targets are still due, untouched by back-off.
+        let waiting: Vec<&Target> =
+            c.targets().values().filter(|t| t.state == TargetState::Waiting).collect();
+        assert_eq!(waiting.len(), 3);
+        assert!(waiting.iter().all(|t| t.try_after == Some(t0) && t.interval == RETRY_INITIAL));
+        assert_eq!(c.backoffs(), 0);
+        let (d, _) = c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn addresses_of_collected_peers_are_remembered_for_a_while() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        // Peer 2 dialled peer 3 at 10.0.0.3:6783, and peer 4 dialled us (skipped).
+        let removed =
+            [record_with_connection(2, 3, "10.0.0.3:6783", true), record_with_connection(4, 1, "x", true)];
+        c.remember(t0, &[], &removed, us);
+        assert_eq!(c.targets().len(), 1);
+        let (d, _) = c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        let three = PeerName::from_u64(3).unwrap();
+        assert_eq!(
+            d,
+            [DialRequest { addr: "10.0.0.3:6783".into(), accept_new_peer: false, expected: Some(three) }]
+        );
+        c.attempt_failed("10.0.0.3:6783", "refused".into(), t0, |_| 0);
+        // Still retried within the memory, forgotten after it.
+        let later = t0 + DISCOVERY_MEMORY - Duration::from_secs(1);
+        assert_eq!(c.check(later, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
+        c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
+        let (d, next) =
+            c.check(t0 + DISCOVERY_MEMORY, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert!(d.is_empty() && next.is_none() && c.targets().is_empty());
+    }
+
+    #[test]
+    fn a_refusing_direct_peer_is_left_alone_while_reachable_through_others() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        assert_eq!(c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
+        let two = PeerName::from_u64(2).unwrap();
+        c.answered_by("10.0.0.2:6783", two);
+        c.terminated("10.0.0.2:6783", Termination::Refused, "reset".into(), t0, |_| 0);
+        let later = t0 + Duration::from_secs(3600);
+        let (d, next) = c.check(later, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |p| p == two);
+        assert!(d.is_empty() && next.is_none());
+        // Unreachable again (the mesh split): dial it.
+        assert_eq!(c.check(later, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
     }
 }

@@ -20,12 +20,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::config::{
-    ACCEPT_BURST, ACCEPT_TOKEN_INTERVAL, Config, GC_DELAY, HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN,
-    MAX_QUEUED_BYTES, RECEIVE_TIMEOUT, ROUTES_RECALC_DELAY, SHORT_ID_SPACE, TOPOLOGY_CHUNK,
-    TOPOLOGY_UPDATE_DELAY, WRITE_WINDOW,
+    ACCEPT_BURST, ACCEPT_TOKEN_INTERVAL, Config, DISCOVERY_SHARE, GC_DELAY, HEARTBEAT_INTERVAL,
+    MAX_HANDSHAKE_FRAME_LEN, MAX_QUEUED_BYTES, RECEIVE_TIMEOUT, REFUSAL_WINDOW, ROUTES_RECALC_DELAY,
+    SHORT_ID_SPACE, TOPOLOGY_CHUNK, TOPOLOGY_UPDATE_DELAY, WRITE_WINDOW,
 };
 use crate::connection::{ConnId, Connection, Phase, Running};
-use crate::connector::{AddressError, Connector, LiveConnection, Termination};
+use crate::connector::{AddressError, Connector, DialBudget, LiveConnection, Termination};
 use crate::crypto::TAG_LEN;
 use crate::event::{CloseReason, Event, Output};
 use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayChannel, Slot};
@@ -140,6 +140,8 @@ pub struct Stats {
     pub gc_removed: u64,
     /// Dials postponed by the exponential back-off after a failed attempt.
     pub backoffs: u64,
+    /// Peers refused at our connection limit that we sent our topology to first.
+    pub referrals: u64,
 }
 
 /// Data waiting for routes to be recalculated before it is queued.
@@ -169,12 +171,21 @@ pub struct Node {
     to_flush: BTreeSet<ConnId>,
     pending_update: BTreeSet<PeerName>,
     update_at: Option<Instant>,
+    /// The pending update must carry our record (see `schedule_forced_update`).
+    update_forced: bool,
+    /// Our connections as of the last topology update we sent.
+    announced: BTreeMap<PeerName, RemoteConnection>,
     gc_at: Option<Instant>,
     gossip_at: Instant,
     /// Time of the earliest unspent accept token, in signed nanoseconds so that a full
     /// bucket can be expressed even right after the clock's origin.
     next_token: i128,
+    /// Accepted connections waiting for a token, oldest first.
+    paced: VecDeque<ConnId>,
+    /// When the next paced handshake may start (the last start's token was taken).
     accept_ready_at: Instant,
+    /// When to call `pace_accepts` again, if connections are waiting.
+    accept_at: Option<Instant>,
     next_conn: u64,
     terminations: u64,
     shut_down: bool,
@@ -226,11 +237,15 @@ impl Node {
             outputs: VecDeque::new(),
             to_flush: BTreeSet::new(),
             pending_update: BTreeSet::new(),
+            update_forced: false,
+            announced: BTreeMap::new(),
             update_at: None,
             gc_at: None,
             gossip_at,
             next_token: i128::MIN / 2,
+            paced: VecDeque::new(),
             accept_ready_at: now,
+            accept_at: None,
             next_conn: 1,
             terminations: 0,
             shut_down: false,
@@ -305,22 +320,41 @@ impl Node {
             self.close(id, CloseReason::Shutdown, false, now);
             return id;
         }
-        // Accept pacing: this handshake starts once the previous accept got its token;
-        // then the next accept waits for a token from the bucket (20, one per 50 ms).
-        let start = now.max(self.accept_ready_at);
-        let interval = ACCEPT_TOKEN_INTERVAL.as_nanos() as i128;
-        let full = i128::from(start.as_nanos()) - interval * i128::from(ACCEPT_BURST);
-        let token = self.next_token.max(full);
-        self.next_token = token + interval;
-        let token_at = Instant::from_nanos(token.clamp(0, i128::from(u64::MAX)) as u64);
-        self.accept_ready_at = token_at.max(start);
-        if start <= now {
-            self.start_handshake(id, Role::Listener, now);
-        } else if let Some(c) = self.conns.get_mut(&id) {
-            c.phase = Phase::Paced { until: start, buffered: Vec::new() };
+        // Accept pacing: handshakes start in arrival order as the bucket gives tokens.
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.phase = Phase::Paced { buffered: Vec::new() };
         }
+        self.paced.push_back(id);
+        self.pace_accepts(now);
         self.after_input(now);
         id
+    }
+
+    /// Starts the handshakes of paced connections in arrival order, paced by the accept
+    /// bucket (20, one per 50 ms) as Go's listener is: each start is followed by taking
+    /// a token, and the next start waits for it. Ours: a connection whose dialler gave
+    /// up while it waited is skipped without taking a token; Go accepts it from the
+    /// kernel's backlog and spends one, so after a burst of a thousand dials that timed
+    /// out the bucket stayed empty for minutes and nobody could join.
+    fn pace_accepts(&mut self, now: Instant) {
+        self.accept_at = None;
+        let interval = ACCEPT_TOKEN_INTERVAL.as_nanos() as i128;
+        while let Some(&id) = self.paced.front() {
+            if !matches!(self.conns.get(&id).map(|c| &c.phase), Some(Phase::Paced { .. })) {
+                self.paced.pop_front();
+                continue;
+            }
+            if self.accept_ready_at > now {
+                self.accept_at = Some(self.accept_ready_at);
+                return;
+            }
+            self.paced.pop_front();
+            self.start_handshake(id, Role::Listener, now);
+            let full = i128::from(now.as_nanos()) - interval * i128::from(ACCEPT_BURST);
+            let token = self.next_token.max(full);
+            self.next_token = token + interval;
+            self.accept_ready_at = Instant::from_nanos(token.clamp(0, i128::from(u64::MAX)) as u64);
+        }
     }
 
     /// The dial of `conn` succeeded.
@@ -372,6 +406,9 @@ impl Node {
         for id in ids {
             self.conn_timers(id, now);
         }
+        if self.accept_at.is_some_and(|t| t <= now) {
+            self.pace_accepts(now);
+        }
         if self.routes_at.is_some_and(|t| t <= now) {
             self.routes_at = None;
             self.ensure_routes();
@@ -408,7 +445,7 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = [self.update_at, self.gc_at, self.connector_at, self.routes_at]
+        let mut t = [self.update_at, self.gc_at, self.connector_at, self.routes_at, self.accept_at]
             .into_iter()
             .flatten()
             .min()
@@ -418,7 +455,7 @@ impl Node {
         }
         for c in self.conns.values() {
             let due = match &c.phase {
-                Phase::Paced { until, .. } => Some(*until),
+                Phase::Paced { .. } => None,
                 Phase::Handshaking(h) => Some(h.deadline()),
                 Phase::Running(r) => Some(r.receive_deadline.min(r.heartbeat_at)),
                 Phase::Dialing => None,
@@ -757,7 +794,8 @@ impl Node {
         let conn_key = outcome.local_conn_id ^ remote.conn_id;
         let name = remote.name;
         let Some(c) = self.conns.get_mut(&id) else { return };
-        let accept_new = c.accept_new_peer;
+        // A discovered peer we have collected since learning its address may answer too.
+        let accept_new = c.accept_new_peer || c.expected_peer == Some(name);
         let (addr, outbound) = (c.addr.clone(), c.outbound);
         let nickname = remote.nickname.clone();
         let candidate = Peer::candidate(name, remote.nickname.clone(), remote.uid, remote.short_id);
@@ -768,6 +806,7 @@ impl Node {
             session,
             frames: FrameDecoder::new(self.config.max_frame_len),
             bound: false,
+            since: now,
             heartbeat_at: now + HEARTBEAT_INTERVAL,
             receive_deadline: now + RECEIVE_TIMEOUT,
             topo_gossip: None,
@@ -819,6 +858,11 @@ impl Node {
             }
         }
         if self.config.conn_limit > 0 && self.by_name.len() >= self.config.conn_limit {
+            // A peer already in our part of the mesh has our topology: refuse it plainly.
+            self.ensure_routes();
+            if !outbound && !self.routes.reachable_established(name) {
+                self.refer(id, now);
+            }
             return self.close(id, CloseReason::ConnectionLimit(self.config.conn_limit), false, now);
         }
         // Go decides this on routes up to 100 ms stale, so a peer that reconnects right
@@ -858,6 +902,30 @@ impl Node {
         }
     }
 
+    /// Ours (weaveworks/weave#426): before refusing a peer that dialled us at our
+    /// connection limit, send it our whole topology as an ordinary topology gossip
+    /// message, so it learns where else to connect instead of being locked out with only
+    /// our address. Go applies it like any update; nothing on the wire is new.
+    fn refer(&mut self, id: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
+        let us = self.config.name;
+        write_topology(
+            c,
+            &self.peers,
+            GossipKind::Gossip,
+            us,
+            &all,
+            self.config.max_frame_len,
+            &mut self.stats,
+        );
+        if let Some(data) = c.take_out(now) {
+            self.stats.bytes_sent += data.len() as u64;
+            self.stats.referrals += 1;
+            self.outputs.push_back(Output::Transmit { conn: id, data });
+        }
+    }
+
     /// Teardown (§2.11). `by_driver`: the driver reported the close, so no Close output.
     fn close(&mut self, id: ConnId, reason: CloseReason, by_driver: bool, now: Instant) {
         let Some(conn) = self.conns.remove(&id) else { return };
@@ -866,6 +934,11 @@ impl Node {
             self.outputs.push_back(Output::Close { conn: id });
         }
         let peer = conn.running().map(|r| r.remote.name);
+        // The remote closed a connection it had just accepted: refused at its limit.
+        let refused = by_driver
+            && conn.running().is_some_and(|r| {
+                self.by_name.get(&r.remote.name) == Some(&id) && now < r.since + REFUSAL_WINDOW
+            });
         if let Some(r) = conn.running() {
             let name = r.remote.name;
             if r.bound {
@@ -904,6 +977,7 @@ impl Node {
                     let how = match other {
                         CloseReason::NameCollision(_) => Termination::NameCollision,
                         CloseReason::ConnectToSelf => Termination::ConnectToSelf,
+                        CloseReason::Closed(_) if refused => Termination::Refused,
                         _ => Termination::Retry,
                     };
                     let rng = &mut self.rng;
@@ -932,7 +1006,6 @@ impl Node {
             return self.close(id, CloseReason::SendTimeout, false, now);
         }
         match &mut c.phase {
-            Phase::Paced { until, .. } if *until <= now => self.start_handshake(id, Role::Listener, now),
             Phase::Handshaking(h) => {
                 if let Err(e) = h.handle_timeout(now) {
                     self.close(id, CloseReason::Handshake(e), false, now);
@@ -1019,7 +1092,7 @@ impl Node {
             self.outputs.push_back(Output::Event(Event::PeerAdded(*name)));
         }
         if applied.bumped_self {
-            self.schedule_update([], now);
+            self.schedule_forced_update(now);
         }
         if applied.short_id_displaced {
             self.reassign_short_id(now);
@@ -1145,6 +1218,14 @@ impl Node {
 
     fn send_topology_update(&mut self, now: Instant) {
         let mut names = std::mem::take(&mut self.pending_update);
+        // Ours: a connection that came and went within the coalescing second (a peer
+        // at its limit refused us) changed only our version; announcing it would make
+        // every peer apply, relay and re-check for nothing.
+        let forced = std::mem::take(&mut self.update_forced);
+        if !forced && self.peers.ours().connections == self.announced {
+            return;
+        }
+        self.announced = self.peers.ours().connections.clone();
         names.insert(self.config.name);
         let us = self.config.name;
         self.relay(Relay::Topology { slot: Slot::Gossip, exclude: us, names }, now);
@@ -1187,6 +1268,13 @@ impl Node {
         }
     }
 
+    /// Schedules an update that must carry our record even if our connections are as
+    /// last announced (our version or short id changed for another reason).
+    fn schedule_forced_update(&mut self, now: Instant) {
+        self.update_forced = true;
+        self.schedule_update([], now);
+    }
+
     fn schedule_update(&mut self, names: impl IntoIterator<Item = PeerName>, now: Instant) {
         self.pending_update.extend(names);
         if self.update_at.is_none() {
@@ -1199,6 +1287,10 @@ impl Node {
         if removed.is_empty() {
             return;
         }
+        // Discovered addresses outlive the records collected here (DISCOVERY_MEMORY).
+        let live = self.live_connections();
+        self.connector.remember(now, &live, &removed, self.config.name);
+        let removed: Vec<PeerName> = removed.into_iter().map(|p| p.name).collect();
         self.stats.gc_removed += removed.len() as u64;
         self.routes_changed(now);
         for name in &removed {
@@ -1213,7 +1305,7 @@ impl Node {
         let rng = &mut self.rng;
         if self.peers.reassign_short_id(|n| rand_below(rng, u64::from(n)) as u32) {
             self.stats.short_id_reassignments += 1;
-            self.schedule_update([], now);
+            self.schedule_forced_update(now);
         }
     }
 
@@ -1255,39 +1347,57 @@ impl Node {
         }
     }
 
+    fn live_connections(&self) -> Vec<LiveConnection> {
+        self.by_name
+            .iter()
+            .filter_map(|(name, id)| {
+                let c = self.conns.get(id)?;
+                Some(LiveConnection { name: *name, addr: c.addr.clone(), outbound: c.outbound })
+            })
+            .collect()
+    }
+
+    /// What the connection limit leaves for new dials. Dials in progress count, so a
+    /// burst of targets cannot overshoot the limit (weaveworks/weave#444); and once we
+    /// know more peers than the limit allows, discovery keeps to its share of outbound
+    /// connections so that newcomers find room (weaveworks/weave#426).
+    fn dial_budget(&self) -> DialBudget {
+        let limit = self.config.conn_limit;
+        if limit == 0 {
+            return DialBudget::UNLIMITED;
+        }
+        let registered: BTreeSet<ConnId> = self.by_name.values().copied().collect();
+        let attempts = self.conns.iter().filter(|(id, c)| c.outbound && !registered.contains(id)).count();
+        let outbound = self.conns.values().filter(|c| c.outbound).count();
+        let any = limit.saturating_sub(registered.len() + attempts);
+        // Other peers we know of: in the table, or only remembered as targets.
+        let known = (self.peers.len() - 1).max(self.connector.targets().len());
+        let share = if known >= limit { (limit / DISCOVERY_SHARE).max(1) } else { limit };
+        DialBudget { any, discovered: any.min(share.saturating_sub(outbound)) }
+    }
+
     fn run_connector(&mut self, now: Instant) {
-        for _ in 0..2 {
-            let live: Vec<LiveConnection> = self
-                .by_name
-                .iter()
-                .filter_map(|(name, id)| {
-                    let c = self.conns.get(id)?;
-                    Some(LiveConnection { name: *name, addr: c.addr.clone(), outbound: c.outbound })
-                })
-                .collect();
-            let (dials, next) = self.connector.check(now, &live, &self.peers);
-            self.connector_at = next;
-            if dials.is_empty() {
-                return;
-            }
-            let mut aborted = false;
-            for d in dials {
-                if self.config.conn_limit > 0 && self.by_name.len() >= self.config.conn_limit {
-                    let rng = &mut self.rng;
-                    let e = format!("connection limit of {} reached", self.config.conn_limit);
-                    self.connector.attempt_failed(&d.addr, e, now, |n| rand_below(rng, n));
-                    aborted = true;
-                    continue;
-                }
-                let id = self.new_conn_id();
-                let trusts = d.addr.parse::<SocketAddr>().is_ok_and(|a| self.trusts(a.ip()));
-                let conn = Connection::new(d.addr.clone(), true, d.accept_new_peer, trusts, Phase::Dialing);
-                self.conns.insert(id, conn);
-                self.outputs.push_back(Output::Dial { conn: id, addr: d.addr });
-            }
-            if !aborted {
-                return;
-            }
+        let live = self.live_connections();
+        let budget = self.dial_budget();
+        self.ensure_routes();
+        let rng = &mut self.rng;
+        let routes = &self.routes;
+        let (dials, next) = self.connector.check(
+            now,
+            &live,
+            &self.peers,
+            budget,
+            |n| rand_below(rng, n),
+            |p| routes.reachable_established(p),
+        );
+        self.connector_at = next;
+        for d in dials {
+            let id = self.new_conn_id();
+            let trusts = d.addr.parse::<SocketAddr>().is_ok_and(|a| self.trusts(a.ip()));
+            let mut conn = Connection::new(d.addr.clone(), true, d.accept_new_peer, trusts, Phase::Dialing);
+            conn.expected_peer = d.expected;
+            self.conns.insert(id, conn);
+            self.outputs.push_back(Output::Dial { conn: id, addr: d.addr });
         }
     }
 

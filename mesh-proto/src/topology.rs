@@ -501,8 +501,8 @@ impl Peers {
     }
 
     /// Garbage collection (behaviour.md §3.6): removes every unreachable record that has
-    /// no local reference. Returns the removed names, in order.
-    pub fn garbage_collect(&mut self) -> Vec<PeerName> {
+    /// no local reference. Returns the removed records, in name order.
+    pub fn garbage_collect(&mut self) -> Vec<Peer> {
         let reachable = self.reachable();
         let doomed: Vec<PeerName> = self
             .table
@@ -510,14 +510,16 @@ impl Peers {
             .filter(|p| p.local_refs == 0 && !reachable.contains(&p.name))
             .map(|p| p.name)
             .collect();
+        let mut removed = Vec::with_capacity(doomed.len());
         for name in &doomed {
             if let Some(p) = self.table.remove(name) {
                 if p.has_short_id {
                     self.short_ids.remove(p.name, p.short_id);
                 }
+                removed.push(p);
             }
         }
-        doomed
+        removed
     }
 
     /// Whether we are the principal of our own short id.
@@ -683,7 +685,7 @@ mod tests {
         );
         p.apply_records(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
         // 4 is not reachable from us (3 does not report 4).
-        assert_eq!(p.garbage_collect(), [n(4)]);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [n(4)]);
         // Dropping one of two paths to 3 keeps it.
         p.set_our_connection(
             n(3),
@@ -696,7 +698,7 @@ mod tests {
         p.bind(Peer::placeholder(n(3)), false).unwrap();
         assert!(p.garbage_collect().is_empty());
         p.release(n(3));
-        assert_eq!(p.garbage_collect(), [n(3)]);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [n(3)]);
         assert!(p.contains(&n(2)) && p.contains(&n(1)));
     }
 

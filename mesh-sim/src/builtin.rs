@@ -3,7 +3,7 @@
 use crate::scenario::{Fault, FaultKind, Link, Scenario, Topology, Workload};
 
 /// Names of the built-in scenarios, with a line each.
-pub const BUILTINS: [(&str, &str); 11] = [
+pub const BUILTINS: [(&str, &str); 12] = [
     ("line", "5 peers in a line, no discovery: unicasts and broadcasts relayed through the middle"),
     ("bootstrap", "10 peers joining through one"),
     ("partition-heal", "8 peers split in two halves for a minute, then healed"),
@@ -14,6 +14,7 @@ pub const BUILTINS: [(&str, &str); 11] = [
     ("maelstrom-3d", "25 peers, 100 ms links, a steady stream of broadcasts (Maelstrom challenge 3d)"),
     ("steady-25", "25 peers form, then 10 minutes of steady state with periodic gossip"),
     ("steady-100", "100 peers form, then 10 minutes of steady state with periodic gossip"),
+    ("lockout", "120 peers joining through one with a connection limit of 8 (weaveworks/weave#426)"),
     ("bootstrap-1000", "1,000 peers joining through one with a connection limit of 64"),
 ];
 
@@ -38,6 +39,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
         "bootstrap" => Scenario {
             nodes: 10,
             topology: Topology::Star,
+            expect_formed: true,
             workload: some_traffic,
             duration_ms: 30_000,
             quiet_ms: 60_000,
@@ -115,6 +117,19 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             probes: 0,
             ..base
         },
+        // Go locks out every peer after the limit: the hub refuses them and they learn
+        // no other address. Ours refers them, keeps room for newcomers, and never
+        // wastes accept tokens on diallers that gave up.
+        "lockout" => Scenario {
+            nodes: 120,
+            topology: Topology::Star,
+            connection_limit: 8,
+            duration_ms: 10_000,
+            quiet_ms: 60_000,
+            probes: 2,
+            expect_formed: true,
+            ..base
+        },
         "bootstrap-1000" => Scenario {
             nodes: 1000,
             topology: Topology::Star,
@@ -122,6 +137,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             duration_ms: 10_000,
             quiet_ms: 300_000,
             probes: 2,
+            expect_formed: true,
             ..base
         },
         _ => return None,

@@ -126,14 +126,24 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         };
         faults.push(Fault { at_ms, until_ms, kind });
     }
-    Scenario {
+    let password = chance(&mut rng, 50).then(|| format!("pw{}", below(&mut rng, 1000)));
+    let connection_limit = if chance(&mut rng, 15) { 2 + below(&mut rng, nodes as u64) as usize } else { 64 };
+    let discovery = chance(&mut rng, 80);
+    let intruders = faults.iter().filter(|f| matches!(f.kind, FaultKind::Intruder { .. })).count();
+    // Formation is guaranteed when discovery can complete the mesh, no peer that others
+    // depend on to learn of each other is gone for good, and churn has not made peers
+    // forget the addresses they were given (checked below).
+    let expect_formed = discovery
+        && connection_limit >= nodes + intruders
+        && !faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. }) && f.until_ms.is_none());
+    let mut sc = Scenario {
         name: format!("random-{seed}"),
         seed,
         nodes,
         topology,
-        password: chance(&mut rng, 50).then(|| format!("pw{}", below(&mut rng, 1000))),
-        connection_limit: if chance(&mut rng, 15) { 2 + below(&mut rng, nodes as u64) as usize } else { 64 },
-        discovery: chance(&mut rng, 80),
+        password,
+        connection_limit,
+        discovery,
         gossip_interval_ms: 30_000,
         link,
         workload: Workload {
@@ -149,7 +159,10 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         quiet_ms: 300_000,
         probes: 4,
         planted: None,
-    }
+        expect_formed,
+    };
+    sc.expect_formed &= sc.workload.churn == 0;
+    sc
 }
 
 /// Runs a scenario, turning a panic into a `no_panic` violation.

@@ -50,7 +50,7 @@ pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
 const PROBE_BASE: u64 = 1 << 40;
 
 /// Every invariant the runner checks.
-pub const INVARIANTS: [&str; 10] = [
+pub const INVARIANTS: [&str; 11] = [
     "no_panic",
     "topology_agreement",
     "routes",
@@ -60,6 +60,7 @@ pub const INVARIANTS: [&str; 10] = [
     "relay_channel_bound",
     "slow_reader",
     "reconnection",
+    "formation",
     "planted",
 ];
 
@@ -900,10 +901,43 @@ impl<'a> Runner<'a> {
             return;
         }
         self.check_reconnection(&comps);
+        self.check_formation(&comps);
         self.check_routes(&comps);
         self.check_counters(&comps);
         self.probes(&comps);
         self.trace();
+    }
+
+    /// With `expect_formed`: one component, and every live peer knows exactly the live
+    /// peers (a peer locked out at a connection limit is its own consistent component,
+    /// which `topology_agreement` cannot see).
+    fn check_formation(&mut self, comps: &[Vec<usize>]) {
+        if !self.sc.expect_formed {
+            return;
+        }
+        if comps.len() > 1 {
+            let mut sizes: Vec<usize> = comps.iter().map(Vec::len).collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            let strays: Vec<usize> = comps.iter().filter(|c| c.len() < sizes[0]).flatten().copied().collect();
+            let detail = format!("{} components (sizes {sizes:?})", comps.len());
+            self.violate("formation", strays, detail);
+            return;
+        }
+        let live = self.live_members();
+        let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
+        let partial: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.sim.node(self.members[i]).is_some_and(|n| {
+                    n.peers().len() != expect.len() || !n.peers().iter().all(|p| expect.contains(&p.name))
+                })
+            })
+            .collect();
+        if !partial.is_empty() {
+            let detail = format!("{} peers do not know exactly the live peers", partial.len());
+            self.violate("formation", partial, detail);
+        }
     }
 
     fn check_reconnection(&mut self, comps: &[Vec<usize>]) {

@@ -39,6 +39,9 @@ pub struct Scenario {
     pub probes: usize,
     /// A deliberately failing check, to test the shrinker.
     pub planted: Option<Planted>,
+    /// Check `formation`: after the final heal every live peer is in one component and
+    /// knows exactly the live peers, whatever the connection limit.
+    pub expect_formed: bool,
 }
 
 impl Default for Scenario {
@@ -59,6 +62,7 @@ impl Default for Scenario {
             quiet_ms: 240_000,
             probes: 4,
             planted: None,
+            expect_formed: false,
         }
     }
 }

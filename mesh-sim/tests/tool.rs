@@ -54,6 +54,19 @@ fn the_built_in_suite_passes() {
     assert!(r.events["tie_breaks"] > 0);
 }
 
+/// Regression (found by `bootstrap-1000`): with a connection limit, peers bootstrapping
+/// from one peer were locked out for good (weaveworks/weave#426), and a burst of dials
+/// that timed out in the accept queue emptied the accept bucket for minutes.
+#[test]
+fn peers_beyond_the_connection_limit_still_join() {
+    let r = run_builtin("lockout");
+    assert!(r.invariants["formation"]);
+    assert!(r.convergence_ms.is_some(), "never converged");
+    assert!(r.events["handshakes"] > 120);
+    let full = r.series.full_topology.last().map(|p| p.1);
+    assert_eq!(full, Some(1.0));
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let sc = explore::generate(4242, &GenOptions::default());
