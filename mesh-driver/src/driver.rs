@@ -270,6 +270,11 @@ impl<R: Runtime> Driver<R> {
         self.stop_tx.take();
         self.conns.clear();
         self.subscribers.clear();
+        // Application handles keep the input channel alive: close it so that tasks still
+        // sending fail and drop what they hold, and drop the sockets of accepts and dials
+        // that completed while we were stopping instead of leaving them in the queue.
+        self.inputs.close();
+        while self.inputs.try_recv().is_ok() {}
         drop(self);
         if let Some(reply) = shutdown_reply {
             let _ = reply.try_send(());

@@ -330,15 +330,21 @@ impl Connector {
                 if *remote == us || connected_names.contains(remote) {
                     continue;
                 }
-                let Some(key) = self.dial_key(c) else { continue };
-                if connected_addrs.contains(key.as_str()) {
-                    continue;
+                match self.dial_key(c) {
+                    Some(key) if !connected_addrs.contains(key.as_str()) => {
+                        self.note_discovered(key, *remote, now)
+                    }
+                    _ => {}
                 }
-                let t = self.targets.entry(key).or_insert_with(|| Target::new(now));
-                t.expected = Some(*remote);
-                t.remembered_until = Some(now + DISCOVERY_MEMORY);
             }
         }
+    }
+
+    /// Records that gossip places `peer` at `key`, creating the target if needed.
+    fn note_discovered(&mut self, key: String, peer: PeerName, now: Instant) {
+        let t = self.targets.entry(key).or_insert_with(|| Target::new(now));
+        t.expected = Some(peer);
+        t.remembered_until = Some(now + DISCOVERY_MEMORY);
     }
 
     /// Computes the valid targets (behaviour.md §6.3), with whether each is direct, and
@@ -348,6 +354,7 @@ impl Connector {
         now: Instant,
         live: &[LiveConnection],
         peers: &Peers,
+        direct_keys: &BTreeSet<String>,
         reachable: impl Fn(PeerName) -> bool,
     ) -> BTreeMap<String, bool> {
         let us = peers.our_name();
@@ -378,7 +385,6 @@ impl Connector {
                 valid.insert(key, true);
             }
         }
-        let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
         // Discovered addresses, with the peer gossip says listens at each.
         let mut discovered: BTreeMap<String, PeerName> = BTreeMap::new();
         if self.discovery {
@@ -406,9 +412,7 @@ impl Connector {
         }
         for (key, remote) in discovered {
             let is_direct = direct_keys.contains(&key);
-            let t = self.targets.entry(key.clone()).or_insert_with(|| Target::new(now));
-            t.expected = Some(remote);
-            t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            self.note_discovered(key.clone(), remote, now);
             valid.entry(key).or_insert(is_direct);
         }
         for key in valid.keys() {
@@ -434,8 +438,8 @@ impl Connector {
         mut random: impl FnMut(u64) -> u64,
         reachable: impl Fn(PeerName) -> bool,
     ) -> (Vec<DialRequest>, Option<Instant>) {
-        let valid = self.refresh(now, live, peers, reachable);
         let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
+        let valid = self.refresh(now, live, peers, &direct_keys, reachable);
         let mut next: Option<Instant> = None;
         let mut doomed = Vec::new();
         let mut direct_due = Vec::new();

@@ -315,15 +315,13 @@ impl Node {
     pub fn handle_accepted(&mut self, remote: SocketAddr, now: Instant) -> ConnId {
         let id = self.new_conn_id();
         let trusts = self.trusts(remote.ip());
-        self.conns.insert(id, Connection::new(remote.to_string(), false, true, trusts, Phase::Dialing));
+        let paced = Phase::Paced { buffered: Vec::new() };
+        self.conns.insert(id, Connection::new(remote.to_string(), false, true, trusts, paced));
         if self.shut_down {
             self.close(id, CloseReason::Shutdown, false, now);
             return id;
         }
         // Accept pacing: handshakes start in arrival order as the bucket gives tokens.
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.phase = Phase::Paced { buffered: Vec::new() };
-        }
         self.paced.push_back(id);
         self.pace_accepts(now);
         self.after_input(now);
@@ -907,23 +905,10 @@ impl Node {
     /// message, so it learns where else to connect instead of being locked out with only
     /// our address. Go applies it like any update; nothing on the wire is new.
     fn refer(&mut self, id: ConnId, now: Instant) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
         let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
-        let us = self.config.name;
-        write_topology(
-            c,
-            &self.peers,
-            GossipKind::Gossip,
-            us,
-            &all,
-            self.config.max_frame_len,
-            &mut self.stats,
-        );
-        if let Some(data) = c.take_out(now) {
-            self.stats.bytes_sent += data.len() as u64;
-            self.stats.referrals += 1;
-            self.outputs.push_back(Output::Transmit { conn: id, data });
-        }
+        self.queue_topology(&[id], Slot::Gossip, &all);
+        self.flush(id, now);
+        self.stats.referrals += 1;
     }
 
     /// Teardown (§2.11). `by_driver`: the driver reported the close, so no Close output.
@@ -1366,10 +1351,10 @@ impl Node {
         if limit == 0 {
             return DialBudget::UNLIMITED;
         }
-        let registered: BTreeSet<ConnId> = self.by_name.values().copied().collect();
-        let attempts = self.conns.iter().filter(|(id, c)| c.outbound && !registered.contains(id)).count();
+        // A running connection is registered: registration ends the handshake.
+        let attempts = self.conns.values().filter(|c| c.outbound && c.running().is_none()).count();
         let outbound = self.conns.values().filter(|c| c.outbound).count();
-        let any = limit.saturating_sub(registered.len() + attempts);
+        let any = limit.saturating_sub(self.by_name.len() + attempts);
         // Other peers we know of: in the table, or only remembered as targets.
         let known = (self.peers.len() - 1).max(self.connector.targets().len());
         let share = if known >= limit { (limit / DISCOVERY_SHARE).max(1) } else { limit };

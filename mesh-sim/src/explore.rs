@@ -130,13 +130,22 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
     let connection_limit = if chance(&mut rng, 15) { 2 + below(&mut rng, nodes as u64) as usize } else { 64 };
     let discovery = chance(&mut rng, 80);
     let intruders = faults.iter().filter(|f| matches!(f.kind, FaultKind::Intruder { .. })).count();
+    let workload = Workload {
+        increments: below(&mut rng, 30) as usize,
+        broadcasts: below(&mut rng, 30) as usize,
+        unicasts: below(&mut rng, 30) as usize,
+        churn: below(&mut rng, 6) as usize,
+        broadcast_every_ms: None,
+        start_ms: 0,
+    };
     // Formation is guaranteed when discovery can complete the mesh, no peer that others
     // depend on to learn of each other is gone for good, and churn has not made peers
-    // forget the addresses they were given (checked below).
+    // forget the addresses they were given.
     let expect_formed = discovery
+        && workload.churn == 0
         && connection_limit >= nodes + intruders
         && !faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. }) && f.until_ms.is_none());
-    let mut sc = Scenario {
+    Scenario {
         name: format!("random-{seed}"),
         seed,
         nodes,
@@ -146,23 +155,14 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         discovery,
         gossip_interval_ms: 30_000,
         link,
-        workload: Workload {
-            increments: below(&mut rng, 30) as usize,
-            broadcasts: below(&mut rng, 30) as usize,
-            unicasts: below(&mut rng, 30) as usize,
-            churn: below(&mut rng, 6) as usize,
-            broadcast_every_ms: None,
-            start_ms: 0,
-        },
+        workload,
         faults,
         duration_ms,
         quiet_ms: 300_000,
         probes: 4,
         planted: None,
         expect_formed,
-    };
-    sc.expect_formed &= sc.workload.churn == 0;
-    sc
+    }
 }
 
 /// Runs a scenario, turning a panic into a `no_panic` violation.

@@ -608,14 +608,7 @@ impl<'a> Runner<'a> {
         }
         let live = self.live_members();
         let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
-        let mut full = 0usize;
-        for &i in &live {
-            if let Some(n) = self.sim.node(self.members[i]) {
-                if n.peers().len() == expect.len() && n.peers().iter().all(|p| expect.contains(&p.name)) {
-                    full += 1;
-                }
-            }
-        }
+        let full = live.iter().filter(|&&i| self.knows_exactly(i, &expect)).count();
         let t = (now.as_nanos() / 1_000_000) as f64;
         self.report.series.full_topology.push((t, full as f64 / live.len().max(1) as f64));
         let bytes: u64 = self.sim.bytes_sent.iter().sum();
@@ -925,19 +918,18 @@ impl<'a> Runner<'a> {
         }
         let live = self.live_members();
         let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
-        let partial: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&i| {
-                self.sim.node(self.members[i]).is_some_and(|n| {
-                    n.peers().len() != expect.len() || !n.peers().iter().all(|p| expect.contains(&p.name))
-                })
-            })
-            .collect();
+        let partial: Vec<usize> = live.iter().copied().filter(|&i| !self.knows_exactly(i, &expect)).collect();
         if !partial.is_empty() {
             let detail = format!("{} peers do not know exactly the live peers", partial.len());
             self.violate("formation", partial, detail);
         }
+    }
+
+    /// Whether live member `i`'s table holds exactly the peers in `expect`.
+    fn knows_exactly(&self, i: usize, expect: &BTreeSet<PeerName>) -> bool {
+        self.sim.node(self.members[i]).is_some_and(|n| {
+            n.peers().len() == expect.len() && n.peers().iter().all(|p| expect.contains(&p.name))
+        })
     }
 
     fn check_reconnection(&mut self, comps: &[Vec<usize>]) {
