@@ -335,6 +335,8 @@ struct Runner<'a> {
     last_sample: Instant,
     /// (a, b): peer a dials peer b directly (initial peers, churn).
     direct: BTreeSet<(usize, usize)>,
+    /// The peers each member dials at every start.
+    initial_dials: Vec<Vec<usize>>,
     /// Wall clock when virtual time reached the workload's start.
     wall_at_start: Option<std::time::Instant>,
 }
@@ -368,13 +370,13 @@ impl<'a> Runner<'a> {
         let mut rng = ChaCha20Rng::seed_from_u64(sc.seed ^ 0x6d65_7368_2d73_696d);
         let mut members = Vec::with_capacity(sc.nodes);
         let mut direct = BTreeSet::new();
+        let mut initial_dials = Vec::with_capacity(sc.nodes);
         for i in 0..sc.nodes {
             let dials = Self::dials(sc, i, &mut rng);
-            for d in &dials {
-                if let Some(j) = (0..sc.nodes).find(|j| Sim::address_of(*j) == *d) {
-                    direct.insert((i, j));
-                }
-            }
+            let peers: Vec<usize> =
+                dials.iter().filter_map(|d| (0..sc.nodes).find(|j| Sim::address_of(*j) == *d)).collect();
+            direct.extend(peers.iter().map(|&j| (i, j)));
+            initial_dials.push(peers);
             let config = Self::config(sc, i, peer_name(i), sc.password.clone());
             let id = sim.add_node(config, setup(i, sim.clock(), own.clone(), dials));
             members.push(id);
@@ -402,6 +404,7 @@ impl<'a> Runner<'a> {
             last_bytes: 0,
             last_sample: Instant::ZERO,
             direct,
+            initial_dials,
             wall_at_start: None,
         }
     }
@@ -728,6 +731,10 @@ impl<'a> Runner<'a> {
                     self.sim.crash(id);
                 } else if !self.sim.is_live(id) {
                     self.sim.restart(id);
+                    // The new incarnation dials only its initial peers: churn is forgotten.
+                    let node = *node;
+                    self.direct.retain(|&(a, _)| a != node);
+                    self.direct.extend(self.initial_dials[node].iter().map(|&b| (node, b)));
                 }
             }
             FaultKind::ClockSkew { node, offset_ms, rate_ppm } => {

@@ -67,6 +67,24 @@ fn peers_beyond_the_connection_limit_still_join() {
     assert_eq!(full, Some(1.0));
 }
 
+/// Regression (explore seeds 4444 and 7680): a restarted peer dials only its initial
+/// peers, so the reconnection check must forget the churn that peer had done.
+#[test]
+fn a_restart_forgets_the_churned_dials() {
+    let scenario = Scenario::parse(
+        r#"{"name":"random-4444-shrunk","seed":4444,"nodes":2,"topology":{"kind":"ring"},
+        "password":null,"connection_limit":2,"discovery":true,"gossip_interval_ms":30000,
+        "link":{"latency_ms":1.0,"jitter_ms":0.0,"bandwidth_kib":null},
+        "workload":{"increments":6,"broadcasts":0,"unicasts":16,"churn":3,"broadcast_every_ms":null,"start_ms":0},
+        "faults":[{"at_ms":84202,"until_ms":84648,"kind":{"type":"crash","node":0}}],
+        "duration_ms":84648,"quiet_ms":18750,"probes":4,"planted":null,"expect_formed":false}"#,
+    )
+    .expect("valid scenario");
+    let r = runner::run(&scenario, &RunOptions::default());
+    assert_eq!(r.faults["churn"], 2, "the schedule still churns");
+    assert!(r.passed(), "{:?}", r.violations);
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let sc = explore::generate(4242, &GenOptions::default());
