@@ -132,6 +132,9 @@ pub struct Target {
     remembered_until: Option<Instant>,
     /// The last connection here was refused (see [`Termination::Refused`]).
     pub refused: bool,
+    /// For a refused discovered target: how many connections its peer had when we
+    /// first re-checked after the refusal.
+    refused_degree: Option<usize>,
 }
 
 impl Target {
@@ -146,6 +149,7 @@ impl Target {
             expected: None,
             remembered_until: None,
             refused: false,
+            refused_degree: None,
         }
     }
 }
@@ -439,7 +443,7 @@ impl Connector {
         reachable: impl Fn(PeerName) -> bool,
     ) -> (Vec<DialRequest>, Option<Instant>) {
         let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
-        let valid = self.refresh(now, live, peers, &direct_keys, reachable);
+        let valid = self.refresh(now, live, peers, &direct_keys, &reachable);
         let mut next: Option<Instant> = None;
         let mut doomed = Vec::new();
         let mut direct_due = Vec::new();
@@ -465,6 +469,15 @@ impl Connector {
             } else {
                 let degree =
                     t.expected.and_then(|p| peers.get(&p)).map_or(usize::MAX, |p| p.connections.len());
+                // Ours: a peer that refused us (full) is left alone while we reach it
+                // through the mesh and it has no fewer connections than then. Go
+                // redials every full peer for ever, each time a handshake and a close.
+                if t.refused && t.expected.is_some_and(&reachable) {
+                    let full = *t.refused_degree.get_or_insert(degree);
+                    if degree >= full {
+                        continue;
+                    }
+                }
                 discovered_due.push((degree, random(u64::MAX), key.clone()));
             }
         }
@@ -537,6 +550,7 @@ impl Connector {
         t.state = TargetState::Waiting;
         t.last_error = Some(error);
         t.refused = how == Termination::Refused;
+        t.refused_degree = None;
         match how {
             Termination::NameCollision | Termination::ConnectToSelf => {
                 t.try_after = None;
@@ -572,6 +586,7 @@ fn back_off(t: &mut Target, now: Instant, mut random: impl FnMut(u64) -> u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::topology::PeerRecord;
     use bytes::Bytes;
 
     fn peers() -> Peers {
@@ -773,6 +788,47 @@ mod tests {
         let (d, next) =
             c.check(t0 + DISCOVERY_MEMORY, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
         assert!(d.is_empty() && next.is_none() && c.targets().is_empty());
+    }
+
+    #[test]
+    fn a_full_discovered_peer_is_left_alone_until_it_has_room_or_is_cut_off() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        let three = PeerName::from_u64(3).unwrap();
+        // Peer 2 dialled peer 3 (four connections in all): gossip places 3 at 10.0.0.3.
+        let mut table = Peers::new(us, Bytes::new(), 1, 1);
+        let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
+        two.version = 1;
+        let mut full = record_with_connection(3, 2, "10.0.0.2:40000", false);
+        full.version = 1;
+        for k in 4..7 {
+            full.connections.insert(
+                PeerName::from_u64(k).unwrap(),
+                RemoteConnection { addr: Bytes::from_static(b"x"), outbound: false, established: true },
+            );
+        }
+        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        table.apply_records(&[rec(&two), rec(&full)]);
+        let dial = |c: &mut Connector, table: &Peers, at: Instant, reachable: bool| {
+            let d = c.check(at, &[], table, DialBudget::UNLIMITED, |_| 0, |p| reachable && p == three).0;
+            d.into_iter().filter(|d| d.addr == "10.0.0.3:6783").collect::<Vec<_>>()
+        };
+        assert_eq!(dial(&mut c, &table, t0, true).len(), 1);
+        c.terminated("10.0.0.3:6783", Termination::Refused, "reset".into(), t0, |_| 0);
+        // Long after any back-off: still full and reachable, so not dialled.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(dial(&mut c, &table, later, true).is_empty());
+        // Cut off from it: dial.
+        assert_eq!(dial(&mut c, &table, later, false).len(), 1);
+        c.terminated("10.0.0.3:6783", Termination::Refused, "reset".into(), later, |_| 0);
+        let later = later + Duration::from_secs(3600);
+        assert!(dial(&mut c, &table, later, true).is_empty());
+        // It lost a connection: it may have room now.
+        full.connections.remove(&PeerName::from_u64(6).unwrap());
+        full.version = 2;
+        table.apply_records(&[rec(&full)]);
+        assert_eq!(dial(&mut c, &table, later, true).len(), 1);
     }
 
     #[test]

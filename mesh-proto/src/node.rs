@@ -38,7 +38,7 @@ use crate::topology::{Peer, Peers, RemoteConnection};
 use crate::wire::frame::FrameDecoder;
 use crate::wire::header::Preamble;
 use crate::wire::message::{self, GossipKind, GossipMessage, Message};
-use crate::wire::topology::UpdateEncoder;
+use crate::wire::topology::{SummaryRef, UpdateEncoder};
 
 /// The name of the router's own channel.
 pub const TOPOLOGY_CHANNEL: &[u8] = b"topology";
@@ -1068,7 +1068,9 @@ impl Node {
         if matches!(g.kind, GossipKind::Unicast { .. }) {
             return self.close(id, CloseReason::TopologyUnicast, false, now);
         }
-        let records = match crate::wire::topology::decode_refs(g.payload, Default::default()) {
+        let peers = &self.peers;
+        let wanted = |s: &SummaryRef<'_>| peers.wants(s);
+        let records = match crate::wire::topology::decode_refs_wanted(g.payload, Default::default(), wanted) {
             Ok(r) => r,
             Err(e) => return self.close(id, CloseReason::Topology(e), false, now),
         };
@@ -1082,7 +1084,10 @@ impl Node {
         if applied.short_id_displaced {
             self.reassign_short_id(now);
         }
-        if self.gc_at.is_none() {
+        // An update that changed nothing cannot have made anything unreachable: in a
+        // steady mesh every periodic gossip would otherwise cost a search of the graph.
+        let changed = !applied.improved.is_empty() || !applied.added.is_empty();
+        if changed && self.gc_at.is_none() {
             self.gc_at = Some(now + GC_DELAY);
         }
         if !applied.improved.is_empty() {
@@ -1454,28 +1459,43 @@ fn write_topology(
     max: usize,
     stats: &mut Stats,
 ) {
-    let mut payload = Vec::new();
-    let mut enc = UpdateEncoder::new();
-    let mut flush_payload = |payload: &mut Vec<u8>, c: &mut Connection| {
-        if payload.is_empty() {
+    // Each chunk is encoded straight into the frame: its length is known from the
+    // records' cached encodings, so no payload is built apart and copied.
+    let definitions = UpdateEncoder::definitions_len();
+    let mut chunk: Vec<&(Bytes, Bytes)> = Vec::new();
+    let mut len = 0;
+    let mut write = |chunk: &mut Vec<&(Bytes, Bytes)>, len: &mut usize, c: &mut Connection| {
+        if chunk.is_empty() {
             return;
         }
-        match c.append_frame(max, |o| message::encode_gossip(o, kind, TOPOLOGY_CHANNEL, source, payload)) {
-            Ok(()) => stats.frames_sent += 1,
-            Err(_) => stats.oversize_dropped += 1,
+        let payload_len = definitions + *len;
+        let mut encoded = false;
+        let framed = c.append_frame(max, |o| {
+            o.reserve(payload_len + 64);
+            encoded = message::encode_gossip_with(o, kind, TOPOLOGY_CHANNEL, source, payload_len, |o| {
+                let mut enc = UpdateEncoder::new();
+                for (summary, list) in chunk.iter() {
+                    enc.push_encoded(o, summary, list);
+                }
+            });
+        });
+        match framed {
+            Ok(()) if encoded => stats.frames_sent += 1,
+            _ => stats.oversize_dropped += 1,
         }
-        payload.clear();
+        chunk.clear();
+        *len = 0;
     };
     for name in names {
         let Some(p) = peers.get(name) else { continue };
-        let (summary, list) = p.encoded();
-        enc.push_encoded(&mut payload, summary, list);
-        if payload.len() >= TOPOLOGY_CHUNK {
-            flush_payload(&mut payload, c);
-            enc = UpdateEncoder::new();
+        let e = p.encoded();
+        chunk.push(e);
+        len += e.0.len() + e.1.len();
+        if len >= TOPOLOGY_CHUNK {
+            write(&mut chunk, &mut len, c);
         }
     }
-    flush_payload(&mut payload, c);
+    write(&mut chunk, &mut len, c);
 }
 
 #[cfg(test)]

@@ -411,7 +411,16 @@ impl Peers {
         self.apply(&refs)
     }
 
+    /// Whether a received record summarised by `s` could change our table: it is not
+    /// about us, and it is new or beats our copy. Only such records need their
+    /// connection list decoded.
+    pub fn wants(&self, s: &SummaryRef<'_>) -> bool {
+        s.name != self.ours && self.table.get(&s.name).is_none_or(|p| p.is_beaten_by(s))
+    }
+
     /// Applies a received update (behaviour.md §3.3). Only what is kept is copied.
+    /// Records decoded `skipped` (see [`Peers::wants`]) count as received and may bump
+    /// our version, but are never adopted and create no placeholders.
     pub fn apply(&mut self, records: &[RecordRef<'_>]) -> Applied {
         let mut out = Applied::default();
         let our_uid = self.ours().uid;
@@ -419,7 +428,7 @@ impl Peers {
         let mut new_index: BTreeMap<PeerName, usize> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
             out.received.insert(r.summary.name);
-            if !self.table.contains_key(&r.summary.name) {
+            if !r.skipped && !self.table.contains_key(&r.summary.name) {
                 new_index.insert(r.summary.name, i);
             }
         }
@@ -462,7 +471,7 @@ impl Peers {
                 continue;
             }
             let Some(existing) = self.table.get_mut(&s.name) else { continue };
-            if !existing.is_beaten_by(s) {
+            if r.skipped || !existing.is_beaten_by(s) {
                 continue;
             }
             let old_sid = existing.has_short_id.then_some(existing.short_id);

@@ -9,7 +9,7 @@ use mesh_proto::wire::features::{self, LocalFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder, FrameError};
 use mesh_proto::wire::gob::{self, Stream};
 use mesh_proto::wire::header::Preamble;
-use mesh_proto::wire::message::{GossipKind, GossipMessage, Message};
+use mesh_proto::wire::message::{self, GossipKind, GossipMessage, Message};
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
 use proptest::prelude::*;
 
@@ -70,6 +70,20 @@ proptest! {
             m.encode(&mut body);
             prop_assert_eq!(Message::decode(&body).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn gossip_written_in_place_is_byte_identical(kind in kind(), channel in bytes(50), source in peer_name(), payload in bytes(400), wrong in 1usize..3) {
+        let mut plain = vec![9];
+        message::encode_gossip(&mut plain, kind, &channel, source, &payload);
+        let mut in_place = vec![9];
+        let ok = message::encode_gossip_with(&mut in_place, kind, &channel, source, payload.len(), |o| o.extend_from_slice(&payload));
+        prop_assert!(ok);
+        prop_assert_eq!(&in_place, &plain);
+        // A writer that breaks its promise leaves nothing behind.
+        let ok = message::encode_gossip_with(&mut in_place, kind, &channel, source, payload.len() + wrong, |o| o.extend_from_slice(&payload));
+        prop_assert!(!ok);
+        prop_assert_eq!(&in_place, &plain);
     }
 
     #[test]

@@ -34,6 +34,10 @@ fn full_topology_round_trips_through_random_changes() {
     let mut persistent = Peers::new(outside_name, Bytes::new(), 99, 99);
     persistent
         .set_our_connection(n(1), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
+    // Another that, as a node does, decodes only the records it could use.
+    let mut skimming = Peers::new(outside_name, Bytes::new(), 99, 99);
+    skimming
+        .set_our_connection(n(1), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
 
     for step in 0..1000 {
         let a = n(1 + rng.next_u64() % 20);
@@ -105,9 +109,61 @@ fn full_topology_round_trips_through_random_changes() {
             view(&table, outside_name),
             "persistent outside peer, step {step}"
         );
+        let refs = topology::decode_refs_wanted(&payload, Default::default(), |s| skimming.wants(s)).unwrap();
+        skimming.apply(&refs);
+        assert_eq!(view(&skimming, outside_name), view(&table, outside_name), "skimming peer, step {step}");
         // Connection details survive too.
         for r in table.iter() {
             assert_eq!(persistent.get(&r.name).unwrap().connections, r.connections, "step {step}");
+            assert_eq!(skimming.get(&r.name).unwrap().connections, r.connections, "step {step}");
         }
     }
+}
+
+/// A receiver decodes only the connection lists of records newer than its own; the
+/// others are still received (and may be relayed), never adopted, and the stream stays
+/// in step across the lists it skipped (their type definitions included).
+#[test]
+fn records_no_newer_than_ours_are_skimmed() {
+    let record = |i: u64, version: u64, to: &[u64]| PeerRecord {
+        summary: PeerSummary {
+            name: n(i),
+            uid: i,
+            version,
+            short_id: i as u16,
+            has_short_id: true,
+            nickname: Bytes::new(),
+        },
+        connections: to
+            .iter()
+            .map(|t| ConnectionSummary {
+                name: n(*t),
+                remote_tcp_addr: Bytes::from(format!("10.0.0.{t}:6783")),
+                outbound: true,
+                established: true,
+            })
+            .collect(),
+    };
+    let mut ours = Peers::new(n(1), Bytes::new(), 1, 1);
+    ours.apply_records(&[record(2, 5, &[3]), record(3, 5, &[2])]);
+    // n2 as we know it, n3 newer, and n4 new to us.
+    let update = [record(2, 5, &[3, 7]), record(3, 6, &[2, 4]), record(4, 1, &[3])];
+    let mut payload = Vec::new();
+    topology::encode(&mut payload, &update);
+    let refs = topology::decode_refs_wanted(&payload, Default::default(), |s| ours.wants(s)).unwrap();
+    assert_eq!(refs.iter().map(|r| r.skipped).collect::<Vec<_>>(), [true, false, false]);
+    assert!(refs[0].connections.is_empty());
+    assert_eq!(refs[1..], topology::decode_refs(&payload, Default::default()).unwrap()[1..]);
+    let applied = ours.apply(&refs);
+    assert_eq!(applied.received.len(), 3);
+    assert_eq!(applied.improved.into_iter().collect::<Vec<_>>(), [n(3), n(4)]);
+    // The skimmed list named n7, which stays unknown (Go would add a placeholder that
+    // garbage collection then removes).
+    assert!(!ours.contains(&n(7)));
+    // A skipped record is never adopted, even if a careless caller skipped a newer one.
+    let refs = topology::decode_refs_wanted(&payload, Default::default(), |_| false).unwrap();
+    let mut other = Peers::new(n(1), Bytes::new(), 1, 1);
+    let applied = other.apply(&refs);
+    assert!(applied.improved.is_empty() && applied.added.is_empty());
+    assert_eq!(applied.received.len(), 3);
 }

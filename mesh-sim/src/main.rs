@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Args, Parser, Subcommand};
+
+/// Simulations hand megabytes of gossip from node to node; glibc's allocator maps and
+/// unmaps those buffers afresh each time (a third of the run was page faults).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh_sim::builtin::{BUILTINS, builtin};
 use mesh_sim::explore::{self, GenOptions};

@@ -280,3 +280,28 @@ fn a_peer_restarted_right_after_its_crash_gets_the_full_state() {
     sim.run_for(Duration::from_secs(1));
     assert_eq!(counter_values(&sim, &[b]), [1], "the restarted peer must get the counter at once");
 }
+
+/// Regression (steady-100 churned for ever): peers beyond the connection limit redialled
+/// every full peer with back-off, and each full peer accepted, referred and closed them,
+/// every few seconds for the life of the mesh. A refused peer is now left alone while it
+/// stays full and reachable, so once formed the mesh makes no more connections.
+#[test]
+fn a_formed_mesh_beyond_the_limit_stops_dialling_full_peers() {
+    let mut sim = Sim::new(1);
+    let mut ids = Vec::new();
+    for i in 0..100u64 {
+        let mut c = config(i + 1);
+        c.conn_limit = 64;
+        ids.push(sim.add_plain_node(c));
+    }
+    for id in &ids[1..] {
+        sim.act(*id, |node, _, now| node.initiate_connections(&[Sim::address_of(0)], false, now));
+    }
+    converge(&mut sim, &ids, Duration::from_secs(120));
+    sim.run_for(Duration::from_secs(30));
+    let handshakes = |sim: &Sim| ids.iter().map(|i| sim.node(*i).unwrap().stats().handshakes).sum::<u64>();
+    let before = handshakes(&sim);
+    sim.run_for(Duration::from_secs(120));
+    assert_eq!(handshakes(&sim), before, "connections keep being made in a formed mesh");
+    assert!(sim.topology_converged(&ids));
+}

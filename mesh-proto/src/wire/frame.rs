@@ -34,6 +34,9 @@ pub enum FrameError {
     },
 }
 
+/// Buffer capacity an idle decoder keeps; more is released once every byte is consumed.
+const IDLE_CAPACITY: usize = 64 * 1024;
+
 /// Streaming decoder of length-prefixed frames.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -41,12 +44,19 @@ pub struct FrameDecoder {
     max_len: usize,
     /// Body length of the frame being read, once its prefix is complete.
     pending: Option<usize>,
+    /// More than [`IDLE_CAPACITY`] was buffered at once since the buffer was last empty.
+    burst: bool,
 }
 
 impl FrameDecoder {
     /// A decoder that refuses bodies longer than `max_len` (at most Go's 10 MiB).
     pub fn new(max_len: usize) -> Self {
-        FrameDecoder { buf: BytesMut::new(), max_len: max_len.min(MAX_FRAME_LEN), pending: None }
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_len: max_len.min(MAX_FRAME_LEN),
+            pending: None,
+            burst: false,
+        }
     }
 
     /// The body limit in force.
@@ -67,6 +77,7 @@ impl FrameDecoder {
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+        self.burst |= self.buf.len() > IDLE_CAPACITY;
     }
 
     /// The next complete frame body, `None` if more bytes are needed.
@@ -75,6 +86,12 @@ impl FrameDecoder {
             Some(len) => len,
             None => {
                 if self.buf.len() < LEN_PREFIX {
+                    if self.burst && self.buf.is_empty() {
+                        // A burst grew the buffer; an idle connection should not keep it.
+                        // (Its capacity does not show it: frames split off share it.)
+                        self.buf = BytesMut::new();
+                        self.burst = false;
+                    }
                     return Ok(None);
                 }
                 let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
@@ -155,6 +172,30 @@ mod tests {
         assert_eq!(d.next_frame(), Err(FrameError::TooLarge { len: 17, max: 16 }));
         // Nothing was reserved for the refused body.
         assert!(d.buffered() <= LEN_PREFIX);
+    }
+
+    #[test]
+    fn a_burst_does_not_stay_reserved_once_consumed() {
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            put_frame(&mut out, &[7; 4096], MAX_FRAME_LEN).unwrap();
+        }
+        let mut d = FrameDecoder::new(MAX_FRAME_LEN);
+        d.push(&out);
+        let mut frames = Vec::new();
+        while let Some(f) = d.next_frame().unwrap() {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), 40);
+        drop(frames);
+        // Otherwise the next push would reclaim the whole burst-sized allocation.
+        d.push(&[0, 0, 0, 1]);
+        assert!(d.buf.capacity() <= IDLE_CAPACITY, "kept {} bytes", d.buf.capacity());
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push(&[5]);
+        assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), [5]);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert!(!d.burst, "ordinary traffic keeps its buffer");
     }
 
     #[test]

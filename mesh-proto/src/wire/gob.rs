@@ -193,6 +193,24 @@ pub fn put_top_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_top_scalar(out, BYTES, uint_len(b.len() as u64) + b.len(), |o| put_bytes(o, b));
 }
 
+/// Appends a top-level `[]byte` message of exactly `len` bytes that `write` appends in
+/// place, so a large payload is not built elsewhere and copied. Returns false (and
+/// leaves `out` as it was) if `write` appended a different number of bytes.
+pub fn put_top_bytes_with(out: &mut Vec<u8>, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    let start = out.len();
+    let mut body_at = 0;
+    put_top_scalar(out, BYTES, uint_len(len as u64) + len, |o| {
+        put_uint(o, len as u64);
+        body_at = o.len();
+        write(o);
+    });
+    if out.len() - body_at != len {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
 /// Writes the fields of a struct value in increasing order, omitting zero values.
 pub struct StructWriter<'o> {
     out: &'o mut Vec<u8>,

@@ -147,6 +147,30 @@ pub fn encode_gossip(out: &mut Vec<u8>, kind: GossipKind, channel: &[u8], source
     gob::put_top_bytes(out, payload);
 }
 
+/// Appends a gossip message whose payload of exactly `len` bytes `payload` writes in
+/// place. Returns false (and appends nothing) if it wrote a different length.
+pub fn encode_gossip_with(
+    out: &mut Vec<u8>,
+    kind: GossipKind,
+    channel: &[u8],
+    source: PeerName,
+    len: usize,
+    payload: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    let start = out.len();
+    out.push(kind.tag());
+    gob::put_top_string(out, channel);
+    gob::put_top_uint(out, source.to_u64());
+    if let GossipKind::Unicast { destination } = kind {
+        gob::put_top_uint(out, destination.to_u64());
+    }
+    if gob::put_top_bytes_with(out, len, payload) {
+        return true;
+    }
+    out.truncate(start);
+    false
+}
+
 /// The destination of a unicast frame body, without decoding its payload; used when
 /// relaying the unchanged body to the next hop.
 pub fn unicast_destination(body: &[u8]) -> Result<Option<PeerName>, MessageError> {

@@ -94,8 +94,10 @@ pub struct ConnectionRef<'a> {
 pub struct RecordRef<'a> {
     /// The summary.
     pub summary: SummaryRef<'a>,
-    /// The connection list.
+    /// The connection list (empty if `skipped`).
     pub connections: Vec<ConnectionRef<'a>>,
+    /// The connection list was left undecoded: the receiver had no use for it.
+    pub skipped: bool,
 }
 
 impl PeerSummary {
@@ -130,6 +132,7 @@ impl PeerRecord {
         RecordRef {
             summary: self.summary.as_ref(),
             connections: self.connections.iter().map(|c| c.as_ref()).collect(),
+            skipped: false,
         }
     }
 }
@@ -223,6 +226,15 @@ impl UpdateEncoder {
         Self::default()
     }
 
+    /// How many bytes the type definitions add to a stream of at least one record.
+    pub fn definitions_len() -> usize {
+        let mut out = Vec::new();
+        let mut enc = UpdateEncoder::new();
+        enc.define_summary(&mut out);
+        enc.define_list(&mut out);
+        out.len()
+    }
+
     /// Appends one peer: its summary, then its connection list.
     pub fn push<'c>(
         &mut self,
@@ -305,6 +317,19 @@ pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerR
 
 /// Decodes an update payload into records borrowed from it.
 pub fn decode_refs(payload: &[u8], limits: GobLimits) -> Result<Vec<RecordRef<'_>>, TopologyError> {
+    decode_refs_wanted(payload, limits, |_| true)
+}
+
+/// Like [`decode_refs`], but decodes the connection list only of records whose summary
+/// `wanted` accepts; the others come back `skipped`, with an empty list. A receiver
+/// ignores every record that is not newer than its own copy, and in steady state almost
+/// all are: their lists are the bulk of every update. Their bytes are still framed and
+/// bounded, but a malformed list inside a skipped record goes unnoticed.
+pub fn decode_refs_wanted<'a>(
+    payload: &'a [u8],
+    limits: GobLimits,
+    mut wanted: impl FnMut(&SummaryRef<'_>) -> bool,
+) -> Result<Vec<RecordRef<'a>>, TopologyError> {
     let mut stream = Stream::with_limits(payload, limits);
     let mut records = Vec::new();
     while let Some(v) = stream.next_value()? {
@@ -327,6 +352,10 @@ pub fn decode_refs(payload: &[u8], limits: GobLimits) -> Result<Vec<RecordRef<'_
         let summary = summary.validate()?;
         // A stream that ends after a summary ends cleanly; that summary is dropped (Go).
         let Some(v) = stream.next_value()? else { break };
+        if !wanted(&summary) {
+            records.push(RecordRef { summary, connections: Vec::new(), skipped: true });
+            continue;
+        }
         let mut connections = Vec::new();
         let mut first_error = None;
         v.decode(|f| {
@@ -359,7 +388,7 @@ pub fn decode_refs(payload: &[u8], limits: GobLimits) -> Result<Vec<RecordRef<'_
         if let Some(e) = first_error {
             return Err(e.into());
         }
-        records.push(RecordRef { summary, connections });
+        records.push(RecordRef { summary, connections, skipped: false });
     }
     Ok(records)
 }
