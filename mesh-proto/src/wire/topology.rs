@@ -228,11 +228,15 @@ impl UpdateEncoder {
 
     /// How many bytes the type definitions add to a stream of at least one record.
     pub fn definitions_len() -> usize {
-        let mut out = Vec::new();
-        let mut enc = UpdateEncoder::new();
-        enc.define_summary(&mut out);
-        enc.define_list(&mut out);
-        out.len()
+        // Constant; computed once, as every topology send asks for it.
+        static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *LEN.get_or_init(|| {
+            let mut out = Vec::new();
+            let mut enc = UpdateEncoder::new();
+            enc.define_summary(&mut out);
+            enc.define_list(&mut out);
+            out.len()
+        })
     }
 
     /// Appends one peer: its summary, then its connection list.
