@@ -913,9 +913,19 @@ impl Node {
 
     /// Teardown (§2.11). `by_driver`: the driver reported the close, so no Close output.
     fn close(&mut self, id: ConnId, reason: CloseReason, by_driver: bool, now: Instant) {
-        let Some(conn) = self.conns.remove(&id) else { return };
+        let Some(mut conn) = self.conns.remove(&id) else { return };
         self.to_flush.remove(&id);
         if !by_driver {
+            // What this input built goes out before the close, as Go's concurrent
+            // handshake writer does: above all our sealed features when the remote's
+            // features arrived in the same read and failed (wrong password) or were
+            // refused, so the remote learns why instead of seeing a bare close. A slow
+            // reader gets nothing more.
+            let slow = matches!(reason, CloseReason::SendTimeout | CloseReason::SendBufferFull);
+            if let Some(data) = conn.take_out(now).filter(|_| !slow) {
+                self.stats.bytes_sent += data.len() as u64;
+                self.outputs.push_back(Output::Transmit { conn: id, data });
+            }
             self.outputs.push_back(Output::Close { conn: id });
         }
         let peer = conn.running().map(|r| r.remote.name);

@@ -94,3 +94,58 @@ fn node_joins_a_recorded_go_peer() {
     assert!(topologies >= 3, "{topologies}");
     assert!(counters >= 2, "{counters}");
 }
+
+/// A dialler with the wrong password whose public key and sealed features reach us in
+/// one read (as when our accept was paced) still gets our sealed features before the
+/// close, so it reports "wrong password" too instead of a bare close mid-handshake.
+#[test]
+fn a_wrong_password_learns_why_even_when_its_features_arrive_with_its_key() {
+    use mesh_proto::CloseReason;
+    use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
+    use mesh_proto::wire::header::Preamble;
+    use rand_core::SeedableRng;
+
+    let us = PeerName::from_u64(0x0a).unwrap();
+    let mut config = Config::new(us, "right");
+    config.password = Some(bytes::Bytes::from_static(b"right"));
+    let t0 = Instant::from_secs(1);
+    let mut node = Node::new(config, Node::seed_from_u64(3), t0).unwrap();
+    let conn = node.handle_accepted("127.0.0.1:50001".parse().unwrap(), t0);
+    let (hello, _) = drain(&mut node);
+
+    let intruder_config = HandshakeConfig {
+        role: Role::Dialer,
+        name: PeerName::from_u64(0x0b).unwrap(),
+        nickname: bytes::Bytes::from_static(b"intruder"),
+        uid: 77,
+        short_id: 7,
+        trusts_remote: false,
+        password: Some(bytes::Bytes::from_static(b"wrong")),
+        versions: Preamble::OURS,
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+    let mut intruder = Handshake::new(intruder_config, &mut rng, t0);
+    let mut sent = intruder.take_output().unwrap();
+    assert!(matches!(intruder.handle_data(&hello, t0), Ok(Progress::Pending)));
+    sent.extend(intruder.take_output().expect("sealed features"));
+
+    // Key and sealed features in one read: the node fails on the features at once.
+    node.handle_data(conn, &sent, t0);
+    let (mut reply, mut closed, mut reason) = (Vec::new(), false, None);
+    while let Some(o) = node.poll_output() {
+        match o {
+            Output::Transmit { data, .. } => {
+                assert!(!closed, "bytes after the close");
+                reply.extend_from_slice(&data);
+            }
+            Output::Close { .. } => closed = true,
+            Output::Event(Event::ConnectionClosed { reason: r, .. }) => reason = Some(r),
+            _ => {}
+        }
+    }
+    assert!(closed);
+    assert!(matches!(reason, Some(CloseReason::Handshake(HandshakeError::WrongPassword))), "{reason:?}");
+    // The intruder reads our features before the close and knows why.
+    assert!(!reply.is_empty(), "the node closed without sending its features");
+    assert!(matches!(intruder.handle_data(&reply, t0), Err(HandshakeError::WrongPassword)));
+}
