@@ -172,6 +172,8 @@ where
         .build_cartesian_2d(0.0..end_s(r), 0.0..top)?;
     chart.configure_mesh().x_desc("virtual time (s); shaded: faults").y_desc("KiB/s").draw()?;
     shade(&mut chart, r, top)?;
-    chart.draw_series(LineSeries::new(kib, RED.stroke_width(2)))?;
+    // A filled area, not a wide line: plotters joins wide lines with unbounded miters,
+    // which drew every narrow spike on through the time axis.
+    chart.draw_series(AreaSeries::new(kib, 0.0, RED.mix(0.35)).border_style(RED))?;
     Ok(())
 }
