@@ -215,6 +215,22 @@ struct Advertised {
     addrs: Vec<(String, PeerName)>,
 }
 
+/// Takes one record's addresses out of the address index.
+fn unindex(by_addr: &mut BTreeMap<String, BTreeMap<PeerName, u32>>, addrs: &[(String, PeerName)]) {
+    for (key, remote) in addrs {
+        let Some(remotes) = by_addr.get_mut(key) else { continue };
+        if let Some(n) = remotes.get_mut(remote) {
+            *n -= 1;
+            if *n == 0 {
+                remotes.remove(remote);
+            }
+        }
+        if remotes.is_empty() {
+            by_addr.remove(key);
+        }
+    }
+}
+
 /// The connection maker.
 #[derive(Clone, Debug)]
 pub struct Connector {
@@ -223,6 +239,10 @@ pub struct Connector {
     direct: BTreeMap<String, PeerAddress>,
     targets: BTreeMap<String, Target>,
     advertised: BTreeMap<PeerName, Advertised>,
+    /// Every advertised address with the peers said to listen there, each with the
+    /// number of records that say so: a re-check reads the few distinct addresses here
+    /// instead of every record's connection list (a thousand records of 64 each).
+    by_addr: BTreeMap<String, BTreeMap<PeerName, u32>>,
     backoffs: u64,
 }
 
@@ -235,6 +255,7 @@ impl Connector {
             direct: BTreeMap::new(),
             targets: BTreeMap::new(),
             advertised: BTreeMap::new(),
+            by_addr: BTreeMap::new(),
             backoffs: 0,
         }
     }
@@ -310,13 +331,25 @@ impl Connector {
 
     fn sync_advertised(&mut self, peers: &Peers) {
         let us = peers.our_name();
-        self.advertised.retain(|name, _| peers.contains(name));
+        let gone: Vec<PeerName> = self.advertised.keys().filter(|n| !peers.contains(n)).copied().collect();
+        for name in gone {
+            if let Some(old) = self.advertised.remove(&name) {
+                unindex(&mut self.by_addr, &old.addrs);
+            }
+        }
         for p in peers.iter().filter(|p| p.name != us) {
             if self.advertised.get(&p.name).is_some_and(|a| a.uid == p.uid && a.version == p.version) {
                 continue;
             }
-            let addrs = p.connections.iter().filter_map(|(r, c)| Some((self.dial_key(c)?, *r))).collect();
-            self.advertised.insert(p.name, Advertised { uid: p.uid, version: p.version, addrs });
+            let addrs: Vec<(String, PeerName)> =
+                p.connections.iter().filter_map(|(r, c)| Some((self.dial_key(c)?, *r))).collect();
+            for (key, remote) in &addrs {
+                *self.by_addr.entry(key.clone()).or_default().entry(*remote).or_default() += 1;
+            }
+            let new = Advertised { uid: p.uid, version: p.version, addrs };
+            if let Some(old) = self.advertised.insert(p.name, new) {
+                unindex(&mut self.by_addr, &old.addrs);
+            }
         }
     }
 
@@ -389,20 +422,17 @@ impl Connector {
                 valid.insert(key, true);
             }
         }
-        // Discovered addresses, with the peer gossip says listens at each.
-        let mut discovered: BTreeMap<String, PeerName> = BTreeMap::new();
+        // Discovered addresses, with the peer gossip says listens at each (where
+        // records disagree, the lowest name not ruled out).
+        let mut discovered: Vec<(String, PeerName)> = Vec::new();
         if self.discovery {
             self.sync_advertised(peers);
-            for adv in self.advertised.values() {
-                for (key, remote) in &adv.addrs {
-                    if *remote == us
-                        || connected_names.contains(remote)
-                        || connected_addrs.contains(key.as_str())
-                        || discovered.contains_key(key.as_str())
-                    {
-                        continue;
-                    }
-                    discovered.insert(key.clone(), *remote);
+            for (key, remotes) in &self.by_addr {
+                if connected_addrs.contains(key.as_str()) {
+                    continue;
+                }
+                if let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) {
+                    discovered.push((key.clone(), *remote));
                 }
             }
             // Ours: remembered addresses stay valid while their peer is not connected.
@@ -829,6 +859,53 @@ mod tests {
         full.version = 2;
         table.apply_records(&[rec(&full)]);
         assert_eq!(dial(&mut c, &table, later, true).len(), 1);
+    }
+
+    #[test]
+    fn the_address_index_follows_the_table() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        let name = |n| PeerName::from_u64(n).unwrap();
+        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        let mut table = Peers::new(us, Bytes::new(), 1, 1);
+        // Peers 2 and 4 both place someone at 10.0.0.3 (3 and 5: one record is stale).
+        let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
+        let mut four = record_with_connection(4, 5, "10.0.0.3:6783", true);
+        two.version = 1;
+        four.version = 1;
+        table.apply_records(&[rec(&two), rec(&four)]);
+        let expected_at = |c: &mut Connector, table: &Peers, live: &[LiveConnection], at: Instant| {
+            let (d, _) = c.check(at, live, table, DialBudget::UNLIMITED, |_| 0, |_| false);
+            d.into_iter().map(|d| (d.addr, d.expected)).collect::<Vec<_>>()
+        };
+        assert_eq!(expected_at(&mut c, &table, &[], t0), [("10.0.0.3:6783".to_owned(), Some(name(3)))]);
+        c.attempt_failed("10.0.0.3:6783", "refused".into(), t0, |_| 0);
+        // Connected to 3 elsewhere: the address is 5's.
+        let live = [LiveConnection { name: name(3), addr: "10.0.0.9:40000".into(), outbound: false }];
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(expected_at(&mut c, &table, &live, later), [("10.0.0.3:6783".to_owned(), Some(name(5)))]);
+        c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
+        // New versions move the addresses; the old ones leave the index.
+        two.connections.clear();
+        two.version = 2;
+        four = record_with_connection(4, 6, "10.0.0.6:6783", true);
+        four.version = 2;
+        table.apply_records(&[rec(&two), rec(&four)]);
+        let later = later + Duration::from_secs(10);
+        let dials = expected_at(&mut c, &table, &[], later);
+        assert!(dials.contains(&("10.0.0.6:6783".to_owned(), Some(name(6)))), "{dials:?}");
+        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.6:6783"]);
+        // 10.0.0.3 is only remembered now: gone once the memory runs out.
+        let forgotten = later + DISCOVERY_MEMORY;
+        c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
+        c.check(forgotten, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert!(!c.targets().contains_key("10.0.0.3:6783"));
+        // Records collected: nothing is advertised any more.
+        table.garbage_collect();
+        assert_eq!(table.iter().count(), 1, "only our own record is left");
+        c.check(forgotten, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert!(c.by_addr.is_empty() && c.advertised.is_empty());
     }
 
     #[test]
