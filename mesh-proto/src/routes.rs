@@ -37,13 +37,21 @@ impl Graph {
             .iter()
             .map(|p| p.connections.iter().filter_map(|(r, c)| index(r).map(|i| (i, c.established))).collect())
             .collect();
-        // An edge is symmetric when the far end lists an established edge back.
-        let snapshot = adj.clone();
-        for (from, edges) in adj.iter_mut().enumerate() {
-            for (to, ok) in edges.iter_mut() {
-                let back = &snapshot[*to as usize];
-                *ok = *ok && back.binary_search_by_key(&(from as u32), |e| e.0).is_ok_and(|i| back[i].1);
-            }
+        // An edge is symmetric when the far end lists an established edge back. The
+        // flags are read first and written after, so no copy of the graph is needed.
+        let symmetric: Vec<bool> = adj
+            .iter()
+            .enumerate()
+            .flat_map(|(from, edges)| {
+                let adj = &adj;
+                edges.iter().map(move |&(to, ok)| {
+                    let back = &adj[to as usize];
+                    ok && back.binary_search_by_key(&(from as u32), |e| e.0).is_ok_and(|i| back[i].1)
+                })
+            })
+            .collect();
+        for (edge, ok) in adj.iter_mut().flatten().zip(symmetric) {
+            edge.1 = ok;
         }
         Graph { names, adj }
     }
