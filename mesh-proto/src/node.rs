@@ -219,7 +219,13 @@ impl Node {
         let short_id = (rng.next_u64() % u64::from(SHORT_ID_SPACE)) as u16;
         let peers = Peers::new(config.name, config.nickname.clone(), uid, short_id);
         let connector = Connector::new(config.port, config.peer_discovery);
-        let gossip_at = now + config.gossip_interval;
+        // Ours: the first periodic gossip comes after a random half to whole interval,
+        // so peers started together (a fleet rolled out at once, a simulation) do not
+        // all send their whole table in the same instant of every interval. Go starts
+        // every ticker at construction; at 1,000 peers that instant is 1,000 × 19
+        // copies of a 2 MB table.
+        let half = config.gossip_interval / 2;
+        let gossip_at = now + half + half.mul_f64(rand_below(&mut rng, 1 << 32) as f64 / (1u64 << 32) as f64);
         Ok(Node {
             uid,
             rng,
@@ -1511,6 +1517,21 @@ fn write_topology(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_gossip_of_peers_started_together_is_spread_over_the_interval() {
+        let t0 = Instant::from_secs(10);
+        let mut firsts = BTreeSet::new();
+        for seed in 0..20 {
+            let config = Config::new(PeerName::from_u64(seed + 1).unwrap(), "n");
+            let interval = config.gossip_interval;
+            let n = Node::new(config, Node::seed_from_u64(seed), t0).unwrap();
+            let first = n.poll_timeout().unwrap();
+            assert!(first >= t0 + interval / 2 && first < t0 + interval, "{first:?}");
+            firsts.insert(first);
+        }
+        assert!(firsts.len() >= 19, "{firsts:?}");
+    }
 
     #[test]
     fn node_can_move_between_threads() {
