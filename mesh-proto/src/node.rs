@@ -1502,9 +1502,13 @@ fn write_topology(
         chunk.clear();
         *len = 0;
     };
-    for name in names {
-        let Some(p) = peers.get(name) else { continue };
-        let e = p.encoded();
+    let records: Vec<&(Bytes, Bytes)> =
+        names.iter().filter_map(|n| peers.get(n)).map(|p| p.encoded()).collect();
+    // One reservation for every chunk: growing by doubling would copy a whole table
+    // (2 MB at 1,000 peers) on every full-topology send.
+    let total: usize = records.iter().map(|e| e.0.len() + e.1.len()).sum();
+    c.out.reserve(total + (total / TOPOLOGY_CHUNK + 1) * (definitions + 128));
+    for e in records {
         chunk.push(e);
         len += e.0.len() + e.1.len();
         if len >= TOPOLOGY_CHUNK {
