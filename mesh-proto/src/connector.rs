@@ -207,7 +207,7 @@ impl DialBudget {
 }
 
 /// The dial addresses one record advertises, with the peer at each, derived once per
-/// record version because every re-check scans the whole table.
+/// record version and kept so that the next version can take them out of the index.
 #[derive(Clone, Debug)]
 struct Advertised {
     uid: u64,
