@@ -1487,7 +1487,6 @@ fn write_topology(
         let payload_len = definitions + *len;
         let mut encoded = false;
         let framed = c.append_frame(max, |o| {
-            o.reserve(payload_len + 64);
             encoded = message::encode_gossip_with(o, kind, TOPOLOGY_CHANNEL, source, payload_len, |o| {
                 let mut enc = UpdateEncoder::new();
                 for (summary, list) in chunk.iter() {

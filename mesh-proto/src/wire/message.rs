@@ -138,13 +138,8 @@ fn decode_envelope(tag: u8, payload: &[u8]) -> Result<GossipMessage<'_>, Message
 
 /// Appends a gossip message (tag and envelope) for the given fields.
 pub fn encode_gossip(out: &mut Vec<u8>, kind: GossipKind, channel: &[u8], source: PeerName, payload: &[u8]) {
-    out.push(kind.tag());
-    gob::put_top_string(out, channel);
-    gob::put_top_uint(out, source.to_u64());
-    if let GossipKind::Unicast { destination } = kind {
-        gob::put_top_uint(out, destination.to_u64());
-    }
-    gob::put_top_bytes(out, payload);
+    // The payload is copied in whole, so its length always matches.
+    encode_gossip_with(out, kind, channel, source, payload.len(), |o| o.extend_from_slice(payload));
 }
 
 /// Appends a gossip message whose payload of exactly `len` bytes `payload` writes in
