@@ -171,11 +171,11 @@ impl<R: Runtime> MeshBuilder<R> {
         let span = info_span!("mesh", peer = %name);
         let w = &self.wiring;
         let acceptor = driver::accept_loop(
+            w.guard.clone(),
             listener,
             w.input_tx.clone(),
             w.stop.clone(),
             self.rt.clone(),
-            w.guard.clone(),
         );
         self.rt.spawn(acceptor.instrument(span.clone()));
         let d = Driver::new(self.rt.clone(), node, origin, w, self.connect_timeout);

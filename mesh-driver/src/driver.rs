@@ -96,15 +96,20 @@ async fn or_stop<T>(stop: &async_channel::Receiver<()>, fut: impl Future<Output 
     }
 }
 
+// Each task takes its guard as the first parameter: parameters are dropped in reverse
+// order, so the guard goes last, after the socket. Shutdown waits for the guards, and a
+// listener dropped after its guard could still accept a connection once `shutdown`
+// had returned.
+
 /// The accept loop: hands every accepted socket to the node task. Errors (such as
 /// running out of file descriptors) are logged and retried after a pause, never in a
 /// hot loop as Go's.
 pub(crate) async fn accept_loop<R: Runtime>(
+    _guard: TaskGuard,
     listener: R::Listener,
     tx: async_channel::Sender<Input<R::Stream>>,
     stop: async_channel::Receiver<()>,
     rt: R,
-    _guard: TaskGuard,
 ) {
     loop {
         match or_stop(&stop, R::accept(&listener)).await {
@@ -127,11 +132,11 @@ pub(crate) async fn accept_loop<R: Runtime>(
 }
 
 async fn read_loop<S: futures_io::AsyncRead + Unpin>(
+    _guard: TaskGuard,
     mut rd: S,
     conn: ConnId,
     tx: async_channel::Sender<Input<impl Send>>,
     stop: async_channel::Receiver<()>,
-    _guard: TaskGuard,
 ) {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -150,11 +155,11 @@ async fn read_loop<S: futures_io::AsyncRead + Unpin>(
 }
 
 async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
+    _guard: TaskGuard,
     mut wr: S,
     conn: ConnId,
     rx: async_channel::Receiver<Bytes>,
     tx: async_channel::Sender<Input<impl Send>>,
-    _guard: TaskGuard,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Ok(first) = rx.recv().await {
@@ -319,8 +324,8 @@ impl<R: Runtime> Driver<R> {
         let (stop_reader, stop) = async_channel::bounded(1);
         let span = info_span!("conn", %conn);
         let tx = self.input_tx.clone();
-        self.rt.spawn(read_loop(rd, conn, tx.clone(), stop, self.guard.clone()).instrument(span.clone()));
-        self.rt.spawn(write_loop(wr, conn, rx, tx, self.guard.clone()).instrument(span));
+        self.rt.spawn(read_loop(self.guard.clone(), rd, conn, tx.clone(), stop).instrument(span.clone()));
+        self.rt.spawn(write_loop(self.guard.clone(), wr, conn, rx, tx).instrument(span));
         self.conns.insert(conn, ConnHandle { writer, _stop_reader: stop_reader });
     }
 
