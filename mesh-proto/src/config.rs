@@ -196,6 +196,9 @@ pub struct Config {
     pub send_timeout: Duration,
     /// Most relay-only channels kept at once (the least recently used one is dropped).
     pub max_relay_channels: usize,
+    /// Test builds only: mechanisms switched off on purpose (see [`crate::sabotage`]).
+    #[cfg(feature = "sabotage")]
+    pub sabotage: std::collections::BTreeSet<crate::sabotage::Sabotage>,
 }
 
 impl Config {
@@ -213,6 +216,8 @@ impl Config {
             max_frame_len: MAX_FRAME_LEN,
             send_timeout: SEND_TIMEOUT,
             max_relay_channels: MAX_RELAY_CHANNELS,
+            #[cfg(feature = "sabotage")]
+            sabotage: Default::default(),
         }
     }
 }

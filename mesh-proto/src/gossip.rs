@@ -8,11 +8,12 @@
 //! are written, so they carry the state of that moment.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::name::PeerName;
 use crate::time::Instant;
@@ -217,27 +218,64 @@ impl GossipData for RelayData {
     }
 }
 
-/// Relay-only channel (Go's surrogate): passes gossip and broadcasts on unchanged,
-/// suppressing gossip payloads already seen within one gossip interval.
+/// Relay-only channel (Go's surrogate): passes gossip and broadcasts on unchanged.
+/// The node suppresses gossip payloads already relayed within one gossip interval
+/// ([`RelayMemory`]) before handing them over.
 pub(crate) struct RelayChannel {
-    window: Duration,
-    seen: Vec<(Instant, u64, Bytes)>,
     slots: Slots<RelayData>,
     pub(crate) last_used: Instant,
 }
 
 impl RelayChannel {
-    pub(crate) fn new(window: Duration, now: Instant) -> Self {
-        RelayChannel { window, seen: Vec::new(), slots: Slots::new(), last_used: now }
+    pub(crate) fn new(now: Instant) -> Self {
+        RelayChannel { slots: Slots::new(), last_used: now }
     }
-
-    /// The most remembered payloads, whatever their age.
-    const MAX_SEEN: usize = 1024;
 }
 
-/// 64-bit FNV-1a.
-fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+/// The gossip payloads relayed on relay-only channels lately, for the whole node. Go
+/// keeps this per surrogate channel; ours outlives the channels, because relay-only
+/// channels are evicted at their bound and a channel that forgot what it relayed would
+/// pass the same payloads on again each time they come back: with more channels in
+/// flight than the bound, gossip circled the mesh for ever.
+pub(crate) struct RelayMemory {
+    window: Duration,
+    /// Digests of (channel, payload), oldest first, with when they were first relayed.
+    order: VecDeque<(Instant, [u8; 16])>,
+    index: BTreeSet<[u8; 16]>,
+}
+
+impl RelayMemory {
+    /// The most remembered payloads, whatever their age.
+    pub(crate) const MAX_SEEN: usize = 4096;
+
+    pub(crate) fn new(window: Duration) -> Self {
+        RelayMemory { window, order: VecDeque::new(), index: BTreeSet::new() }
+    }
+
+    /// Whether `payload` on `channel` is new, remembering it if so. As in Go, entries
+    /// past the window are pruned only when a new payload is added.
+    pub(crate) fn first_sight(&mut self, channel: &[u8], payload: &[u8], now: Instant) -> bool {
+        // A cryptographic digest: a crafted collision must not silence others' gossip.
+        let mut h = Sha256::new();
+        h.update((channel.len() as u64).to_be_bytes());
+        h.update(channel);
+        h.update(payload);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&h.finalize()[..16]);
+        if self.index.contains(&key) {
+            return false;
+        }
+        while let Some(&(t, k)) = self.order.front() {
+            if now.saturating_duration_since(t) < self.window && self.order.len() < Self::MAX_SEEN {
+                break;
+            }
+            self.order.pop_front();
+            self.index.remove(&k);
+        }
+        self.order.push_back((now, key));
+        self.index.insert(key);
+        true
+    }
 }
 
 impl Channel for RelayChannel {
@@ -246,19 +284,7 @@ impl Channel for RelayChannel {
     }
     fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError> {
         self.last_used = now;
-        let h = fnv1a(payload);
-        if self.seen.iter().any(|(_, sh, p)| *sh == h && p.as_ref() == payload) {
-            return Ok(None);
-        }
-        // As in Go, expired entries are pruned only when a new one is added.
-        let window = self.window;
-        self.seen.retain(|(t, _, _)| now.saturating_duration_since(*t) < window);
-        if self.seen.len() >= Self::MAX_SEEN {
-            self.seen.remove(0);
-        }
-        let bytes = Bytes::copy_from_slice(payload);
-        self.seen.push((now, h, bytes.clone()));
-        Ok(erase(Some(RelayData(VecDeque::from([bytes])))))
+        Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
     }
     fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError> {
         Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
@@ -321,17 +347,41 @@ mod tests {
     }
 
     #[test]
-    fn relay_suppresses_duplicates_within_the_window() {
-        let window = Duration::from_secs(30);
-        let mut r = RelayChannel::new(window, Instant::ZERO);
-        assert!(r.on_gossip(b"x", Instant::ZERO).unwrap().is_some());
-        assert!(r.on_gossip(b"x", Instant::from_secs(10)).unwrap().is_none());
+    fn relay_memory_suppresses_duplicates_within_the_window() {
+        let mut m = RelayMemory::new(Duration::from_secs(30));
+        assert!(m.first_sight(b"ch", b"x", Instant::ZERO));
+        assert!(!m.first_sight(b"ch", b"x", Instant::from_secs(10)));
+        // The same payload on another channel is another message.
+        assert!(m.first_sight(b"other", b"x", Instant::from_secs(10)));
+        // Channel and payload are not confused at their boundary.
+        assert!(m.first_sight(b"c", b"hx", Instant::from_secs(10)));
         // Expired, but only pruned when a new payload is added.
-        assert!(r.on_gossip(b"x", Instant::from_secs(40)).unwrap().is_none());
-        assert!(r.on_gossip(b"y", Instant::from_secs(40)).unwrap().is_some());
-        assert!(r.on_gossip(b"x", Instant::from_secs(41)).unwrap().is_some());
+        assert!(!m.first_sight(b"ch", b"x", Instant::from_secs(40)));
+        assert!(m.first_sight(b"ch", b"y", Instant::from_secs(40)));
+        assert!(m.first_sight(b"ch", b"x", Instant::from_secs(41)));
+    }
+
+    #[test]
+    fn relay_memory_is_bounded() {
+        let mut m = RelayMemory::new(Duration::from_secs(30));
+        for i in 0..RelayMemory::MAX_SEEN + 10 {
+            assert!(m.first_sight(b"ch", &i.to_be_bytes(), Instant::ZERO));
+        }
+        assert_eq!(m.order.len(), RelayMemory::MAX_SEEN);
+        assert_eq!(m.index.len(), RelayMemory::MAX_SEEN);
+        // The oldest were forgotten first.
+        assert!(m.first_sight(b"ch", &0usize.to_be_bytes(), Instant::ZERO));
+        assert!(!m.first_sight(b"ch", &(RelayMemory::MAX_SEEN + 9).to_be_bytes(), Instant::ZERO));
+    }
+
+    #[test]
+    fn relay_channels_pass_everything_on() {
+        let mut r = RelayChannel::new(Instant::ZERO);
+        let got = r.on_gossip(b"x", Instant::from_secs(3)).unwrap().unwrap();
+        assert_eq!(got.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("x")]))));
+        assert_eq!(r.last_used(), Instant::from_secs(3));
         assert!(r.gossip().is_none());
-        assert!(r.on_unicast(PeerName::UNKNOWN, b"z").is_ok());
+        assert_eq!(r.on_unicast(PeerName::UNKNOWN, b"z"), Ok(()));
     }
 
     #[test]

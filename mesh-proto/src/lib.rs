@@ -29,6 +29,12 @@ pub mod handshake;
 pub mod name;
 pub mod node;
 pub mod routes;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
+// Without the feature the names exist only so that the core's checks compile to `false`.
+#[cfg(not(feature = "sabotage"))]
+#[allow(dead_code, unreachable_pub)]
+mod sabotage;
 pub mod status;
 pub mod time;
 pub mod topology;

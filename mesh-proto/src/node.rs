@@ -28,10 +28,11 @@ use crate::connection::{ConnId, Connection, Phase, Running};
 use crate::connector::{AddressError, Connector, DialBudget, LiveConnection, Termination};
 use crate::crypto::TAG_LEN;
 use crate::event::{CloseReason, Event, Output};
-use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayChannel, Slot};
+use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayChannel, RelayMemory, Slot};
 use crate::handshake::{Handshake, HandshakeConfig, Outcome, Progress, Role};
 use crate::name::PeerName;
 use crate::routes::Routes;
+use crate::sabotage::Sabotage;
 use crate::status::{self, ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
 use crate::time::Instant;
 use crate::topology::{Peer, Peers, RemoteConnection};
@@ -164,6 +165,8 @@ pub struct Node {
     conns: BTreeMap<ConnId, Connection>,
     by_name: BTreeMap<PeerName, ConnId>,
     channels: BTreeMap<Bytes, Box<dyn Channel>>,
+    /// Gossip relayed lately on relay-only channels (outlives the channels).
+    relay_memory: RelayMemory,
     connector: Connector,
     connector_at: Option<Instant>,
     connector_dirty: bool,
@@ -237,6 +240,7 @@ impl Node {
             conns: BTreeMap::new(),
             by_name: BTreeMap::new(),
             channels: BTreeMap::new(),
+            relay_memory: RelayMemory::new(config.gossip_interval),
             connector,
             connector_at: None,
             connector_dirty: false,
@@ -308,6 +312,18 @@ impl Node {
     /// built and not yet handed over.
     pub fn queued_bytes(&self, conn: ConnId) -> usize {
         self.conns.get(&conn).map_or(0, Connection::queued)
+    }
+
+    /// The neighbours a broadcast from `source` is relayed to when it reaches us: the
+    /// registered connections among our next hops on `source`'s tree (for the
+    /// simulator's broadcast-tree check; relaying uses exactly this).
+    pub fn broadcast_relays(&mut self, source: PeerName) -> Vec<PeerName> {
+        if self.broken(Sabotage::FloodBroadcasts) {
+            return self.by_name.keys().copied().filter(|n| *n != source).collect();
+        }
+        self.ensure_routes();
+        let hops = self.routes.broadcast_all(source);
+        hops.iter().copied().filter(|n| self.by_name.contains_key(n)).collect()
     }
 
     /// Number of relay-only channels held.
@@ -464,7 +480,10 @@ impl Node {
                 Phase::Running(r) => Some(r.receive_deadline.min(r.heartbeat_at)),
                 Phase::Dialing => None,
             };
-            let send = c.oldest_unwritten().map(|o| o + self.config.send_timeout);
+            let send = c
+                .oldest_unwritten()
+                .map(|o| o + self.config.send_timeout)
+                .filter(|_| !self.broken(Sabotage::NeverCloseSlowReader));
             for d in [due, send].into_iter().flatten() {
                 t = t.min(d);
             }
@@ -690,6 +709,18 @@ impl Node {
 
     // ------------------------------------------------------------------ connections
 
+    /// Whether `s` is switched on (test builds with the `sabotage` feature only).
+    #[cfg(feature = "sabotage")]
+    fn broken(&self, s: Sabotage) -> bool {
+        self.config.sabotage.contains(&s)
+    }
+
+    #[cfg(not(feature = "sabotage"))]
+    #[inline(always)]
+    fn broken(&self, _: Sabotage) -> bool {
+        false
+    }
+
     fn new_conn_id(&mut self) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -846,6 +877,9 @@ impl Node {
         let restarted = table_uid != remote_uid;
         if restarted {
             self.stats.restarts_detected += 1;
+            if self.broken(Sabotage::PanicOnRestart) {
+                panic!("sabotage panic_on_restart: {name} restarted");
+            }
         }
 
         // Register (§2.8).
@@ -864,7 +898,7 @@ impl Node {
         if self.config.conn_limit > 0 && self.by_name.len() >= self.config.conn_limit {
             // A peer already in our part of the mesh has our topology: refuse it plainly.
             self.ensure_routes();
-            if !outbound && !self.routes.reachable_established(name) {
+            if !outbound && !self.routes.reachable_established(name) && !self.broken(Sabotage::NoReferral) {
                 self.refer(id, now);
             }
             return self.close(id, CloseReason::ConnectionLimit(self.config.conn_limit), false, now);
@@ -981,6 +1015,8 @@ impl Node {
                         CloseReason::Closed(_) if refused => Termination::Refused,
                         _ => Termination::Retry,
                     };
+                    let how =
+                        if self.broken(Sabotage::NeverRedial) { Termination::NameCollision } else { how };
                     let rng = &mut self.rng;
                     self.connector
                         .terminated(&conn.addr, how, other.to_string(), now, |n| rand_below(rng, n));
@@ -1002,8 +1038,9 @@ impl Node {
 
     fn conn_timers(&mut self, id: ConnId, now: Instant) {
         let send_timeout = self.config.send_timeout;
+        let keep = self.broken(Sabotage::NeverCloseSlowReader);
         let Some(c) = self.conns.get_mut(&id) else { return };
-        if c.oldest_unwritten().is_some_and(|t| t + send_timeout <= now) {
+        if c.oldest_unwritten().is_some_and(|t| t + send_timeout <= now) && !keep {
             return self.close(id, CloseReason::SendTimeout, false, now);
         }
         match &mut c.phase {
@@ -1013,7 +1050,9 @@ impl Node {
                 }
             }
             Phase::Running(r) => {
-                if r.receive_deadline <= now {
+                if r.receive_deadline <= now && keep {
+                    r.receive_deadline = now + RECEIVE_TIMEOUT;
+                } else if r.receive_deadline <= now {
                     return self.close(id, CloseReason::ReceiveTimeout, false, now);
                 }
                 if r.heartbeat_at <= now {
@@ -1045,7 +1084,15 @@ impl Node {
         if !self.channels.contains_key(g.channel) {
             self.add_relay_channel(g.channel, now);
         }
+        if g.kind == GossipKind::Gossip && self.broken(Sabotage::IgnoreGossip) {
+            return;
+        }
+        let dedupe = !self.broken(Sabotage::NoRelayDedupe);
         let Some(ch) = self.channels.get_mut(g.channel) else { return };
+        let repeat = |m: &mut RelayMemory| !m.first_sight(g.channel, g.payload, now);
+        if g.kind == GossipKind::Gossip && ch.is_relay() && dedupe && repeat(&mut self.relay_memory) {
+            return;
+        }
         let channel = Bytes::copy_from_slice(g.channel);
         let fail =
             |error| CloseReason::Gossiper { channel: String::from_utf8_lossy(g.channel).into_owned(), error };
@@ -1062,6 +1109,7 @@ impl Node {
                 match ch.on_broadcast(g.source, g.payload) {
                     Err(e) => self.close(id, fail(e), false, now),
                     Ok(None) => {}
+                    Ok(Some(_)) if self.broken(Sabotage::NoBroadcastRelay) => {}
                     Ok(Some(data)) => {
                         let slot = Slot::Broadcast(g.source);
                         self.relay(Relay::Channel { channel, slot, exclude: g.source, data }, now);
@@ -1129,7 +1177,9 @@ impl Node {
     }
 
     fn add_relay_channel(&mut self, name: &[u8], now: Instant) {
-        if self.relay_channel_count() >= self.config.max_relay_channels {
+        if self.relay_channel_count() >= self.config.max_relay_channels
+            && !self.broken(Sabotage::NoRelayEviction)
+        {
             let lru = self
                 .channels
                 .iter()
@@ -1142,8 +1192,7 @@ impl Node {
             }
         }
         if self.config.max_relay_channels > 0 {
-            let window = self.config.gossip_interval;
-            self.channels.insert(Bytes::copy_from_slice(name), Box::new(RelayChannel::new(window, now)));
+            self.channels.insert(Bytes::copy_from_slice(name), Box::new(RelayChannel::new(now)));
         }
     }
 
@@ -1160,8 +1209,9 @@ impl Node {
         let hop = self.routes.next_hop(dest).ok_or(NodeError::NoRoute(dest))?;
         let id = *self.by_name.get(&hop).ok_or(NodeError::NotConnected { dest, hop })?;
         let max = self.config.max_frame_len;
+        let bounded = !self.broken(Sabotage::NoCongestionLimit);
         let c = self.conns.get_mut(&id).ok_or(NodeError::NotConnected { dest, hop })?;
-        if c.queued() > MAX_QUEUED_BYTES {
+        if c.queued() > MAX_QUEUED_BYTES && bounded {
             return Err(NodeError::Congested(hop));
         }
         c.append_frame(max, body).map_err(|e| match e {
@@ -1289,6 +1339,9 @@ impl Node {
     }
 
     fn garbage_collect(&mut self, now: Instant) {
+        if self.broken(Sabotage::SkipGc) {
+            return;
+        }
         let removed = self.peers.garbage_collect();
         if removed.is_empty() {
             return;
@@ -1319,7 +1372,12 @@ impl Node {
 
     fn ensure_routes(&mut self) {
         if self.routes_dirty {
-            self.routes = Routes::compute(&self.peers);
+            let mut fresh = Routes::compute(&self.peers);
+            if self.broken(Sabotage::StaleRoutes) {
+                fresh.unicast.extend(std::mem::take(&mut self.routes.unicast));
+                fresh.unicast_all.extend(std::mem::take(&mut self.routes.unicast_all));
+            }
+            self.routes = fresh;
             self.routes_dirty = false;
         }
     }
@@ -1329,8 +1387,7 @@ impl Node {
     }
 
     fn broadcast_conns(&mut self, source: PeerName) -> Vec<ConnId> {
-        self.ensure_routes();
-        let hops = self.routes.broadcast_all(source).to_vec();
+        let hops = self.broadcast_relays(source);
         self.conns_of(&hops)
     }
 

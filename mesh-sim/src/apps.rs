@@ -132,3 +132,46 @@ impl TrackerGossiperFactory {
         TrackerGossiper(Tracker::default())
     }
 }
+
+/// Opaque bytes: the payload of the bulk and sparse workloads. A merge keeps the newer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blob(pub Bytes);
+
+impl GossipData for Blob {
+    fn encode(&self) -> Vec<Bytes> {
+        vec![self.0.clone()]
+    }
+    fn merge(&mut self, other: Self) {
+        self.0 = other.0;
+    }
+}
+
+/// A gossiper that keeps nothing: it relays every broadcast on, accepts unicasts, and
+/// gossips a fixed state (if any) so that its channel travels in periodic gossip too.
+#[derive(Debug, Default)]
+pub struct BlobGossiper {
+    state: Option<Bytes>,
+}
+
+impl BlobGossiper {
+    /// A gossiper whose periodic gossip is `state`.
+    pub fn with_state(state: &'static [u8]) -> Self {
+        BlobGossiper { state: Some(Bytes::from_static(state)) }
+    }
+}
+
+impl Gossiper for BlobGossiper {
+    type Data = Blob;
+    fn gossip(&mut self) -> Option<Blob> {
+        self.state.clone().map(Blob)
+    }
+    fn on_gossip(&mut self, _payload: &[u8]) -> Result<Option<Blob>, GossipError> {
+        Ok(None)
+    }
+    fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Blob>, GossipError> {
+        Ok(Some(Blob(Bytes::copy_from_slice(payload))))
+    }
+    fn on_unicast(&mut self, _source: PeerName, _payload: &[u8]) -> Result<(), GossipError> {
+        Ok(())
+    }
+}

@@ -114,7 +114,6 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             workload: Workload { increments: 100, start_ms: 60_000, ..Workload::default() },
             duration_ms: 660_000,
             quiet_ms: 60_000,
-            probes: 0,
             ..base
         },
         // Go locks out every peer after the limit: the hub refuses them and they learn

@@ -1,7 +1,7 @@
 //! Random schedules from seeds, an explorer that runs many on all cores, and a shrinker
 //! that reduces a failing schedule to a minimal one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::runner::{self, Report, RunOptions, Violation};
+use crate::runner::{self, InvariantReport, Report, RunOptions, Violation};
 use crate::scenario::{Fault, FaultKind, Link, Scenario, Topology, Workload};
 
 /// What the generator may produce.
@@ -53,13 +53,23 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         jitter_ms: if chance(&mut rng, 50) { below(&mut rng, 20) as f64 } else { 0.0 },
         bandwidth_kib: chance(&mut rng, 20).then(|| 64 + below(&mut rng, 4096)),
     };
-    let duration_ms = 60_000 + below(&mut rng, 120_000);
+    let mut duration_ms = 60_000 + below(&mut rng, 120_000);
     let classes: Vec<&str> =
         FaultKind::CLASSES.iter().copied().filter(|c| !opts.disabled.contains(*c)).collect();
     let mut faults = Vec::new();
-    let count = if classes.is_empty() { 0 } else { below(&mut rng, opts.max_faults as u64 + 1) };
-    for _ in 0..count {
-        let class = classes[below(&mut rng, classes.len() as u64) as usize];
+    let mut count = if classes.is_empty() { 0 } else { below(&mut rng, opts.max_faults as u64 + 1) };
+    // The slow-reader check needs a peer that stops reading for longer than its bound:
+    // most schedules get one (as their first fault).
+    let long_stop = classes.contains(&"stop_reading") && opts.max_faults > 0 && chance(&mut rng, 60);
+    if long_stop {
+        count = count.max(1);
+    }
+    for k in 0..count {
+        let class = if long_stop && k == 0 {
+            "stop_reading"
+        } else {
+            classes[below(&mut rng, classes.len() as u64) as usize]
+        };
         let node = |rng: &mut ChaCha20Rng| below(rng, nodes as u64) as usize;
         let pair = |rng: &mut ChaCha20Rng| {
             let a = node(rng);
@@ -119,17 +129,37 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
             },
         };
         let at_ms = below(&mut rng, duration_ms);
+        // Most faults are short; some outlast the receive timeout, garbage collection
+        // and the back-off; a long stop outlasts the slow-reader bound. The active
+        // phase grows to hold them.
+        let bound = runner::SLOW_READER_BOUND.as_millis() as u64;
+        let length = match kind {
+            _ if long_stop && k == 0 => bound + 5_000 + below(&mut rng, 60_000),
+            _ if chance(&mut rng, 30) => 90_000 + below(&mut rng, 120_000),
+            _ => 1 + below(&mut rng, 90_000),
+        };
         let until_ms = match kind {
             // One crash in four is for good.
             FaultKind::Crash { .. } if chance(&mut rng, 25) => None,
-            _ => Some((at_ms + 1 + below(&mut rng, 90_000)).min(duration_ms)),
+            _ => Some(at_ms + length),
         };
+        duration_ms = duration_ms.max(until_ms.unwrap_or(0));
         faults.push(Fault { at_ms, until_ms, kind });
     }
     let password = chance(&mut rng, 50).then(|| format!("pw{}", below(&mut rng, 1000)));
     let connection_limit = if chance(&mut rng, 15) { 2 + below(&mut rng, nodes as u64) as usize } else { 64 };
     let discovery = chance(&mut rng, 80);
-    let intruders = faults.iter().filter(|f| matches!(f.kind, FaultKind::Intruder { .. })).count();
+    // Bounds get workloads that reach them: bursts of large unicasts fill the queues
+    // towards slow links, and channels only some peers have make the others relay them.
+    let (bulk, payload_bytes) = if chance(&mut rng, 25) {
+        (1 + below(&mut rng, 3), 16_384 + below(&mut rng, 245_760))
+    } else {
+        (0, 0)
+    };
+    let (sparse_channels, sparse_broadcasts) =
+        if chance(&mut rng, 70) { (1 + below(&mut rng, 8), below(&mut rng, 20)) } else { (0, 0) };
+    let max_relay_channels =
+        (sparse_channels > 0 && chance(&mut rng, 50)).then(|| 1 + below(&mut rng, 4) as usize);
     let workload = Workload {
         increments: below(&mut rng, 30) as usize,
         broadcasts: below(&mut rng, 30) as usize,
@@ -137,14 +167,11 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         churn: below(&mut rng, 6) as usize,
         broadcast_every_ms: None,
         start_ms: 0,
+        bulk: bulk as usize,
+        payload_bytes: payload_bytes as usize,
+        sparse_channels: sparse_channels as usize,
+        sparse_broadcasts: sparse_broadcasts as usize,
     };
-    // Formation is guaranteed when discovery can complete the mesh, no peer that others
-    // depend on to learn of each other is gone for good, and churn has not made peers
-    // forget the addresses they were given.
-    let expect_formed = discovery
-        && workload.churn == 0
-        && connection_limit >= nodes + intruders
-        && !faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. }) && f.until_ms.is_none());
     Scenario {
         name: format!("random-{seed}"),
         seed,
@@ -159,9 +186,13 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         faults,
         duration_ms,
         quiet_ms: 300_000,
-        probes: 4,
+        probes: 1,
         planted: None,
-        expect_formed,
+        // The runner expects formation whenever the connection limit leaves room for
+        // everyone and the live dial graph is connected; discovery only adds to that.
+        expect_formed: false,
+        max_relay_channels,
+        sabotage: Vec::new(),
     }
 }
 
@@ -175,19 +206,7 @@ pub fn run_guarded(sc: &Scenario, opts: &RunOptions) -> Report {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into());
-            Report {
-                scenario: sc.name.clone(),
-                seed: sc.seed,
-                nodes: sc.nodes,
-                violations: vec![Violation {
-                    invariant: "no_panic".into(),
-                    nodes: Vec::new(),
-                    at_ms: 0,
-                    seed: sc.seed,
-                    detail: msg,
-                }],
-                ..Report::default()
-            }
+            runner::panicked(sc, msg)
         }
     }
 }
@@ -201,6 +220,8 @@ pub struct Outcome {
     pub violation: Option<Violation>,
     /// Fault classes applied and protocol events counted.
     pub counts: Vec<(String, u64)>,
+    /// What each invariant examined and concluded.
+    pub invariants: BTreeMap<String, InvariantReport>,
 }
 
 /// Runs seeds `first..first + count` on `jobs` threads; `progress` is called after each.
@@ -226,7 +247,8 @@ pub fn explore(
                     let report = run_guarded(&sc, &opts);
                     let counts =
                         report.faults.iter().chain(&report.events).map(|(k, v)| (k.clone(), *v)).collect();
-                    let out = Outcome { seed, violation: report.violations.first().cloned(), counts };
+                    let violation = report.violations.first().cloned();
+                    let out = Outcome { seed, violation, counts, invariants: report.invariants };
                     progress(&out);
                     results.lock().unwrap_or_else(|e| e.into_inner()).push(out);
                 }
@@ -245,6 +267,34 @@ fn fails(sc: &Scenario, inv: &str) -> bool {
             .violations
             .iter()
             .any(|v| v.invariant == inv)
+}
+
+/// One invariant over many explored schedules.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Coverage {
+    /// Schedules in which it examined something.
+    pub applied: u64,
+    /// Schedules in which it held.
+    pub held: u64,
+    /// Cases examined in all.
+    pub cases: u64,
+    /// For bounds: schedules whose peak reached half the bound.
+    pub half_loaded: u64,
+}
+
+/// Per invariant over many outcomes: how often it applied, held, and was loaded.
+pub fn coverage(outcomes: &[Outcome]) -> BTreeMap<String, Coverage> {
+    let mut out: BTreeMap<String, Coverage> = BTreeMap::new();
+    for o in outcomes {
+        for (name, r) in &o.invariants {
+            let e = out.entry(name.clone()).or_default();
+            e.applied += u64::from(r.applied());
+            e.held += u64::from(r.held());
+            e.cases += r.examined;
+            e.half_loaded += u64::from(r.load.is_some_and(|l| l >= 0.5));
+        }
+    }
+    out
 }
 
 /// Removes node `n` from a scenario: faults naming it go, higher indices shift down.
@@ -312,18 +362,27 @@ fn candidates(sc: &Scenario) -> Vec<Scenario> {
         out.push(Scenario { workload: Workload::default(), ..sc.clone() });
     }
     let w = sc.workload;
-    for (i, n) in [w.increments, w.broadcasts, w.unicasts, w.churn].into_iter().enumerate() {
+    let counts =
+        [w.increments, w.broadcasts, w.unicasts, w.churn, w.bulk, w.sparse_broadcasts, w.sparse_channels];
+    for (i, n) in counts.into_iter().enumerate() {
         if n > 0 {
             let mut c = sc.clone();
             let half = n / 2;
-            match i {
-                0 => c.workload.increments = half,
-                1 => c.workload.broadcasts = half,
-                2 => c.workload.unicasts = half,
-                _ => c.workload.churn = half,
-            }
+            let field = match i {
+                0 => &mut c.workload.increments,
+                1 => &mut c.workload.broadcasts,
+                2 => &mut c.workload.unicasts,
+                3 => &mut c.workload.churn,
+                4 => &mut c.workload.bulk,
+                5 => &mut c.workload.sparse_broadcasts,
+                _ => &mut c.workload.sparse_channels,
+            };
+            *field = half;
             out.push(c);
         }
+    }
+    if w.bulk == 0 && w.payload_bytes > 0 {
+        out.push(Scenario { workload: Workload { payload_bytes: 0, ..w }, ..sc.clone() });
     }
     // Fewer nodes.
     if sc.nodes > 2 {
@@ -345,6 +404,9 @@ fn candidates(sc: &Scenario) -> Vec<Scenario> {
     }
     if sc.password.is_some() {
         out.push(Scenario { password: None, ..sc.clone() });
+    }
+    if sc.max_relay_channels.is_some() {
+        out.push(Scenario { max_relay_channels: None, ..sc.clone() });
     }
     out
 }

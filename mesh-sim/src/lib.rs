@@ -829,11 +829,13 @@ impl Sim {
             }
             Ev::Deliver { pipe, to, data } => self.deliver(pipe, to, data),
             Ev::Closed { pipe, to, why } => {
+                // The reset reached this end: the pipe is dead even if this end had
+                // closed its side already (both ends closing at once left it "open").
+                self.pipes[pipe].open = false;
                 let end = &self.pipes[pipe].ends[to];
                 let (id, inc) = (end.node, end.incarnation);
                 let Some(conn) = end.conn else { return };
                 self.pipes[pipe].ends[to].conn = None;
-                self.pipes[pipe].open = false;
                 self.conn_pipe.remove(&(id, inc, conn));
                 if self.nodes[id.0].incarnation != inc {
                     return;
@@ -976,14 +978,30 @@ impl Sim {
             .collect()
     }
 
-    /// Whether network pipe `p` is still open.
-    pub fn pipe_open(&self, p: usize) -> bool {
-        self.pipes.get(p).is_some_and(|p| p.open)
+    /// Whether either end of network pipe `p` still holds its connection. A pipe both
+    /// ends have closed is not held, even while their resets are stuck in a stalled
+    /// link.
+    pub fn pipe_held(&self, p: usize) -> bool {
+        self.pipes.get(p).is_some_and(|p| p.open && p.ends.iter().any(|e| e.conn.is_some()))
     }
 
     /// A copy of node `id`'s unicast next-hop table (destination → next hop).
     pub fn unicast_routes(&mut self, id: NodeId) -> Option<BTreeMap<PeerName, PeerName>> {
         self.nodes[id.0].node.as_mut().map(|n| n.routes().unicast.clone())
+    }
+
+    /// Copies of node `id`'s two unicast tables: over established, symmetric links, and
+    /// over every reported link (the one unicasts are relayed with).
+    pub fn route_tables(&mut self, id: NodeId) -> Option<[BTreeMap<PeerName, PeerName>; 2]> {
+        self.nodes[id.0].node.as_mut().map(|n| {
+            let r = n.routes();
+            [r.unicast.clone(), r.unicast_all.clone()]
+        })
+    }
+
+    /// The neighbours node `id` relays a broadcast from `source` to.
+    pub fn broadcast_relays(&mut self, id: NodeId, source: PeerName) -> Vec<PeerName> {
+        self.nodes[id.0].node.as_mut().map(|n| n.broadcast_relays(source)).unwrap_or_default()
     }
 
     /// Whether node `id` is running.

@@ -17,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh_sim::builtin::{BUILTINS, builtin};
 use mesh_sim::explore::{self, GenOptions};
-use mesh_sim::runner::{Report, RunOptions};
+use mesh_sim::runner::{Report, RunOptions, Verdict};
 use mesh_sim::scenario::{FaultKind, Link, Scenario, Topology};
 
 #[derive(Parser, Debug)]
@@ -147,6 +147,10 @@ struct ExploreArgs {
 struct ReplayArgs {
     /// The seed.
     seed: u64,
+    /// Print the generated scenario as JSON instead of running it (edit it, then
+    /// `mesh-sim run --file`).
+    #[arg(long)]
+    scenario: bool,
     #[command(flatten)]
     schedule: Gen,
     #[command(flatten)]
@@ -180,6 +184,10 @@ fn main() -> ExitCode {
             Err(e) => usage_error(e),
         },
         Command::Replay(args) => match args.schedule.options() {
+            Ok(g) if args.scenario => {
+                println!("{}", explore::generate(args.seed, &g).to_json());
+                ExitCode::SUCCESS
+            }
             Ok(g) => run_and_report(&explore::generate(args.seed, &g), &args.out),
             Err(e) => usage_error(e),
         },
@@ -240,7 +248,7 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
 fn describe(sc: &Scenario) -> String {
     let classes: Vec<&str> = sc.faults.iter().map(|f| f.kind.class()).collect();
     format!(
-        "scenario {} seed {}: {} peers, {:?}, latency {} ms (+{} ms jitter{}), {}, limit {}, discovery {}, faults [{}], workload {} incr / {} bcast / {} ucast / {} churn, active {} s, quiet {} s",
+        "scenario {} seed {}: {} peers, {:?}, latency {} ms (+{} ms jitter{}), {}, limit {}, discovery {}, faults [{}], workload {} incr / {} bcast / {} ucast / {} churn / {} bulk of {} B / {} sparse bcast on {} channels, active {} s, quiet {} s",
         sc.name,
         sc.seed,
         sc.nodes,
@@ -256,6 +264,10 @@ fn describe(sc: &Scenario) -> String {
         sc.workload.broadcasts,
         sc.workload.unicasts,
         sc.workload.churn,
+        sc.workload.bulk,
+        sc.workload.payload_bytes,
+        sc.workload.sparse_broadcasts,
+        sc.workload.sparse_channels,
         sc.duration_ms / 1000,
         sc.quiet_ms / 1000,
     )
@@ -314,9 +326,10 @@ fn print_table(r: &Report) {
     let rows: Vec<(&str, String)> = vec![
         ("peers", r.nodes.to_string()),
         ("virtual time", format!("{:.1} s", r.virtual_ms as f64 / 1000.0)),
+        ("final heal", format!("{:.1} s", r.final_heal_ms as f64 / 1000.0)),
         (
-            "convergence after final heal",
-            r.convergence_ms.map_or("not reached".into(), |c| format!("{c} ms")),
+            if r.convergence_as_one_mesh { "convergence (one mesh)" } else { "convergence (per component)" },
+            r.convergence_ms.map_or("not reached".into(), |c| format!("{c} ms after the final heal")),
         ),
         ("messages per peer", format!("{:.0}", r.messages_per_peer)),
         ("bytes per peer", format!("{:.0}", r.bytes_per_peer)),
@@ -348,8 +361,14 @@ fn print_table(r: &Report) {
         if faults.is_empty() { "none".into() } else { faults.join(" ") }
     );
     println!("  {:<30} {}", "protocol events", events.join(" "));
-    for (inv, ok) in &r.invariants {
-        println!("  invariant {:<20} {}", inv, if *ok { "held" } else { "VIOLATED" });
+    for (inv, v) in &r.invariants {
+        let verdict = match v.verdict {
+            Verdict::Held => format!("held ({} {})", v.examined, v.unit),
+            Verdict::Violated => format!("VIOLATED ({} {} examined)", v.examined, v.unit),
+            Verdict::NotApplicable => format!("not applicable: {}", v.reason.as_deref().unwrap_or("-")),
+        };
+        let load = v.load.map(|l| format!(", peak {:.0}% of its bound", l * 100.0)).unwrap_or_default();
+        println!("  invariant {inv:<20} {verdict}{load}");
     }
     for v in &r.violations {
         println!("  violation: {v}");
@@ -392,6 +411,21 @@ fn explore_cmd(args: &ExploreArgs) -> ExitCode {
         }
     }
     println!("totals: {}", totals.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    println!("invariants: share of schedules where each examined something, and held; cases examined");
+    let pct = |k: u64| k as f64 * 100.0 / outcomes.len().max(1) as f64;
+    for (name, c) in explore::coverage(&outcomes) {
+        let loaded = if name.ends_with("_bound") || name == "quiet_traffic" {
+            format!(", at half its bound or more in {:.1}%", pct(c.half_loaded))
+        } else {
+            String::new()
+        };
+        println!(
+            "  {name:<20} applied {:>5.1}%  held {:>5.1}%  {} cases{loaded}",
+            pct(c.applied),
+            pct(c.held),
+            c.cases
+        );
+    }
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 

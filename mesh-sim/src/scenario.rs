@@ -34,14 +34,23 @@ pub struct Scenario {
     pub duration_ms: u64,
     /// Time after the final heal before the final checks.
     pub quiet_ms: u64,
-    /// Broadcasts and unicasts sent once the topology has converged after the final
-    /// heal, each of which must reach its targets exactly once.
+    /// Probes per probing peer: after the quiet period every live peer (up to 64 of
+    /// them) broadcasts this many tracked messages and unicasts as many to random peers
+    /// of its component, each of which must reach its targets exactly once.
     pub probes: usize,
     /// A deliberately failing check, to test the shrinker.
     pub planted: Option<Planted>,
     /// Check `formation`: after the final heal every live peer is in one component and
-    /// knows exactly the live peers, whatever the connection limit.
+    /// knows exactly the live peers, whatever the connection limit. (Without it,
+    /// formation is still expected when the limit leaves room for every peer and the
+    /// live peers' dial graph is connected.)
     pub expect_formed: bool,
+    /// Each peer's bound on relay-only channels (`None`: the default, 256).
+    pub max_relay_channels: Option<usize>,
+    /// Core mechanisms switched off on purpose in every peer, by name (`skip_gc`,
+    /// `stale_routes`, ...), to show an invariant failing. Needs mesh-sim's `sabotage`
+    /// feature.
+    pub sabotage: Vec<String>,
 }
 
 impl Default for Scenario {
@@ -60,9 +69,11 @@ impl Default for Scenario {
             faults: Vec::new(),
             duration_ms: 60_000,
             quiet_ms: 240_000,
-            probes: 4,
+            probes: 1,
             planted: None,
             expect_formed: false,
+            max_relay_channels: None,
+            sabotage: Vec::new(),
         }
     }
 }
@@ -121,6 +132,17 @@ pub struct Workload {
     pub broadcast_every_ms: Option<u64>,
     /// Operations happen from this time on (for example once the cluster has formed).
     pub start_ms: u64,
+    /// Bursts of large unicasts (each [`crate::runner::BULK_BURST`] messages of
+    /// `payload_bytes`, untracked) between random live peers: they fill the queues
+    /// towards slow links up to their bound.
+    pub bulk: usize,
+    /// Size of each bulk unicast.
+    pub payload_bytes: usize,
+    /// Channels that only some peers register (`sparse-k` on the peers `i` with
+    /// `(i + k) % 3 == 0`); the others relay them through relay-only channels.
+    pub sparse_channels: usize,
+    /// Broadcasts on a sparse channel from random live peers that have one.
+    pub sparse_broadcasts: usize,
 }
 
 /// One fault.
@@ -277,6 +299,21 @@ pub enum ScenarioError {
 
 /// Most peers a scenario may have.
 pub const MAX_NODES: usize = 5000;
+/// Largest bulk unicast (a frame holds up to 10 MiB; bursts of these fill queues fast).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+#[cfg(feature = "sabotage")]
+fn check_sabotage(name: &str) -> Result<(), String> {
+    name.parse::<mesh_proto::sabotage::Sabotage>().map(|_| ()).map_err(|e| {
+        let names: Vec<&str> = mesh_proto::sabotage::Sabotage::ALL.iter().map(|s| s.name()).collect();
+        format!("{e}; known: {}", names.join(", "))
+    })
+}
+
+#[cfg(not(feature = "sabotage"))]
+fn check_sabotage(name: &str) -> Result<(), String> {
+    Err(format!("sabotage {name:?} needs mesh-sim built with the `sabotage` feature"))
+}
 
 impl Scenario {
     /// Parses a scenario from JSON (if it starts with `{`) or TOML.
@@ -306,6 +343,12 @@ impl Scenario {
         }
         if let Topology::Random { degree: 0 } = self.topology {
             return bad("random topology needs degree >= 1".into());
+        }
+        if self.workload.bulk > 0 && !(1..=MAX_PAYLOAD).contains(&self.workload.payload_bytes) {
+            return bad(format!("bulk bursts need payload_bytes in 1..={MAX_PAYLOAD}"));
+        }
+        for name in &self.sabotage {
+            check_sabotage(name).map_err(ScenarioError::Invalid)?;
         }
         for (i, f) in self.faults.iter().enumerate() {
             if let Some(n) = f.kind.nodes().into_iter().find(|n| *n >= self.nodes) {

@@ -18,14 +18,19 @@ fn run_prints_the_summary_and_writes_plots() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = stdout(&out);
     for row in [
-        "convergence after final heal",
+        "final heal",
+        "convergence (one mesh)",
         "broadcast latency p50",
         "messages per peer",
         "speed-up over real time",
     ] {
         assert!(text.contains(row), "no {row:?} in:\n{text}");
     }
-    assert!(text.contains("invariant topology_agreement   held"), "{text}");
+    assert!(text.contains("invariant topology_agreement   held (8 peers)"), "{text}");
+    assert!(
+        text.contains("invariant slow_reader          not applicable: no peer stopped reading"),
+        "{text}"
+    );
     for stem in ["full_topology", "broadcast_latency", "bytes_per_second"] {
         for ext in ["svg", "png"] {
             let f = dir.join(format!("{stem}.{ext}"));
@@ -48,7 +53,10 @@ fn json_parses_and_is_identical_across_runs() {
     assert_eq!(v["seed"], 9);
     assert_eq!(v["scenario"], "restart");
     assert!(v["violations"].as_array().unwrap().is_empty());
-    assert!(v["invariants"]["exactly_once"].as_bool().unwrap());
+    assert_eq!(v["invariants"]["exactly_once"]["verdict"], "held");
+    assert!(v["invariants"]["exactly_once"]["examined"].as_u64().unwrap() > 0);
+    assert_eq!(v["invariants"]["slow_reader"]["verdict"], "not_applicable");
+    assert_eq!(v["invariants"]["slow_reader"]["reason"], "no peer stopped reading");
     assert!(v.get("wall").is_none(), "wall time would make runs differ");
 }
 

@@ -20,10 +20,35 @@ fn two_hundred_random_schedules_hold_every_invariant() {
     for class in FaultKind::CLASSES {
         assert!(total(class) > 0, "no schedule applied {class}");
     }
-    for event in
-        ["handshakes", "tie_breaks", "restarts_detected", "gc_removed", "backoffs", "handshakes_refused"]
-    {
+    for event in [
+        "handshakes",
+        "tie_breaks",
+        "restarts_detected",
+        "gc_removed",
+        "backoffs",
+        "handshakes_refused",
+        "relay_channels_evicted",
+    ] {
         assert!(total(event) > 0, "no schedule produced {event}");
+    }
+    // Every invariant examined something in most schedules (the planted check is only
+    // for the shrinker's tests), and the bounds were pushed to at least half their limit
+    // in some.
+    let coverage = explore::coverage(&outcomes);
+    assert_eq!(coverage.len(), mesh_sim::runner::INVARIANTS.len());
+    for (name, c) in &coverage {
+        if name == "planted" {
+            assert_eq!(c.applied, 0);
+        } else {
+            assert!(
+                c.applied * 2 > outcomes.len() as u64,
+                "{name} applied in only {} of 200 schedules",
+                c.applied
+            );
+        }
+    }
+    for bound in ["queue_bound", "relay_channel_bound"] {
+        assert!(coverage[bound].half_loaded > 0, "no schedule took {bound} to half its limit");
     }
 }
 
@@ -39,14 +64,21 @@ fn the_built_in_suite_passes() {
     let r = run_builtin("line");
     assert!(r.broadcasts >= 10 && r.broadcast_latency_ms.is_some());
     let r = run_builtin("bootstrap");
-    assert_eq!(r.convergence_ms.map(|c| c < 5_000), Some(true));
+    // No fault: convergence is the bootstrap itself, of one mesh.
+    assert_eq!((r.final_heal_ms, r.convergence_as_one_mesh), (0, true));
+    assert_eq!(r.convergence_ms.map(|c| c > 0 && c < 5_000), Some(true), "{:?}", r.convergence_ms);
     let r = run_builtin("partition-heal");
     assert_eq!(r.faults["partition"], 1);
     assert!(r.events["backoffs"] > 0);
+    // Measured from the partition's end, to one agreeing mesh: the halves reconnect only
+    // when their back-off lets them.
+    assert_eq!((r.final_heal_ms, r.convergence_as_one_mesh), (80_000, true));
+    assert_eq!(r.convergence_ms.map(|c| c > 2_000 && c < 120_000), Some(true), "{:?}", r.convergence_ms);
     let r = run_builtin("restart");
     assert!(r.events["restarts_detected"] > 0);
     let r = run_builtin("slow-reader");
     assert_eq!(r.faults["stop_reading"], 1);
+    assert_eq!(r.invariants["slow_reader"].examined, 1);
     let r = run_builtin("wrong-password");
     assert!(r.events["handshakes_refused"] > 0);
     assert!(r.events["name_collisions_refused"] > 0);
@@ -60,7 +92,7 @@ fn the_built_in_suite_passes() {
 #[test]
 fn peers_beyond_the_connection_limit_still_join() {
     let r = run_builtin("lockout");
-    assert!(r.invariants["formation"]);
+    assert!(r.held("formation"));
     assert!(r.convergence_ms.is_some(), "never converged");
     assert!(r.events["handshakes"] > 120);
     let full = r.series.full_topology.last().map(|p| p.1);
@@ -83,6 +115,64 @@ fn a_restart_forgets_the_churned_dials() {
     let r = runner::run(&scenario, &RunOptions::default());
     assert_eq!(r.faults["churn"], 2, "the schedule still churns");
     assert!(r.passed(), "{:?}", r.violations);
+}
+
+/// Regression (explore seed 177, shrunk): relay-only channels evicted at their bound
+/// forgot the gossip they had relayed, so with more channels in flight than the bound
+/// the same gossip circled the ring for ever (8,566 frames per peer per second). The
+/// node now remembers relayed gossip across evictions.
+#[test]
+fn evicted_relay_channels_do_not_make_gossip_circle() {
+    let scenario = Scenario::parse(
+        r#"{"name":"random-177-shrunk","seed":177,"nodes":7,"topology":{"kind":"ring"},
+        "password":null,"connection_limit":64,"discovery":true,"gossip_interval_ms":30000,
+        "link":{"latency_ms":1.0,"jitter_ms":0.0,"bandwidth_kib":null},
+        "workload":{"increments":0,"broadcasts":0,"unicasts":0,"churn":0,"broadcast_every_ms":null,
+        "start_ms":0,"bulk":0,"payload_bytes":0,"sparse_channels":7,"sparse_broadcasts":0},
+        "faults":[],"duration_ms":1000,"quiet_ms":37500,"probes":1,"planted":null,
+        "expect_formed":false,"max_relay_channels":2,"sabotage":[]}"#,
+    )
+    .expect("valid scenario");
+    let r = runner::run(&scenario, &RunOptions::default());
+    assert!(r.passed(), "{:?}", r.violations);
+    assert!(r.held("quiet_traffic") && r.held("relay_channel_bound"));
+    assert!(r.events["relay_channels_evicted"] > 0, "the bound was reached");
+}
+
+/// Regression: a pipe whose two ends closed at about the same time stayed "open" in the
+/// simulator for ever, so `slow_reader` counted long-dead duplicate connections from the
+/// bootstrap as connections the slow reader kept (the 12 "still open" connections first
+/// reported for this scenario, a slow WAN with a black hole and a slow link).
+#[test]
+fn connections_closed_at_both_ends_are_gone() {
+    let scenario = Scenario::parse(
+        r#"name = "slow-wan"
+        seed = 5
+        nodes = 16
+        topology = { kind = "random", degree = 2 }
+        password = "wan"
+        duration_ms = 300000
+        quiet_ms = 300000
+        expect_formed = true
+        link = { latency_ms = 250.0, jitter_ms = 50.0, bandwidth_kib = 64 }
+        workload = { increments = 300, broadcasts = 50, unicasts = 50, start_ms = 30000 }
+        [[faults]]
+        at_ms = 60000
+        until_ms = 200000
+        kind = { type = "black_hole", a = 0, b = 1 }
+        [[faults]]
+        at_ms = 100000
+        until_ms = 250000
+        kind = { type = "stop_reading", node = 5 }
+        [[faults]]
+        at_ms = 120000
+        until_ms = 180000
+        kind = { type = "slow_link", a = 2, b = 3, link = { latency_ms = 2000.0, jitter_ms = 500.0, bandwidth_kib = 4 } }"#,
+    )
+    .expect("valid scenario");
+    let r = runner::run(&scenario, &RunOptions::default());
+    assert!(r.passed(), "{:?}", r.violations);
+    assert_eq!(r.invariants["slow_reader"].examined, 1);
 }
 
 #[test]

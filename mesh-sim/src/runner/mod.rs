@@ -1,45 +1,75 @@
 //! Runs a [`Scenario`]: builds the cluster, applies the fault schedule and the workload,
 //! checks the invariants during the run and after the final heal, and reports.
 //!
-//! Invariants (names as they appear in reports):
+//! The *final heal* is the moment the last disturbance ended: the last fault's end (a
+//! crash for good counts at its start), or the last churn. From then on the runner
+//! watches for convergence: the live mesh agrees on one topology, as one component
+//! naming exactly the live peers when formation is expected, otherwise within each
+//! connected component; and it stays that way, with no record changing, until the
+//! final checks. `convergence_ms` is the time from the final heal to the start of that
+//! stable agreement.
+//!
+//! Invariants (names as they appear in reports). Each counts what it examined; one that
+//! examined nothing is reported as not applicable, with the reason:
 //! - `no_panic`: nothing panicked (checked by the explorer, which catches panics);
 //! - `topology_agreement`: after the final heal and the quiet period, the live peers of
 //!   every connected component hold the same topology (peers, UIDs, versions,
 //!   connections), naming exactly that component;
-//! - `routes`: unicast routes are loop-free and reach every peer of the component;
-//! - `exactly_once`: broadcasts and unicasts sent once the topology has converged reach
-//!   each live target exactly once;
+//! - `routes`: both unicast tables (established, and every reported link) are
+//!   loop-free, reach every peer of the component, and every next hop is a registered
+//!   connection of the peer that uses it;
+//! - `broadcast_trees`: from every source (a sample in big components), relaying as the
+//!   peers would reaches every other peer of the component exactly once and never
+//!   comes back to the source;
+//! - `exactly_once`: every tracked broadcast and unicast sent once the mesh had
+//!   converged, and the probes (from every live peer, up to 64), reach each live target
+//!   exactly once;
 //! - `counters`: the G-counter values agree within a component and each live peer's own
 //!   entry equals its increments (kept across restarts, as an application would);
 //! - `queue_bound`: queued outbound bytes per connection stay within bound, and no
-//!   connection is ever closed for a full send buffer;
-//! - `relay_channel_bound`: relay-only channels per peer stay within the configured bound;
-//! - `slow_reader`: a peer that stops reading loses its connections within
-//!   [`SLOW_READER_BOUND`];
+//!   connection is ever closed for a full send buffer (the bulk workload pushes
+//!   queues to their limit);
+//! - `relay_channel_bound`: relay-only channels per peer stay within the configured bound
+//!   (the sparse workload makes peers relay channels they lack);
+//! - `slow_reader`: a peer that stops reading for at least [`SLOW_READER_BOUND`] has lost
+//!   every connection it had by then;
 //! - `reconnection`: after the final heal, a live peer is in one component with every
 //!   live peer it dials (its initial peers and those churn added, less those it forgot);
 //!   checked when the connection limit leaves room for everyone. (A peer known only by
 //!   discovery may rightly stay lost: once garbage-collected it is no longer dialled.)
+//! - `formation`: one component in which every live peer knows exactly the live peers;
+//!   expected when the scenario says so (`expect_formed`) or when the connection limit
+//!   leaves room for everyone and the live peers' dial graph is connected;
+//! - `quiet_traffic`: no traffic storm ever (more than [`STORM_RATE`] frames per peer
+//!   per second over a sample interval stops the run), and once the mesh has converged
+//!   and the workload is over, each gossip interval carries no more frames per peer
+//!   than heartbeats and periodic gossip account for (see `quiet_bound`);
 //! - `planted`: the scenario's deliberately failing check, if any.
 
-use std::any::Any;
+mod app;
+mod checks;
+mod verdict;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mesh_proto::config::{MAX_QUEUED_BYTES, WRITE_WINDOW};
-use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::{ChannelHandle, Config, GossipError, Gossiper, Instant, Node, PeerName};
+use mesh_proto::{Config, Instant, PeerName};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::apps::{Ids, decode_ids};
+pub use verdict::{INVARIANTS, InvariantReport, Verdict};
+
+use crate::apps::{Blob, Ids};
 use crate::scenario::{FaultKind, Link, Scenario, Topology};
-use crate::{Cut, LinkProfile, NodeId, Sim, SimClock};
+use crate::{Cut, LinkProfile, NodeId, Sim};
+use app::{App, setup};
+use verdict::Tally;
 
 /// A peer that stops reading must have lost every connection this long after it stopped
 /// (the 60 s receive timeout, plus a periodic tick of slack).
@@ -48,21 +78,14 @@ pub const SLOW_READER_BOUND: Duration = Duration::from_secs(120);
 pub const PROBE_WINDOW: Duration = Duration::from_secs(10);
 /// Probe message ids start here (workload ids are below).
 const PROBE_BASE: u64 = 1 << 40;
-
-/// Every invariant the runner checks.
-pub const INVARIANTS: [&str; 11] = [
-    "no_panic",
-    "topology_agreement",
-    "routes",
-    "exactly_once",
-    "counters",
-    "queue_bound",
-    "relay_channel_bound",
-    "slow_reader",
-    "reconnection",
-    "formation",
-    "planted",
-];
+/// Most peers that send probes (every live peer in smaller meshes).
+pub const PROBE_SOURCES: usize = 64;
+/// Unicasts in one burst of the bulk workload.
+pub const BULK_BURST: usize = 128;
+/// Frames per live peer per second that make a storm (the busiest honest moments, a
+/// bulk burst relayed over several hops or a big table's first exchange, stay far
+/// below).
+pub const STORM_RATE: f64 = 5_000.0;
 
 /// One invariant that did not hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,7 +156,12 @@ pub struct Report {
     pub nodes: usize,
     /// Virtual time at the end, ms.
     pub virtual_ms: u64,
-    /// From the final heal until every component agreed on the topology, ms.
+    /// When the last disturbance ended (the final heal), ms.
+    pub final_heal_ms: u64,
+    /// Whether convergence meant one formed mesh (formation expected) rather than
+    /// agreement within each component.
+    pub convergence_as_one_mesh: bool,
+    /// From the final heal until the mesh agreed for good (see the module docs), ms.
     pub convergence_ms: Option<u64>,
     /// Frames sent per peer (all incarnations).
     pub messages_per_peer: f64,
@@ -151,8 +179,8 @@ pub struct Report {
     pub faults: BTreeMap<String, u64>,
     /// How often each protocol event happened.
     pub events: BTreeMap<String, u64>,
-    /// Verdict per invariant (`true`: held).
-    pub invariants: BTreeMap<String, bool>,
+    /// Verdict per invariant, with what it examined.
+    pub invariants: BTreeMap<String, InvariantReport>,
     /// Every violation, in order.
     pub violations: Vec<Violation>,
     /// Fingerprint of everything the peers sent and reported.
@@ -181,7 +209,7 @@ pub struct WallTime {
 }
 
 impl Report {
-    /// Whether every invariant held.
+    /// Whether every invariant held (or did not apply).
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
@@ -189,6 +217,11 @@ impl Report {
     /// The first violation, if any.
     pub fn first_violation(&self) -> Option<&Violation> {
         self.violations.first()
+    }
+
+    /// Whether `invariant` examined something and held.
+    pub fn held(&self, invariant: &str) -> bool {
+        self.invariants.get(invariant).is_some_and(InvariantReport::held)
     }
 }
 
@@ -215,86 +248,34 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-// ---------------------------------------------------------------------- the app
-
-/// Deliveries seen by one peer's tracker: id → (times delivered, first delivery).
-#[derive(Debug, Default)]
-struct Seen {
-    broadcasts: BTreeMap<u64, (u32, Instant)>,
-    unicasts: BTreeMap<u64, (u32, Instant)>,
-    broadcast_messages: u64,
-}
-
-struct TrackerGossiper {
-    seen: Arc<Mutex<Seen>>,
-    clock: SimClock,
-}
-
-impl Gossiper for TrackerGossiper {
-    type Data = Ids;
-    fn gossip(&mut self) -> Option<Ids> {
-        None
+/// The report of a run that panicked with `msg`: `no_panic` violated, nothing else
+/// checked.
+pub fn panicked(sc: &Scenario, msg: String) -> Report {
+    let mut tally = Tally::default();
+    tally.violated("no_panic");
+    for (inv, _) in INVARIANTS {
+        tally.not_applicable(inv, "not checked: the run panicked");
     }
-    fn on_gossip(&mut self, _: &[u8]) -> Result<Option<Ids>, GossipError> {
-        Ok(None)
+    Report {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        nodes: sc.nodes,
+        invariants: tally.finish(),
+        violations: vec![Violation {
+            invariant: "no_panic".into(),
+            nodes: Vec::new(),
+            at_ms: 0,
+            seed: sc.seed,
+            detail: msg,
+        }],
+        ..Report::default()
     }
-    fn on_broadcast(&mut self, _: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
-        let ids = decode_ids(payload)?;
-        let now = self.clock.now();
-        let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        s.broadcast_messages += 1;
-        for id in &ids.0 {
-            s.broadcasts.entry(*id).or_insert((0, now)).0 += 1;
-        }
-        Ok(Some(ids))
-    }
-    fn on_unicast(&mut self, _: PeerName, payload: &[u8]) -> Result<(), GossipError> {
-        let now = self.clock.now();
-        let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for id in decode_ids(payload)?.0 {
-            s.unicasts.entry(id).or_insert((0, now)).0 += 1;
-        }
-        Ok(())
-    }
-}
-
-/// The application every simulated peer runs: the counter and the tracker.
-struct App {
-    counter: Counter,
-    counter_ch: ChannelHandle<Counts>,
-    seen: Arc<Mutex<Seen>>,
-    track_ch: ChannelHandle<Ids>,
 }
 
 /// A peer's name in a scenario.
 pub fn peer_name(i: usize) -> PeerName {
     PeerName::from_u64(0x0a00_0000_0000 + i as u64 + 1)
         .unwrap_or_else(|_| PeerName::from_u64(1).expect("1 fits"))
-}
-
-/// Registers the app on a (re)started peer and dials its initial peers; the counter
-/// starts from the peer's own increments so far, as if it had kept them on disk.
-fn setup(
-    i: usize,
-    clock: SimClock,
-    own: Rc<RefCell<Vec<i64>>>,
-    dials: Vec<String>,
-) -> impl FnMut(&mut Node, Instant) -> Box<dyn Any> {
-    move |node, now| {
-        let mut state = Counts::default();
-        let mine = own.borrow().get(i).copied().unwrap_or(0);
-        if mine > 0 {
-            state.0.insert(node.name(), mine);
-        }
-        let counter = Counter::with_state(node.name(), state);
-        let counter_ch = node.register_channel("default", counter.gossiper()).expect("fresh node");
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let track_ch = node
-            .register_channel("track", TrackerGossiper { seen: seen.clone(), clock: clock.clone() })
-            .expect("fresh node");
-        node.initiate_connections(&dials, false, now);
-        Box::new(App { counter, counter_ch, seen, track_ch })
-    }
 }
 
 // ---------------------------------------------------------------------- the run
@@ -307,6 +288,8 @@ enum Action {
     Broadcast,
     Unicast,
     Churn,
+    Bulk,
+    SparseBroadcast,
 }
 
 fn profile(l: &Link) -> LinkProfile {
@@ -315,6 +298,14 @@ fn profile(l: &Link) -> LinkProfile {
         jitter: Duration::from_secs_f64(l.jitter_ms / 1000.0),
         bandwidth: l.bandwidth_kib.map(|k| k.saturating_mul(1024)),
     }
+}
+
+/// A tracked unicast that the sending node accepted.
+#[derive(Clone, Copy, Debug)]
+struct SentUnicast {
+    from: usize,
+    to: usize,
+    at: Instant,
 }
 
 struct Runner<'a> {
@@ -328,7 +319,9 @@ struct Runner<'a> {
     own: Rc<RefCell<Vec<i64>>>,
     next_id: u64,
     sent_broadcasts: BTreeMap<u64, (usize, Instant)>,
+    sent_unicasts: BTreeMap<u64, SentUnicast>,
     report: Report,
+    tally: Tally,
     /// (node, deadline, pipes open when it stopped reading).
     slow_checks: Vec<(usize, Instant, Vec<usize>)>,
     last_bytes: u64,
@@ -337,8 +330,18 @@ struct Runner<'a> {
     direct: BTreeSet<(usize, usize)>,
     /// The peers each member dials at every start.
     initial_dials: Vec<Vec<usize>>,
+    /// When the last disturbance ends.
+    final_heal: Instant,
+    /// Since when the mesh has agreed without change, and on what (a fingerprint).
+    stable: Option<(Instant, u64)>,
+    /// Whether one formed mesh is expected (or why not), decided after the final heal.
+    one_mesh: Option<Result<(), String>>,
     /// Wall clock when virtual time reached the workload's start.
     wall_at_start: Option<std::time::Instant>,
+    /// (sample time, frames sent by every member incarnation so far).
+    frames: Vec<(Instant, u64)>,
+    /// Stopped early (a storm would not end).
+    aborted: bool,
 }
 
 /// Runs `sc` to the end and reports. Panics inside the protocol propagate (the explorer
@@ -378,14 +381,13 @@ impl<'a> Runner<'a> {
             direct.extend(peers.iter().map(|&j| (i, j)));
             initial_dials.push(peers);
             let config = Self::config(sc, i, peer_name(i), sc.password.clone());
-            let id = sim.add_node(config, setup(i, sim.clock(), own.clone(), dials));
-            members.push(id);
+            let app = setup(i, sim.clock(), own.clone(), dials, sc.workload.sparse_channels);
+            members.push(sim.add_node(config, app));
         }
         let report = Report {
             scenario: sc.name.clone(),
             seed: sc.seed,
             nodes: sc.nodes,
-            invariants: INVARIANTS.iter().map(|i| (i.to_string(), true)).collect(),
             faults: crate::scenario::FaultKind::CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
             ..Report::default()
         };
@@ -399,13 +401,20 @@ impl<'a> Runner<'a> {
             own,
             next_id: 1,
             sent_broadcasts: BTreeMap::new(),
+            sent_unicasts: BTreeMap::new(),
             report,
+            tally: Tally::default(),
             slow_checks: Vec::new(),
             last_bytes: 0,
             last_sample: Instant::ZERO,
             direct,
             initial_dials,
+            final_heal: Instant::ZERO,
+            stable: None,
+            one_mesh: None,
             wall_at_start: None,
+            frames: Vec::new(),
+            aborted: false,
         }
     }
 
@@ -415,6 +424,13 @@ impl<'a> Runner<'a> {
         c.conn_limit = sc.connection_limit;
         c.peer_discovery = sc.discovery;
         c.gossip_interval = Duration::from_millis(sc.gossip_interval_ms);
+        if let Some(m) = sc.max_relay_channels {
+            c.max_relay_channels = m;
+        }
+        #[cfg(feature = "sabotage")]
+        {
+            c.sabotage = sc.sabotage.iter().filter_map(|s| s.parse().ok()).collect();
+        }
         c
     }
 
@@ -445,9 +461,7 @@ impl<'a> Runner<'a> {
     }
 
     fn violate(&mut self, invariant: &str, nodes: Vec<usize>, detail: String) {
-        if let Some(v) = self.report.invariants.get_mut(invariant) {
-            *v = false;
-        }
+        self.tally.violated(invariant);
         let at_ms = self.ms();
         self.report.violations.push(Violation {
             invariant: invariant.to_owned(),
@@ -459,7 +473,7 @@ impl<'a> Runner<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.opts.stop_at_first && !self.report.violations.is_empty()
+        self.aborted || (self.opts.stop_at_first && !self.report.violations.is_empty())
     }
 
     fn sample_interval(&self) -> Duration {
@@ -484,9 +498,9 @@ impl<'a> Runner<'a> {
         Instant::ZERO + Duration::from_millis(ms)
     }
 
-    fn execute(&mut self) {
+    /// The workload's and the faults' actions in time order.
+    fn timeline(&mut self) -> Vec<(u64, Action)> {
         let sc = self.sc;
-        // The timeline: fault starts and ends, workload operations.
         let mut timeline: Vec<(u64, Action)> = Vec::new();
         for (k, f) in sc.faults.iter().enumerate() {
             timeline.push((f.at_ms, Action::FaultStart(k)));
@@ -526,7 +540,29 @@ impl<'a> Runner<'a> {
         }
         random_times(w.unicasts, Action::Unicast, &mut self.rng, &mut timeline);
         random_times(w.churn, Action::Churn, &mut self.rng, &mut timeline);
+        random_times(w.bulk, Action::Bulk, &mut self.rng, &mut timeline);
+        random_times(w.sparse_broadcasts, Action::SparseBroadcast, &mut self.rng, &mut timeline);
         timeline.sort();
+        timeline
+    }
+
+    /// The last disturbance: the last fault end (a crash for good counts at its start,
+    /// faults without an end at the end of the active phase) or the last churn.
+    fn final_heal_ms(&self, timeline: &[(u64, Action)]) -> u64 {
+        let faults = self.sc.faults.iter().map(|f| match (&f.kind, f.until_ms) {
+            (_, Some(u)) => u,
+            (FaultKind::Crash { .. }, None) => f.at_ms,
+            (_, None) => self.sc.duration_ms,
+        });
+        let churn = timeline.iter().filter(|(_, a)| *a == Action::Churn).map(|(t, _)| *t);
+        faults.chain(churn).max().unwrap_or(0)
+    }
+
+    fn execute(&mut self) {
+        let sc = self.sc;
+        let timeline = self.timeline();
+        self.report.final_heal_ms = self.final_heal_ms(&timeline);
+        self.final_heal = Self::at(self.report.final_heal_ms);
 
         let planned = sc.duration_ms + sc.quiet_ms;
         let step = self.sample_interval();
@@ -538,6 +574,9 @@ impl<'a> Runner<'a> {
                 self.sim.run_until(next_sample);
                 self.sample();
                 next_sample += step;
+                if self.stopped() {
+                    return;
+                }
             }
             self.sim.run_until(t);
             match action {
@@ -551,13 +590,11 @@ impl<'a> Runner<'a> {
                     }
                 }
                 Action::Increment => self.increment(),
-                Action::Broadcast => {
-                    self.broadcast();
-                }
-                Action::Unicast => {
-                    self.unicast();
-                }
+                Action::Broadcast => self.broadcast(),
+                Action::Unicast => self.unicast(),
                 Action::Churn => self.churn(),
+                Action::Bulk => self.bulk(),
+                Action::SparseBroadcast => self.sparse_broadcast(),
             }
             if self.stopped() {
                 return;
@@ -568,9 +605,13 @@ impl<'a> Runner<'a> {
             self.sim.run_until(next_sample);
             self.sample();
             next_sample += step;
+            if self.stopped() {
+                return;
+            }
         }
         self.sim.run_until(heal);
-        // The final heal: every fault still active ends (crashes without an end stay).
+        // The end of the active phase: every fault still active ends (crashes without an
+        // end stay).
         for k in active {
             self.fault(k, false);
         }
@@ -582,16 +623,12 @@ impl<'a> Runner<'a> {
             p(sc.duration_ms, planned);
         }
 
-        // Converge, then the quiet period.
+        // The quiet period.
         let end = heal + Duration::from_millis(sc.quiet_ms);
-        let mut converged_at = None;
         while self.sim.now() < end {
             let next = (self.sim.now() + step).min(end);
             self.sim.run_until(next);
             self.sample();
-            if converged_at.is_none() && self.components_agree() {
-                converged_at = Some(self.sim.now());
-            }
             if let Some(p) = &self.opts.progress {
                 p(self.ms(), planned);
             }
@@ -599,7 +636,6 @@ impl<'a> Runner<'a> {
                 return;
             }
         }
-        self.report.convergence_ms = converged_at.map(|t| (t - heal).as_millis() as u64);
         self.final_checks();
     }
 
@@ -619,15 +655,106 @@ impl<'a> Runner<'a> {
         self.report.series.bytes_per_sec.push((t, (bytes - self.last_bytes) as f64 / dt));
         self.last_bytes = bytes;
         self.last_sample = now;
+        // Strictly after: a sample at the very instant of the last fault's end runs
+        // before the fault is lifted.
+        if now > self.final_heal {
+            self.watch_convergence(now);
+        }
+        self.check_bounds(&live);
+        self.check_slow_readers(now);
+        self.check_storm(now, live.len());
+    }
 
-        // Bounds.
-        for &i in &live {
+    /// Frames sent by every member incarnation so far (intruders excluded).
+    fn frames_sent(&self) -> u64 {
+        let live: u64 =
+            self.members.iter().filter_map(|id| self.sim.node(*id)).map(|n| n.stats().frames_sent).sum();
+        let retired = self.sim.retired_stats.iter().filter(|(id, _)| id.0 < self.members.len());
+        live + retired.map(|(_, s)| s.frames_sent).sum::<u64>()
+    }
+
+    /// A storm does not end by itself: it is a violation, and the run stops.
+    fn check_storm(&mut self, now: Instant, live: usize) {
+        let frames = self.frames_sent();
+        if let Some(&(t, before)) = self.frames.last() {
+            let secs = (now - t).as_secs_f64().max(1e-9);
+            let rate = (frames - before) as f64 / secs / live.max(1) as f64;
+            if rate > STORM_RATE {
+                self.violate(
+                    "quiet_traffic",
+                    Vec::new(),
+                    format!("a storm: {rate:.0} frames per peer per second"),
+                );
+                self.aborted = true;
+            }
+        }
+        self.frames.push((now, frames));
+    }
+
+    /// Keeps `stable`: since when the mesh has agreed without a record changing.
+    fn watch_convergence(&mut self, now: Instant) {
+        if self.one_mesh.is_none() {
+            let expected = self.formation_expected();
+            self.report.convergence_as_one_mesh = expected.is_ok();
+            self.one_mesh = Some(expected);
+        }
+        match self.agreement() {
+            Some(fp) if self.stable.is_some_and(|(_, f)| f == fp) => {}
+            Some(fp) => self.stable = Some((now, fp)),
+            None => self.stable = None,
+        }
+    }
+
+    /// A fingerprint of what the live mesh agrees on, if it agrees: one component naming
+    /// exactly the live peers when formation is expected, otherwise every component
+    /// agreeing on itself. Records are compared by name, UID and version (a record's
+    /// connections are fixed by its version); `topology_agreement` compares them in full.
+    fn agreement(&self) -> Option<u64> {
+        let comps = self.components();
+        if self.report.convergence_as_one_mesh && comps.len() != 1 {
+            return None;
+        }
+        let mut all = FNV_OFFSET;
+        for c in &comps {
+            let mut first: Option<u64> = None;
+            for &i in c {
+                let node = self.sim.node(self.members[i])?;
+                let fp = node
+                    .peers()
+                    .iter()
+                    .fold(FNV_OFFSET, |h, p| fnv(fnv(fnv(h, p.name.to_u64()), p.uid), p.version));
+                match first {
+                    None => {
+                        let names: BTreeSet<PeerName> = c.iter().map(|i| peer_name(*i)).collect();
+                        if !self.knows_exactly(i, &names) {
+                            return None;
+                        }
+                        first = Some(fp);
+                    }
+                    Some(f) if f != fp => return None,
+                    Some(_) => {}
+                }
+            }
+            all = fnv(all, first.unwrap_or(0));
+        }
+        Some(all)
+    }
+
+    fn check_bounds(&mut self, live: &[usize]) {
+        for &i in live {
             let id = self.members[i];
             let Some(node) = self.sim.node(id) else { continue };
             let limit = node.config().max_relay_channels;
             let relays = node.relay_channel_count();
             let bound = MAX_QUEUED_BYTES + WRITE_WINDOW + node.config().max_frame_len;
-            let worst = self.sim.conns_of(id).into_iter().map(|c| node.queued_bytes(c)).max().unwrap_or(0);
+            let conns = self.sim.conns_of(id);
+            let worst = conns.iter().map(|c| node.queued_bytes(*c)).max().unwrap_or(0);
+            self.tally.examined("queue_bound", conns.len() as u64);
+            self.tally.load("queue_bound", worst, bound);
+            if relays > 0 {
+                self.tally.examined("relay_channel_bound", 1);
+                self.tally.load("relay_channel_bound", relays, limit);
+            }
             if relays > limit {
                 self.violate(
                     "relay_channel_bound",
@@ -643,12 +770,15 @@ impl<'a> Runner<'a> {
                 );
             }
         }
-        // Slow readers.
+    }
+
+    fn check_slow_readers(&mut self, now: Instant) {
         let due: Vec<(usize, Instant, Vec<usize>)> =
             self.slow_checks.iter().filter(|c| c.1 <= now).cloned().collect();
         self.slow_checks.retain(|c| c.1 > now);
         for (i, _, pipes) in due {
-            let still: Vec<usize> = pipes.into_iter().filter(|p| self.sim.pipe_open(*p)).collect();
+            self.tally.examined("slow_reader", 1);
+            let still: Vec<usize> = pipes.into_iter().filter(|p| self.sim.pipe_held(*p)).collect();
             if !still.is_empty() {
                 self.violate(
                     "slow_reader",
@@ -693,6 +823,7 @@ impl<'a> Runner<'a> {
                     }
                 }
                 if let (false, Some(p)) = (start, self.sc.planted) {
+                    self.tally.examined("planted", 1);
                     let lasted = self.ms().saturating_sub(f.at_ms);
                     if lasted > p.one_way_longer_than_ms {
                         let nodes = f.kind.nodes();
@@ -717,7 +848,7 @@ impl<'a> Runner<'a> {
                 self.sim.set_reading(id, !start);
                 if start {
                     let lasts = f.until_ms.unwrap_or(self.sc.duration_ms).saturating_sub(f.at_ms);
-                    if Duration::from_millis(lasts) >= SLOW_READER_BOUND {
+                    if Duration::from_millis(lasts) >= SLOW_READER_BOUND && self.sim.is_live(id) {
                         let pipes = self.sim.open_pipes_of(id);
                         self.slow_checks.push((*node, self.sim.now() + SLOW_READER_BOUND, pipes));
                     }
@@ -761,7 +892,8 @@ impl<'a> Runner<'a> {
                     let config = Self::config(self.sc, i, name, password);
                     let dials = vec![Sim::address_of(*via)];
                     let own = Rc::new(RefCell::new(Vec::new()));
-                    let id = self.sim.add_node(config, setup(usize::MAX, self.sim.clock(), own, dials));
+                    let app = setup(usize::MAX, self.sim.clock(), own, dials, 0);
+                    let id = self.sim.add_node(config, app);
                     self.intruders.insert(k, id);
                 } else if let Some(id) = self.intruders.remove(&k) {
                     self.sim.crash(id);
@@ -801,13 +933,17 @@ impl<'a> Runner<'a> {
         self.broadcast_from(i, id);
     }
 
+    /// A tracked unicast; remembered only if the sending node accepted it.
     fn unicast_between(&mut self, from: usize, to: usize, id: u64) {
         let dest = peer_name(to);
-        self.sim.act(self.members[from], |node, app, now| {
-            if let Some(app) = app.downcast_ref::<App>() {
-                let _ = node.unicast(&app.track_ch, dest, &id.to_be_bytes(), now);
-            }
+        let at = self.sim.now();
+        let sent = self.sim.act(self.members[from], |node, app, now| {
+            app.downcast_ref::<App>()
+                .is_some_and(|app| node.unicast(&app.track_ch, dest, &id.to_be_bytes(), now).is_ok())
         });
+        if sent == Some(true) {
+            self.sent_unicasts.insert(id, SentUnicast { from, to, at });
+        }
     }
 
     fn unicast(&mut self) {
@@ -819,6 +955,39 @@ impl<'a> Runner<'a> {
         let id = self.next_id;
         self.next_id += 1;
         self.unicast_between(a, b, id);
+    }
+
+    /// A burst of large untracked unicasts between two peers: it fills queues towards
+    /// slow links up to their bound (refused sends and relay drops are expected).
+    fn bulk(&mut self) {
+        let live = self.live_members();
+        let (Some(a), Some(b)) = (self.pick(&live), self.pick(&live)) else { return };
+        let size = self.sc.workload.payload_bytes;
+        if a == b || size == 0 {
+            return;
+        }
+        let dest = peer_name(b);
+        let payload = vec![0x5a; size];
+        self.sim.act(self.members[a], |node, app, now| {
+            if let Some(app) = app.downcast_ref::<App>() {
+                for _ in 0..BULK_BURST {
+                    let _ = node.unicast(&app.bulk_ch, dest, &payload, now);
+                }
+            }
+        });
+    }
+
+    /// A broadcast on one of the sending peer's sparse channels (others relay it).
+    fn sparse_broadcast(&mut self) {
+        let live = self.live_members();
+        let Some(i) = self.pick(&live) else { return };
+        let pick = self.rng.next_u64() as usize;
+        self.sim.act(self.members[i], |node, app, now| {
+            if let Some(app) = app.downcast_ref::<App>().filter(|a| !a.sparse.is_empty()) {
+                let ch = &app.sparse[pick % app.sparse.len()];
+                node.broadcast(ch, Blob(Bytes::from_static(b"sparse")), now);
+            }
+        });
     }
 
     fn churn(&mut self) {
@@ -844,94 +1013,6 @@ impl<'a> Runner<'a> {
         });
     }
 
-    /// Connected components of live members over registered connections.
-    fn components(&self) -> Vec<Vec<usize>> {
-        let live = self.live_members();
-        let index: BTreeMap<PeerName, usize> = live.iter().map(|i| (peer_name(*i), *i)).collect();
-        let mut parent: BTreeMap<usize, usize> = live.iter().map(|i| (*i, *i)).collect();
-        fn find(p: &mut BTreeMap<usize, usize>, x: usize) -> usize {
-            let mut r = x;
-            while p[&r] != r {
-                r = p[&r];
-            }
-            p.insert(x, r);
-            r
-        }
-        for &i in &live {
-            let Some(node) = self.sim.node(self.members[i]) else { continue };
-            for peer in node.connected_peers() {
-                if let Some(&j) = index.get(&peer) {
-                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                    parent.insert(a, b);
-                }
-            }
-        }
-        let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &i in &live {
-            let r = find(&mut parent, i);
-            comps.entry(r).or_default().push(i);
-        }
-        comps.into_values().collect()
-    }
-
-    fn components_agree(&self) -> bool {
-        self.components().iter().all(|c| {
-            let ids: Vec<NodeId> = c.iter().map(|i| self.members[*i]).collect();
-            self.sim.topology_converged(&ids)
-        })
-    }
-
-    fn final_checks(&mut self) {
-        // Let a component that is still settling (a late reconnection) converge first.
-        let step = self.sample_interval();
-        let mut waited = Duration::ZERO;
-        while !self.components_agree() && waited < Duration::from_secs(120) {
-            self.sim.run_for(step);
-            waited += step;
-        }
-        let comps = self.components();
-        for c in &comps {
-            let ids: Vec<NodeId> = c.iter().map(|i| self.members[*i]).collect();
-            if !self.sim.topology_converged(&ids) {
-                let detail = self.disagreement(c);
-                self.violate("topology_agreement", c.clone(), detail);
-            }
-        }
-        if self.stopped() {
-            return;
-        }
-        self.check_reconnection(&comps);
-        self.check_formation(&comps);
-        self.check_routes(&comps);
-        self.check_counters(&comps);
-        self.probes(&comps);
-        self.trace();
-    }
-
-    /// With `expect_formed`: one component, and every live peer knows exactly the live
-    /// peers (a peer locked out at a connection limit is its own consistent component,
-    /// which `topology_agreement` cannot see).
-    fn check_formation(&mut self, comps: &[Vec<usize>]) {
-        if !self.sc.expect_formed {
-            return;
-        }
-        if comps.len() > 1 {
-            let mut sizes: Vec<usize> = comps.iter().map(Vec::len).collect();
-            sizes.sort_unstable_by(|a, b| b.cmp(a));
-            let strays: Vec<usize> = comps.iter().filter(|c| c.len() < sizes[0]).flatten().copied().collect();
-            let detail = format!("{} components (sizes {sizes:?})", comps.len());
-            self.violate("formation", strays, detail);
-            return;
-        }
-        let live = self.live_members();
-        let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
-        let partial: Vec<usize> = live.iter().copied().filter(|&i| !self.knows_exactly(i, &expect)).collect();
-        if !partial.is_empty() {
-            let detail = format!("{} peers do not know exactly the live peers", partial.len());
-            self.violate("formation", partial, detail);
-        }
-    }
-
     /// Whether live member `i`'s table holds exactly the peers in `expect`.
     fn knows_exactly(&self, i: usize, expect: &BTreeSet<PeerName>) -> bool {
         self.sim.node(self.members[i]).is_some_and(|n| {
@@ -939,255 +1020,28 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn check_reconnection(&mut self, comps: &[Vec<usize>]) {
+    /// Whether one formed mesh is expected after the final heal; otherwise why not.
+    fn formation_expected(&self) -> Result<(), String> {
+        if self.sc.expect_formed {
+            return Ok(());
+        }
         let intruders =
             self.sc.faults.iter().filter(|f| matches!(f.kind, FaultKind::Intruder { .. })).count();
-        if self.sc.connection_limit < self.members.len() + intruders {
-            return;
+        let n = self.members.len() + intruders;
+        if self.sc.connection_limit < n {
+            return Err(format!("connection limit {} is below the {n} peers", self.sc.connection_limit));
         }
-        let comp_of: BTreeMap<usize, usize> =
-            comps.iter().enumerate().flat_map(|(k, c)| c.iter().map(move |i| (*i, k))).collect();
-        let pairs: Vec<(usize, usize)> = self.direct.iter().copied().collect();
-        for (a, b) in pairs {
-            if let (Some(x), Some(y)) = (comp_of.get(&a), comp_of.get(&b)) {
-                if x != y {
-                    self.violate(
-                        "reconnection",
-                        vec![a, b],
-                        format!("n{a} dials n{b}, but they are in different components"),
-                    );
-                    return;
-                }
-            }
+        // Peers crashed for good and churn may split who dials whom; with room for every
+        // connection, a connected dial graph forms one mesh (discovery only adds links).
+        if !self.dial_graph_connected() {
+            return Err("the live peers' dial graph is split (by crashes for good or churn)".into());
         }
+        Ok(())
     }
+}
 
-    fn disagreement(&self, c: &[usize]) -> String {
-        let mut views = Vec::new();
-        for &i in c.iter().take(4) {
-            if let Some(n) = self.sim.node(self.members[i]) {
-                let v: Vec<String> = n
-                    .peers()
-                    .iter()
-                    .map(|p| format!("{}v{}c{}", p.name, p.version, p.connections.len()))
-                    .collect();
-                views.push(format!("n{i}: [{}]", v.join(" ")));
-            }
-        }
-        views.join("; ")
-    }
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-    fn check_routes(&mut self, comps: &[Vec<usize>]) {
-        let by_name: BTreeMap<PeerName, usize> = (0..self.members.len()).map(|i| (peer_name(i), i)).collect();
-        for c in comps {
-            let mut tables: BTreeMap<usize, BTreeMap<PeerName, PeerName>> = BTreeMap::new();
-            for &i in c {
-                if let Some(t) = self.sim.unicast_routes(self.members[i]) {
-                    tables.insert(i, t);
-                }
-            }
-            // All pairs for small components, a sample for big ones.
-            let pairs: Vec<(usize, usize)> = if c.len() <= 100 {
-                c.iter().flat_map(|a| c.iter().map(move |b| (*a, *b))).filter(|(a, b)| a != b).collect()
-            } else {
-                (0..4000)
-                    .filter_map(|_| {
-                        let a = c[(self.rng.next_u64() % c.len() as u64) as usize];
-                        let b = c[(self.rng.next_u64() % c.len() as u64) as usize];
-                        (a != b).then_some((a, b))
-                    })
-                    .collect()
-            };
-            for (src, dst) in pairs {
-                let target = peer_name(dst);
-                let mut hop = src;
-                let mut steps = 0;
-                let mut failure = None;
-                while hop != dst {
-                    steps += 1;
-                    let next = tables.get(&hop).and_then(|t| t.get(&target)).and_then(|n| by_name.get(n));
-                    match next {
-                        None => {
-                            failure = Some(format!("n{hop} has no route to n{dst} (from n{src})"));
-                            break;
-                        }
-                        Some(&n) if steps > c.len() => {
-                            failure = Some(format!("route from n{src} to n{dst} loops (at n{n})"));
-                            break;
-                        }
-                        Some(&n) => hop = n,
-                    }
-                }
-                if let Some(f) = failure {
-                    self.violate("routes", vec![src, dst], f);
-                    break;
-                }
-            }
-        }
-    }
-
-    fn check_counters(&mut self, comps: &[Vec<usize>]) {
-        let own = self.own.borrow().clone();
-        for c in comps {
-            let mut reference: Option<(usize, Counts)> = None;
-            for &i in c {
-                let Some(app) = self.sim.app::<App>(self.members[i]) else { continue };
-                let snap = app.counter.snapshot();
-                let mine = snap.0.get(&peer_name(i)).copied().unwrap_or(0);
-                if mine != own[i] {
-                    self.violate(
-                        "counters",
-                        vec![i],
-                        format!("n{i} holds {mine} for its own entry after {} increments", own[i]),
-                    );
-                    return;
-                }
-                match &reference {
-                    None => reference = Some((i, snap)),
-                    Some((j, r)) if *r != snap => {
-                        let detail = format!("n{i} has {} but n{j} has {}", snap.value(), r.value());
-                        let j = *j;
-                        self.violate("counters", vec![j, i], detail);
-                        return;
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    fn probes(&mut self, comps: &[Vec<usize>]) {
-        let mut expect_b: Vec<(u64, usize, Vec<usize>)> = Vec::new();
-        let mut expect_u: Vec<(u64, usize, usize)> = Vec::new();
-        for k in 0..self.sc.probes as u64 {
-            let live = self.live_members();
-            let Some(src) = self.pick(&live) else { return };
-            let Some(comp) = comps.iter().find(|c| c.contains(&src)) else { continue };
-            let targets: Vec<usize> = comp.iter().copied().filter(|i| *i != src).collect();
-            let id = PROBE_BASE + 2 * k;
-            self.broadcast_from(src, id);
-            expect_b.push((id, src, targets.clone()));
-            if let Some(dst) = self.pick(&targets) {
-                let id = PROBE_BASE + 2 * k + 1;
-                self.unicast_between(src, dst, id);
-                expect_u.push((id, src, dst));
-            }
-        }
-        self.sim.run_for(PROBE_WINDOW);
-        for (id, src, targets) in expect_b {
-            for t in targets {
-                let n = self.seen(t, |s| s.broadcasts.get(&id).map_or(0, |e| e.0));
-                if n != 1 {
-                    self.violate(
-                        "exactly_once",
-                        vec![src, t],
-                        format!("probe broadcast {id} from n{src} reached n{t} {n} times"),
-                    );
-                    return;
-                }
-            }
-        }
-        for (id, src, dst) in expect_u {
-            let n = self.seen(dst, |s| s.unicasts.get(&id).map_or(0, |e| e.0));
-            if n != 1 {
-                self.violate(
-                    "exactly_once",
-                    vec![src, dst],
-                    format!("probe unicast {id} from n{src} reached n{dst} {n} times"),
-                );
-                return;
-            }
-        }
-    }
-
-    fn seen<T>(&self, i: usize, f: impl FnOnce(&Seen) -> T) -> T
-    where
-        T: Default,
-    {
-        match self.sim.app::<App>(self.members[i]) {
-            Some(app) => f(&app.seen.lock().unwrap_or_else(|e| e.into_inner())),
-            None => T::default(),
-        }
-    }
-
-    fn trace(&mut self) {
-        for &i in &self.opts.trace {
-            if i >= self.members.len() {
-                continue;
-            }
-            for (t, ev) in self.sim.events(self.members[i]) {
-                self.report.trace.push(format!("{:>10.3} s  n{i}  {ev:?}", t.as_nanos() as f64 / 1e9));
-            }
-        }
-    }
-
-    fn finish(mut self) -> Report {
-        let n = self.members.len();
-        // Latencies and duplicates, from every member's tracker.
-        let mut latencies = Vec::new();
-        let mut messages = 0u64;
-        let mut dups = 0u64;
-        for i in 0..n {
-            let Some(app) = self.sim.app::<App>(self.members[i]) else { continue };
-            let s = app.seen.lock().unwrap_or_else(|e| e.into_inner());
-            messages += s.broadcast_messages;
-            for (id, (count, first)) in &s.broadcasts {
-                dups += u64::from(count.saturating_sub(1));
-                if let Some((_, sent)) = self.sent_broadcasts.get(id) {
-                    latencies.push((*first - *sent).as_secs_f64() * 1000.0);
-                }
-            }
-        }
-        self.report.broadcast_latency_ms = percentiles(latencies.clone());
-        self.report.series.broadcast_latency_ms = latencies;
-        self.report.duplicate_deliveries = dups;
-        if self.report.broadcasts > 0 {
-            self.report.messages_per_broadcast = Some(messages as f64 / self.report.broadcasts as f64);
-        }
-        // Protocol events: live incarnations plus retired ones.
-        let mut stats: Vec<mesh_proto::node::Stats> =
-            self.sim.retired_stats.iter().map(|(_, s)| s.clone()).collect();
-        stats.extend(self.sim.live_ids().into_iter().filter_map(|id| self.sim.node(id).map(|n| n.stats())));
-        let sum = |f: fn(&mesh_proto::node::Stats) -> u64| stats.iter().map(f).sum::<u64>();
-        let frames = sum(|s| s.frames_sent);
-        for (k, v) in [
-            ("handshakes", sum(|s| s.handshakes)),
-            ("tie_breaks", sum(|s| s.tie_breaks)),
-            ("restarts_detected", sum(|s| s.restarts_detected)),
-            ("gc_removed", sum(|s| s.gc_removed)),
-            ("backoffs", sum(|s| s.backoffs)),
-            ("slow_reader_closes", sum(|s| s.slow_reader_closes)),
-            ("short_id_reassignments", sum(|s| s.short_id_reassignments)),
-            ("unicasts_dropped", sum(|s| s.unicasts_dropped)),
-            ("relay_channels_evicted", sum(|s| s.relay_channels_evicted)),
-        ] {
-            self.report.events.insert(k.to_owned(), v);
-        }
-        // Refused intruders and send-buffer closes, from the event logs.
-        let mut collisions = 0;
-        let mut wrong_pw = 0;
-        let mut full = Vec::new();
-        for id in self.sim.ids() {
-            for (_, ev) in self.sim.events(id) {
-                if let mesh_proto::Event::ConnectionClosed { reason, .. } = ev {
-                    match reason {
-                        mesh_proto::CloseReason::NameCollision(_) => collisions += 1,
-                        mesh_proto::CloseReason::Handshake(_) => wrong_pw += 1,
-                        mesh_proto::CloseReason::SendBufferFull => full.push(id.0),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        if !full.is_empty() {
-            self.violate("queue_bound", full, "a connection was closed for a full send buffer".into());
-        }
-        self.report.events.insert("name_collisions_refused".into(), collisions);
-        self.report.events.insert("handshakes_refused".into(), wrong_pw);
-        self.report.messages_per_peer = frames as f64 / n.max(1) as f64;
-        self.report.bytes_per_peer = self.sim.bytes_sent.iter().sum::<u64>() as f64 / n.max(1) as f64;
-        self.report.virtual_ms = self.ms();
-        self.report.digest = format!("{:016x}", self.sim.digest());
-        self.report
-    }
+fn fnv(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x0000_0100_0000_01b3)
 }
