@@ -6,7 +6,7 @@ use mesh_proto::crypto::{self, CryptoError, KeyPair, Session};
 use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
 use mesh_proto::name::{PeerName, PeerNameError, TextReason};
 use mesh_proto::time::Instant;
-use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures};
+use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures, RemoteFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder};
 use mesh_proto::wire::gob::{self, Scalar, Stream};
 use mesh_proto::wire::header::{self, Preamble};
@@ -274,6 +274,8 @@ fn features_parse_cases_match_go_verdicts() {
             m.push((key.to_owned(), val.to_owned()));
         }
     };
+    // The unedited map, as decoded (features_encode_and_decode checks it against Go).
+    let unedited = edited(&|_| {}).unwrap();
     let cases = v["parse_cases"].as_array().unwrap();
     assert_eq!(cases.len(), 11);
     for c in cases {
@@ -297,27 +299,35 @@ fn features_parse_cases_match_go_verdicts() {
         let go = c["result"].as_str().unwrap();
         if go == "accepted" {
             let f = result.unwrap_or_else(|e| panic!("{case}: {e}"));
-            match case {
+            let want = match case {
                 "missing ShortID and Trusted (optional keys)" => {
-                    assert!(f.short_id.is_none() && !f.trusts_us)
+                    RemoteFeatures { short_id: None, trusts_us: false, ..unedited.clone() }
                 }
-                "ShortID=4095" => assert_eq!(f.short_id, Some(4095)),
-                "Trusted=1" => assert!(f.trusts_us),
-                "Name=::a (short form)" => assert_eq!(f.name.to_u64(), 0xa),
-                _ => {}
-            }
+                "ShortID=4095" => RemoteFeatures { short_id: Some(4095), ..unedited.clone() },
+                "Trusted=1" => RemoteFeatures { trusts_us: true, ..unedited.clone() },
+                "Name=::a (short form)" => {
+                    RemoteFeatures { name: PeerName::from_u64(0xa).unwrap(), ..unedited.clone() }
+                }
+                "extra unknown key X-Foo" => unedited.clone(),
+                other => panic!("{other}: no expectation for a case Go accepts"),
+            };
+            assert_eq!(f, want, "{case}");
         } else {
             let err = result.expect_err(case);
-            let expected_kind = match case {
-                "missing ConnID" => matches!(err, FeaturesError::Missing("ConnID")),
-                "PeerNameFlavour=hash" => matches!(err, FeaturesError::Flavour(ref f) if f == "hash"),
-                "ShortID=4096 (13 bits)" => matches!(err, FeaturesError::Number { key: "ShortID", .. }),
-                "Trusted=yes" => matches!(err, FeaturesError::Trusted(_)),
-                "UID=-1" => matches!(err, FeaturesError::Number { key: "UID", .. }),
-                "Name=not-a-mac" => matches!(err, FeaturesError::Name(_)),
-                _ => false,
+            let number = |key, value: &str, max| FeaturesError::Number { key, value: value.into(), max };
+            let want = match case {
+                "missing ConnID" => FeaturesError::Missing("ConnID"),
+                "PeerNameFlavour=hash" => FeaturesError::Flavour("hash".into()),
+                "ShortID=4096 (13 bits)" => number("ShortID", "4096", 4095),
+                "Trusted=yes" => FeaturesError::Trusted("yes".into()),
+                "UID=-1" => number("UID", "-1", u64::MAX),
+                "Name=not-a-mac" => FeaturesError::Name(PeerNameError::Text {
+                    input: "not-a-mac".into(),
+                    reason: TextReason::BadCharacter('n'),
+                }),
+                other => panic!("{other}: no expectation for a case Go refuses"),
             };
-            assert!(expected_kind, "{case}: Go said {go:?}, we said {err:?}");
+            assert_eq!(err, want, "{case}: Go said {go:?}");
         }
     }
 }

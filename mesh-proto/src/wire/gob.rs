@@ -8,8 +8,8 @@
 //! Decoding borrows from the input and never copies strings or byte slices. Every length
 //! and count is checked against the bytes that remain before it is used (each gob value
 //! occupies at least one byte, so a count can never exceed what is left), nesting and the
-//! number of definitions are bounded by [`GobLimits`], and values of unknown fields are
-//! skipped without allocating.
+//! number of definitions are bounded by [`GobLimits`], a struct definition has at most 64
+//! fields, and values of unknown fields are skipped without allocating.
 //!
 //! Encoding writes exactly what Go writes: minimal integers, zero struct fields omitted,
 //! definitions in their own messages.
