@@ -18,19 +18,19 @@ fn tokio_and_smol_meshes_converge_together() {
         let rt = AsyncIo::default();
         let s1 = suite::start(&rt, 3, Some("mixed"), &[t1.mesh.local_addr()]).await;
         let s2 = suite::start(&rt, 4, Some("mixed"), &[t2.mesh.local_addr(), s1.mesh.local_addr()]).await;
-        suite::increment(&t1).await;
-        suite::increment(&t2).await;
-        suite::increment(&s1).await;
-        suite::increment(&s2).await;
-        suite::increment(&s2).await;
+        suite::increment(&rt, &t1).await;
+        suite::increment(&rt, &t2).await;
+        suite::increment(&rt, &s1).await;
+        suite::increment(&rt, &s2).await;
+        suite::increment(&rt, &s2).await;
         let values = || [t1.counter.value(), t2.counter.value(), s1.counter.value(), s2.counter.value()];
         assert!(suite::eventually(&rt, 20, || values() == [5; 4]).await, "{:?}", values());
-        for st in [t1.mesh.status().await.unwrap(), s2.mesh.status().await.unwrap()] {
+        for st in [suite::status(&rt, &t1.mesh).await, suite::status(&rt, &s2.mesh).await] {
             assert_eq!(st.peers.len(), 4);
         }
-        s1.mesh.shutdown().await.unwrap();
-        s2.mesh.shutdown().await.unwrap();
-        t1.mesh.shutdown().await.unwrap();
-        t2.mesh.shutdown().await.unwrap();
+        suite::shutdown(&rt, s1.mesh).await;
+        suite::shutdown(&rt, s2.mesh).await;
+        suite::shutdown(&rt, t1.mesh).await;
+        suite::shutdown(&rt, t2.mesh).await;
     });
 }

@@ -22,3 +22,15 @@ fn a_restarted_peer_with_the_same_name_rejoins() {
 fn a_wrong_password_is_refused_and_reported() {
     smol::block_on(suite::wrong_password_refused(AsyncIo::default()));
 }
+
+/// A wait that never ends fails the suite, saying what it waited for, instead of hanging.
+#[test]
+#[should_panic(expected = "timed out waiting for something that never comes")]
+fn a_stuck_wait_fails_instead_of_hanging() {
+    smol::block_on(suite::within(
+        &AsyncIo::default(),
+        1,
+        "something that never comes",
+        std::future::pending::<()>(),
+    ));
+}

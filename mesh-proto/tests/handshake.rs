@@ -4,6 +4,7 @@ use bytes::Bytes;
 use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Outcome, Progress, Role, Stage};
 use mesh_proto::name::PeerName;
 use mesh_proto::time::Instant;
+use mesh_proto::wire::features::RemoteFeatures;
 use mesh_proto::wire::header::{HeaderError, Preamble};
 use mesh_proto::wire::message::Message;
 use rand_chacha::ChaCha20Rng;
@@ -136,7 +137,17 @@ fn bad_flag_fails_the_receiver_and_the_sender_sees_the_close() {
     assert_eq!(a.unwrap_err(), HandshakeError::BadFlag(2));
     // The listener had all it needed from the dialer and finished: the refusal shows up
     // for it as the connection closing right after (as with Go).
-    assert!(b.is_ok());
+    let b = b.unwrap();
+    assert_eq!((b.version, b.session.is_none(), b.leftover.len()), (2, true, 0));
+    let dialer = RemoteFeatures {
+        name: PeerName::from_u64(1).unwrap(),
+        nickname: Bytes::from_static(b"peer1"),
+        uid: 1001,
+        conn_id: b.remote.conn_id,
+        short_id: Some(1),
+        trusts_us: false,
+    };
+    assert_eq!(b.remote, dialer);
 }
 
 #[test]

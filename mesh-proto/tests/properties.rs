@@ -233,6 +233,6 @@ fn decode_all(chunks: &[&[u8]], limit: usize) -> (Vec<Vec<u8>>, Result<(), Frame
 #[test]
 fn put_frame_refuses_oversize_bodies() {
     let mut out = Vec::new();
-    assert!(frame::put_frame(&mut out, &[0; 17], 16).is_err());
+    assert_eq!(frame::put_frame(&mut out, &[0; 17], 16), Err(FrameError::TooLarge { len: 17, max: 16 }));
     assert!(out.is_empty());
 }

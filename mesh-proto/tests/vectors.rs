@@ -6,7 +6,7 @@ use mesh_proto::crypto::{self, CryptoError, KeyPair, Session};
 use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
 use mesh_proto::name::{PeerName, PeerNameError, TextReason};
 use mesh_proto::time::Instant;
-use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures};
+use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures, RemoteFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder};
 use mesh_proto::wire::gob::{self, Scalar, Stream};
 use mesh_proto::wire::header::{self, Preamble};
@@ -274,6 +274,8 @@ fn features_parse_cases_match_go_verdicts() {
             m.push((key.to_owned(), val.to_owned()));
         }
     };
+    // The unedited map, as decoded (features_encode_and_decode checks it against Go).
+    let unedited = edited(&|_| {}).unwrap();
     let cases = v["parse_cases"].as_array().unwrap();
     assert_eq!(cases.len(), 11);
     for c in cases {
@@ -297,27 +299,35 @@ fn features_parse_cases_match_go_verdicts() {
         let go = c["result"].as_str().unwrap();
         if go == "accepted" {
             let f = result.unwrap_or_else(|e| panic!("{case}: {e}"));
-            match case {
+            let want = match case {
                 "missing ShortID and Trusted (optional keys)" => {
-                    assert!(f.short_id.is_none() && !f.trusts_us)
+                    RemoteFeatures { short_id: None, trusts_us: false, ..unedited.clone() }
                 }
-                "ShortID=4095" => assert_eq!(f.short_id, Some(4095)),
-                "Trusted=1" => assert!(f.trusts_us),
-                "Name=::a (short form)" => assert_eq!(f.name.to_u64(), 0xa),
-                _ => {}
-            }
+                "ShortID=4095" => RemoteFeatures { short_id: Some(4095), ..unedited.clone() },
+                "Trusted=1" => RemoteFeatures { trusts_us: true, ..unedited.clone() },
+                "Name=::a (short form)" => {
+                    RemoteFeatures { name: PeerName::from_u64(0xa).unwrap(), ..unedited.clone() }
+                }
+                "extra unknown key X-Foo" => unedited.clone(),
+                other => panic!("{other}: no expectation for a case Go accepts"),
+            };
+            assert_eq!(f, want, "{case}");
         } else {
             let err = result.expect_err(case);
-            let expected_kind = match case {
-                "missing ConnID" => matches!(err, FeaturesError::Missing("ConnID")),
-                "PeerNameFlavour=hash" => matches!(err, FeaturesError::Flavour(ref f) if f == "hash"),
-                "ShortID=4096 (13 bits)" => matches!(err, FeaturesError::Number { key: "ShortID", .. }),
-                "Trusted=yes" => matches!(err, FeaturesError::Trusted(_)),
-                "UID=-1" => matches!(err, FeaturesError::Number { key: "UID", .. }),
-                "Name=not-a-mac" => matches!(err, FeaturesError::Name(_)),
-                _ => false,
+            let number = |key, value: &str, max| FeaturesError::Number { key, value: value.into(), max };
+            let want = match case {
+                "missing ConnID" => FeaturesError::Missing("ConnID"),
+                "PeerNameFlavour=hash" => FeaturesError::Flavour("hash".into()),
+                "ShortID=4096 (13 bits)" => number("ShortID", "4096", 4095),
+                "Trusted=yes" => FeaturesError::Trusted("yes".into()),
+                "UID=-1" => number("UID", "-1", u64::MAX),
+                "Name=not-a-mac" => FeaturesError::Name(PeerNameError::Text {
+                    input: "not-a-mac".into(),
+                    reason: TextReason::BadCharacter('n'),
+                }),
+                other => panic!("{other}: no expectation for a case Go refuses"),
             };
-            assert!(expected_kind, "{case}: Go said {go:?}, we said {err:?}");
+            assert_eq!(err, want, "{case}: Go said {go:?}");
         }
     }
 }
@@ -438,12 +448,24 @@ fn handshake_reproduces_go_streams_byte_for_byte() {
         rest.push(&o.leftover);
         rest.push(&their_stream[used..]);
         let session = o.session.as_mut().unwrap();
-        for expected in &c[frames_in].as_array().unwrap()[1..] {
+        // Their frames 1 and 2: a heartbeat, then "hello from A" gossiped by A or
+        // broadcast by B (README: crypto.json).
+        let (kind, source, payload): (_, u64, &[u8]) = if other == "a" {
+            (GossipKind::Gossip, 0x0a, b"hello from A")
+        } else {
+            (GossipKind::Broadcast, 0x0b, b"hello from B")
+        };
+        let gossip =
+            GossipMessage { kind, channel: b"default", source: PeerName::from_u64(source).unwrap(), payload };
+        for (expected, message) in
+            c[frames_in].as_array().unwrap()[1..].iter().zip([Message::Heartbeat, Message::Gossip(gossip)])
+        {
             let mut body = rest.next_frame().unwrap().unwrap();
             session.opener.open_in_place(&mut body).unwrap();
             assert_eq!(&body[16..], hx(&expected["plaintext"]).as_slice());
-            assert!(Message::decode(&body[16..]).is_ok());
+            assert_eq!(Message::decode(&body[16..]), Ok(message));
         }
+        assert_eq!(rest.next_frame(), Ok(None));
         // And what we seal next continues the sequence as Go's frames 1 and 2.
         for expected in &c[frames_out].as_array().unwrap()[1..] {
             let sealed = session.sealer.seal(&hx(&expected["plaintext"]));
@@ -637,77 +659,7 @@ fn topology_truncated_after_summary_drops_the_last_record() {
     assert_eq!(topology::decode(&bytes).unwrap(), records(&s["peers"]));
 }
 
-// ----------------------------------------------------------------------------- captures
-
-fn replay_stream(parsed: &Value) -> usize {
-    let mut dec = FrameDecoder::new(mesh_proto::config::MAX_FRAME_LEN);
-    let frames = parsed["frames"].as_array().unwrap();
-    for f in frames {
-        dec.push(&hx(&f["frame"]));
-    }
-    let mut n = 0;
-    while let Some(body) = dec.next_frame().unwrap() {
-        if n == 0 {
-            features::decode(&body).unwrap();
-        } else {
-            match Message::decode(&body).unwrap() {
-                Message::Heartbeat => {}
-                Message::Gossip(g) => {
-                    if g.channel == b"topology" {
-                        assert!(!topology::decode(g.payload).unwrap().is_empty());
-                    }
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        n += 1;
-    }
-    assert_eq!(n, frames.len());
-    n
-}
-
-#[test]
-fn captures_replay_through_frame_decoder_and_parsers() {
-    for file in ["capture-unencrypted.json", "capture-unencrypted-65s.json"] {
-        let v = load(file);
-        // Reassemble each direction from the raw socket reads, in arbitrary chunks.
-        for (dir, parsed) in [("D2L", &v["dialer_stream_parsed"]), ("L2D", &v["listener_stream_parsed"])] {
-            let stream: Vec<u8> = v["chunks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|c| c["dir"] == dir)
-                .flat_map(|c| hx(&c["hex"]))
-                .collect();
-            assert_eq!(&stream[..7], hx(&parsed["header"]).as_slice());
-            assert_eq!(stream[7], 0);
-            let mut dec = FrameDecoder::new(mesh_proto::config::MAX_FRAME_LEN);
-            for chunk in stream[8..].chunks(13) {
-                dec.push(chunk);
-            }
-            let mut count = 0;
-            while let Some(body) = dec.next_frame().unwrap() {
-                if count > 0 {
-                    Message::decode(&body).unwrap();
-                }
-                count += 1;
-            }
-            assert_eq!(count, replay_stream(parsed), "{file} {dir}");
-        }
-    }
-    // Encrypted: the keys are ephemeral, so only the framing and lengths can be checked.
-    let v = load("capture-encrypted-empty-password.json");
-    for parsed in [&v["dialer_stream_parsed"], &v["listener_stream_parsed"]] {
-        assert_eq!(parsed["encryption_flag"], 1);
-        let mut dec = FrameDecoder::new(mesh_proto::config::MAX_FRAME_LEN);
-        for f in parsed["frames"].as_array().unwrap() {
-            dec.push(&hx(&f["frame"]));
-        }
-        while let Some(body) = dec.next_frame().unwrap() {
-            assert!(body.len() > 16, "a sealed message holds at least its tag and a tag byte");
-        }
-    }
-}
+// Captures of real Go traffic are checked frame by frame in tests/captures.rs.
 
 // ----------------------------------------------------------------------------- apply rules
 

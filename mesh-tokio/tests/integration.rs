@@ -23,3 +23,10 @@ async fn a_restarted_peer_with_the_same_name_rejoins() {
 async fn a_wrong_password_is_refused_and_reported() {
     suite::wrong_password_refused(Tokio).await;
 }
+
+/// A wait that never ends fails the suite, saying what it waited for, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "timed out waiting for something that never comes")]
+async fn a_stuck_wait_fails_instead_of_hanging() {
+    suite::within(&Tokio, 1, "something that never comes", std::future::pending::<()>()).await;
+}

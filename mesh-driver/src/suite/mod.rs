@@ -2,14 +2,17 @@
 //! meshes over TCP on 127.0.0.1 with ephemeral ports. Each adapter's tests call these
 //! functions under its executor (enabled by the `suite` feature; for tests only).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
+use futures_util::future::{Either, select};
 use mesh_proto::counter::{Counter, Counts};
 use mesh_proto::handshake::HandshakeError;
 use mesh_proto::{CloseReason, Event, PeerName};
 
-use crate::{Channel, Mesh, MeshBuilder, Runtime};
+use crate::{Channel, Events, Mesh, MeshBuilder, Runtime};
 
 pub mod processes;
 
@@ -21,6 +24,43 @@ pub struct Peer<R: Runtime> {
     pub counter: Counter,
     /// The counter's channel.
     pub channel: Channel<Counts, R>,
+}
+
+/// The most one step (a start, a broadcast, a status, a shutdown) may take before the
+/// suite fails instead of hanging: each takes milliseconds on a healthy mesh.
+pub const STEP_SECS: u64 = 20;
+
+/// Awaits `fut` until `deadline`, timed by `rt`; past it the test fails, saying that it
+/// was waiting for `what`.
+pub async fn within_until<T: Runtime, F: Future>(rt: &T, deadline: Instant, what: &str, fut: F) -> F::Output {
+    match select(pin!(fut), pin!(rt.sleep_until(deadline))).await {
+        Either::Left((out, _)) => out,
+        Either::Right(((), _)) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Awaits `fut` for at most `secs` seconds (see [`within_until`]).
+pub async fn within<T: Runtime, F: Future>(rt: &T, secs: u64, what: &str, fut: F) -> F::Output {
+    within_until(rt, Instant::now() + Duration::from_secs(secs), what, fut).await
+}
+
+/// Waits at most `secs` seconds in all for an event that `wanted` accepts, skipping the
+/// others; fails saying it waited for `what` if none comes or the stream ends.
+pub async fn wait_for_event<T: Runtime>(
+    rt: &T,
+    events: &mut Events,
+    secs: u64,
+    what: &str,
+    mut wanted: impl FnMut(&Event) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match within_until(rt, deadline, what, events.next()).await {
+            Some(e) if wanted(&e) => return,
+            Some(_) => {}
+            None => panic!("the event stream ended while waiting for {what}"),
+        }
+    }
 }
 
 /// The name of suite peer `i`.
@@ -39,13 +79,31 @@ pub async fn start<R: Runtime>(rt: &R, i: u64, password: Option<&str>, peers: &[
     }
     let counter = Counter::new(name(i));
     let channel = b.channel("default", counter.gossiper());
-    let mesh = b.start().await.expect("mesh starts");
+    let mesh = within(rt, STEP_SECS, &format!("peer {i} to start"), b.start()).await.expect("mesh starts");
     Peer { mesh, counter, channel }
 }
 
-/// Increments a peer's counter and broadcasts it.
-pub async fn increment<R: Runtime>(p: &Peer<R>) {
-    p.channel.broadcast(p.counter.increment()).await.expect("broadcast");
+/// Increments a peer's counter and broadcasts it; `rt` times the wait (any runtime will
+/// do, the peer's or the caller's).
+pub async fn increment<T: Runtime, R: Runtime>(rt: &T, p: &Peer<R>) {
+    let what = format!("{} to take a broadcast", p.mesh.name());
+    within(rt, STEP_SECS, &what, p.channel.broadcast(p.counter.increment())).await.expect("broadcast");
+}
+
+/// A peer's status, waited for at most [`STEP_SECS`].
+pub async fn status<T: Runtime, R: Runtime>(rt: &T, mesh: &Mesh<R>) -> mesh_proto::Status {
+    within(rt, STEP_SECS, &format!("the status of {}", mesh.name()), mesh.status()).await.expect("status")
+}
+
+/// Shuts a peer down, waiting at most [`STEP_SECS`].
+pub async fn shutdown<T: Runtime, R: Runtime>(rt: &T, mesh: Mesh<R>) {
+    let what = format!("{} to shut down", mesh.name());
+    within(rt, STEP_SECS, &what, mesh.shutdown()).await.expect("shutdown");
+}
+
+/// A peer's event stream, subscribed to within [`STEP_SECS`].
+pub async fn events<T: Runtime, R: Runtime>(rt: &T, mesh: &Mesh<R>) -> Events {
+    within(rt, STEP_SECS, &format!("the events of {}", mesh.name()), mesh.events()).await.expect("events")
 }
 
 /// Waits until `f` holds, polling every 50 ms, for at most `secs` seconds.
@@ -74,16 +132,20 @@ pub async fn counters_converge<R: Runtime>(rt: R, password: Option<&str>) {
     let peers = three(&rt, password).await;
     for (k, p) in peers.iter().enumerate() {
         for _ in 0..=k {
-            increment(p).await;
+            increment(&rt, p).await;
         }
     }
     let ok = eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 6)).await;
-    assert!(ok, "counters: {:?}", peers.iter().map(|p| p.counter.value()).collect::<Vec<_>>());
-    let st = peers[1].mesh.status().await.expect("status");
+    assert!(
+        ok,
+        "counters never all reached 6: {:?}",
+        peers.iter().map(|p| p.counter.value()).collect::<Vec<_>>()
+    );
+    let st = status(&rt, &peers[1].mesh).await;
     assert_eq!(st.encryption, password.is_some());
     assert_eq!(st.peers.len(), 3, "{:?}", st.peers);
     for p in peers {
-        p.mesh.shutdown().await.expect("shutdown");
+        shutdown(&rt, p.mesh).await;
     }
 }
 
@@ -91,67 +153,68 @@ pub async fn counters_converge<R: Runtime>(rt: R, password: Option<&str>) {
 pub async fn restart_rejoins<R: Runtime>(rt: R) {
     let mut peers = three(&rt, None).await;
     for p in &peers {
-        increment(p).await;
+        increment(&rt, p).await;
     }
-    assert!(eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 3)).await);
+    let values = |peers: &[Peer<R>]| peers.iter().map(|p| p.counter.value()).collect::<Vec<_>>();
+    let ok = eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 3)).await;
+    assert!(ok, "counters never all reached 3: {:?}", values(&peers));
     let first = peers[0].mesh.local_addr();
     let old = peers.remove(2);
-    let old_uid = old.mesh.status().await.expect("status").uid;
-    old.mesh.shutdown().await.expect("shutdown");
+    let old_uid = status(&rt, &old.mesh).await.uid;
+    shutdown(&rt, old.mesh).await;
     // Same name, new process: a new UID, a new port.
     let again = start(&rt, 3, None, &[first]).await;
-    let new_uid = again.mesh.status().await.expect("status").uid;
+    let new_uid = status(&rt, &again.mesh).await.uid;
     assert_ne!(old_uid, new_uid);
     // It learns the counter (including its old incarnation's increment) and is re-learnt.
-    assert!(eventually(&rt, 20, || again.counter.value() == 3).await, "{}", again.counter.value());
-    increment(&again).await;
+    let ok = eventually(&rt, 20, || again.counter.value() == 3).await;
+    assert!(ok, "the restarted peer's counter never reached 3: {}", again.counter.value());
+    increment(&rt, &again).await;
     peers.push(again);
-    assert!(eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 4)).await);
-    let first_status = peers[0].mesh.status().await.expect("status");
+    let ok = eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 4)).await;
+    assert!(ok, "counters never all reached 4: {:?}", values(&peers));
+    let first_status = status(&rt, &peers[0].mesh).await;
     let seen = first_status.peers.iter().find(|p| p.name == name(3)).expect("peer 3 known");
     assert_eq!(seen.uid, new_uid);
     for p in peers {
-        p.mesh.shutdown().await.expect("shutdown");
+        shutdown(&rt, p.mesh).await;
     }
 }
 
 /// A peer with the wrong password is refused, and both sides report why.
 pub async fn wrong_password_refused<R: Runtime>(rt: R) {
     let peers = three(&rt, Some("right")).await;
-    let mut events = peers[0].mesh.events().await.expect("events");
+    let mut events = events(&rt, &peers[0].mesh).await;
     let intruder = start(&rt, 9, Some("wrong"), &[peers[0].mesh.local_addr()]).await;
     // The first peer reports why in its events...
-    let mut reported = false;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reported && Instant::now() < deadline {
-        match events.next().await {
-            Some(Event::ConnectionClosed {
-                reason: CloseReason::Handshake(HandshakeError::WrongPassword),
-                ..
-            }) => {
-                reported = true;
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    assert!(reported, "no wrong-password event");
+    let what = "peer 1 to report the intruder's connection closed for a wrong password";
+    wait_for_event(&rt, &mut events, 10, what, |e| {
+        matches!(
+            e,
+            Event::ConnectionClosed { reason: CloseReason::Handshake(HandshakeError::WrongPassword), .. }
+        )
+    })
+    .await;
     // ... and the intruder in its status.
     let mut in_status = false;
     for _ in 0..200 {
-        let st = intruder.mesh.status().await.expect("status");
+        let st = status(&rt, &intruder.mesh).await;
         if st.connections.iter().any(|c| c.info.contains("wrong password")) {
             in_status = true;
             break;
         }
         rt.sleep_until(Instant::now() + Duration::from_millis(50)).await;
     }
-    assert!(in_status, "{:?}", intruder.mesh.status().await.expect("status").connections);
-    let st = peers[0].mesh.status().await.expect("status");
+    assert!(
+        in_status,
+        "the intruder's status never said wrong password: {:?}",
+        status(&rt, &intruder.mesh).await.connections
+    );
+    let st = status(&rt, &peers[0].mesh).await;
     assert!(st.peers.iter().all(|p| p.name != name(9)), "intruder joined: {:?}", st.peers);
-    intruder.mesh.shutdown().await.expect("shutdown");
+    shutdown(&rt, intruder.mesh).await;
     for p in peers {
-        p.mesh.shutdown().await.expect("shutdown");
+        shutdown(&rt, p.mesh).await;
     }
 }
 
@@ -174,25 +237,25 @@ pub async fn shutdown_leaves_nothing<R: Runtime>(rt: R) {
     let first = a.mesh.local_addr();
     let b = start(&rt, 2, Some("pw"), &[first]).await;
     let c = start(&rt, 3, Some("pw"), &[first]).await;
-    increment(&a).await;
-    assert!(eventually(&rt, 20, || b.counter.value() == 1 && c.counter.value() == 1).await);
-    let mut events = b.mesh.events().await.expect("events");
+    increment(&rt, &a).await;
+    let ok = eventually(&rt, 20, || b.counter.value() == 1 && c.counter.value() == 1).await;
+    assert!(ok, "peers 2 and 3 never saw the increment: {} {}", b.counter.value(), c.counter.value());
+    let mut events = events(&rt, &b.mesh).await;
     assert!(open_sockets() > sockets_before);
 
-    a.mesh.shutdown().await.expect("shutdown");
-    let mut closed = false;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !closed && Instant::now() < deadline {
-        match events.next().await {
-            Some(Event::ConnectionClosed { peer: Some(p), .. }) if p == name(1) => closed = true,
-            Some(_) => {}
-            None => break,
-        }
-    }
-    assert!(closed, "peers see the connection close");
+    shutdown(&rt, a.mesh).await;
+    let what = "peer 2 to see its connection to the shut-down peer 1 close";
+    wait_for_event(
+        &rt,
+        &mut events,
+        5,
+        what,
+        |e| matches!(e, Event::ConnectionClosed { peer: Some(p), .. } if *p == name(1)),
+    )
+    .await;
     assert!(std::net::TcpStream::connect(first).is_err(), "the listener is closed");
-    b.mesh.shutdown().await.expect("shutdown");
-    c.mesh.shutdown().await.expect("shutdown");
+    shutdown(&rt, b.mesh).await;
+    shutdown(&rt, c.mesh).await;
     drop(events);
     let settled = eventually(&rt, 5, || open_sockets() == sockets_before).await;
     assert!(settled, "sockets {} (before {sockets_before})", open_sockets());

@@ -8,8 +8,8 @@
 //! Decoding borrows from the input and never copies strings or byte slices. Every length
 //! and count is checked against the bytes that remain before it is used (each gob value
 //! occupies at least one byte, so a count can never exceed what is left), nesting and the
-//! number of definitions are bounded by [`GobLimits`], and values of unknown fields are
-//! skipped without allocating.
+//! number of definitions are bounded by [`GobLimits`], a struct definition has at most 64
+//! fields, and values of unknown fields are skipped without allocating.
 //!
 //! Encoding writes exactly what Go writes: minimal integers, zero struct fields omitted,
 //! definitions in their own messages.
@@ -36,6 +36,10 @@ pub const INTERFACE: i64 = 8;
 pub const FIRST_USER_ID: i64 = 65;
 /// The lowest id Go's decoder lets a stream define.
 const MIN_DEFINABLE_ID: i64 = 64;
+/// The most fields a struct definition may declare. The protocol's structs have at most
+/// six; unbounded, a definition of one-byte unnamed fields would cost 32 bytes of field
+/// table per input byte (a 10 MiB frame, 320 MiB).
+const MAX_STRUCT_FIELDS: usize = 64;
 
 /// Why a gob stream could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -577,7 +581,10 @@ fn read_definition(r: &mut Reader<'_>) -> Result<WireType> {
                         0 => read_common_type(r)?,
                         _ => {
                             let n = r.count("struct field list")?;
-                            fields.reserve(n.min(64));
+                            if n > MAX_STRUCT_FIELDS {
+                                return Err(GobError::BadDefinition("a struct of more than 64 fields"));
+                            }
+                            fields.reserve_exact(n);
                             for _ in 0..n {
                                 let (mut name, mut id): (&[u8], i64) = (b"", 0);
                                 read_fields(r, 1, |r, f| {
