@@ -6,7 +6,7 @@
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo +nightly install cargo-fuzz`).
 # A crash leaves its input in fuzz/artifacts/<target>/; reproduce it with
-#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>
+#   cargo +nightly fuzz run -O -a <target> fuzz/artifacts/<target>/<file>
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
@@ -15,12 +15,15 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(preamble handshake frame gob features message topology node)
 fi
-python3 make_corpus.py >/dev/null
-cargo +nightly fuzz build -O
+# Release build with debug assertions and overflow checks; the seeds come from the
+# `seeds` binary of the same build (they use its stand-in for the cryptography).
+cargo +nightly fuzz build -O -a
+rm -f corpus/*/seed-*
+"target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release/seeds"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "== $t (${seconds}s)"
-  cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
+  cargo +nightly fuzz run -O -a "$t" "corpus/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=128 \
     -dict=dict/mesh.dict -print_final_stats=1 -artifact_prefix="artifacts/$t/" 2>&1 \
     | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|ERROR)" || true
