@@ -4,18 +4,26 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use mesh_proto::PeerName;
 use mesh_proto::routes::Routes;
 use mesh_proto::topology::{Peers, RemoteConnection};
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
-use mesh_proto::PeerName;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(records) = topology::decode_refs(data, Default::default()) else { return };
     let n = |v| PeerName::from_u64(v).unwrap();
     let mut peers = Peers::new(n(1), Bytes::from_static(b"us"), 11, 1);
-    peers.set_our_connection(n(2), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
+    peers
+        .set_our_connection(n(2), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
     peers.apply_records(&[PeerRecord {
-        summary: PeerSummary { name: n(2), uid: 22, version: 3, short_id: 2, has_short_id: true, ..Default::default() },
+        summary: PeerSummary {
+            name: n(2),
+            uid: 22,
+            version: 3,
+            short_id: 2,
+            has_short_id: true,
+            ..Default::default()
+        },
         connections: vec![ConnectionSummary { name: n(1), established: true, ..Default::default() }],
     }]);
     let applied = peers.apply(&records);

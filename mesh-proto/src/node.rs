@@ -786,7 +786,7 @@ impl Node {
                 }
                 match r {
                     Ok(Progress::Pending) => {}
-                    Ok(Progress::Done(outcome)) => self.complete_handshake(id, outcome, now),
+                    Ok(Progress::Done(outcome)) => self.complete_handshake(id, *outcome, now),
                     Err(e) => self.close(id, CloseReason::Handshake(e), false, now),
                 }
             }
@@ -824,8 +824,8 @@ impl Node {
         }
     }
 
-    fn complete_handshake(&mut self, id: ConnId, outcome: Box<Outcome>, now: Instant) {
-        let Outcome { remote, session, leftover, .. } = *outcome;
+    fn complete_handshake(&mut self, id: ConnId, outcome: Outcome, now: Instant) {
+        let Outcome { remote, session, leftover, .. } = outcome;
         let conn_key = outcome.local_conn_id ^ remote.conn_id;
         let name = remote.name;
         let Some(c) = self.conns.get_mut(&id) else { return };
