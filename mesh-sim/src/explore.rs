@@ -21,11 +21,13 @@ pub struct GenOptions {
     pub max_nodes: usize,
     /// Most faults per schedule.
     pub max_faults: usize,
+    /// Core mechanisms switched off in every peer (see [`Scenario::sabotage`]).
+    pub sabotage: Vec<String>,
 }
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { disabled: BTreeSet::new(), max_nodes: 10, max_faults: 6 }
+        GenOptions { disabled: BTreeSet::new(), max_nodes: 10, max_faults: 6, sabotage: Vec::new() }
     }
 }
 
@@ -192,7 +194,7 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         // everyone and the live dial graph is connected; discovery only adds to that.
         expect_formed: false,
         max_relay_channels,
-        sabotage: Vec::new(),
+        sabotage: opts.sabotage.clone(),
     }
 }
 
@@ -260,13 +262,15 @@ pub fn explore(
     v
 }
 
+/// Runs `sc` until `inv` fails (or to the end); that violation, if any.
+fn failure_of(sc: &Scenario, inv: &str) -> Option<Violation> {
+    let opts = RunOptions { stop_at_invariant: Some(inv.to_owned()), ..RunOptions::default() };
+    run_guarded(sc, &opts).violations.into_iter().find(|v| v.invariant == inv)
+}
+
 /// Whether `sc` still fails the invariant `inv`.
 fn fails(sc: &Scenario, inv: &str) -> bool {
-    sc.validate().is_ok()
-        && run_guarded(sc, &RunOptions { stop_at_first: true, ..RunOptions::default() })
-            .violations
-            .iter()
-            .any(|v| v.invariant == inv)
+    sc.validate().is_ok() && failure_of(sc, inv).is_some()
 }
 
 /// One invariant over many explored schedules.
@@ -411,11 +415,18 @@ fn candidates(sc: &Scenario) -> Vec<Scenario> {
     out
 }
 
-/// Reduces a failing scenario to a minimal one failing the same invariant (`None` if it
-/// does not fail). `progress` hears each accepted step.
+/// Reduces a failing scenario to a minimal one failing the same invariant as its first
+/// violation (`None` if it does not fail). `progress` hears each accepted step.
 pub fn shrink(sc: &Scenario, progress: &dyn Fn(&Scenario)) -> Option<(Scenario, Violation)> {
     let first = run_guarded(sc, &RunOptions { stop_at_first: true, ..RunOptions::default() });
     let inv = first.violations.first()?.invariant.clone();
+    shrink_to(sc, &inv, progress)
+}
+
+/// Reduces a scenario that fails invariant `inv` (whatever else fails first) to a
+/// minimal one that still fails it (`None` if it does not).
+pub fn shrink_to(sc: &Scenario, inv: &str, progress: &dyn Fn(&Scenario)) -> Option<(Scenario, Violation)> {
+    failure_of(sc, inv)?;
     let mut cur = sc.clone();
     'outer: loop {
         for c in candidates(&cur) {
@@ -428,8 +439,7 @@ pub fn shrink(sc: &Scenario, progress: &dyn Fn(&Scenario)) -> Option<(Scenario, 
         break;
     }
     cur.name = format!("{}-shrunk", sc.name);
-    let report = run_guarded(&cur, &RunOptions { stop_at_first: true, ..RunOptions::default() });
-    let v = report.violations.into_iter().find(|v| v.invariant == inv)?;
+    let v = failure_of(&cur, inv)?;
     Some((cur, v))
 }
 

@@ -186,6 +186,10 @@ pub struct Sim {
     digest: u64,
     /// Bytes handed over by each node (by index), for reports.
     pub bytes_sent: Vec<u64>,
+    /// Frames left before the simulation stops advancing.
+    budget: Option<u64>,
+    /// Each node's frame count when its outputs were last performed.
+    frames_seen: Vec<u64>,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -218,6 +222,8 @@ impl Sim {
             ipv6: false,
             digest: 0xcbf2_9ce4_8422_2325,
             bytes_sent: Vec::new(),
+            budget: None,
+            frames_seen: Vec::new(),
         }
     }
 
@@ -329,6 +335,7 @@ impl Sim {
             log: Vec::new(),
         });
         self.wake_of.push(None);
+        self.frames_seen.push(0);
         self.clocks.push(Clock::IDENTITY);
         self.bytes_sent.push(0);
         self.start(id);
@@ -346,6 +353,7 @@ impl Sim {
             self.rng.fill_bytes(&mut s);
             s
         };
+        self.frames_seen[id.0] = 0;
         let n = &mut self.nodes[id.0];
         n.incarnation += 1;
         n.reading = true;
@@ -638,6 +646,11 @@ impl Sim {
                 }
             }
         }
+        if let (Some(b), Some(node)) = (&mut self.budget, &self.nodes[id.0].node) {
+            let frames = node.stats().frames_sent;
+            let seen = std::mem::replace(&mut self.frames_seen[id.0], frames);
+            *b = b.saturating_sub(frames.saturating_sub(seen));
+        }
         self.rearm(id);
     }
 
@@ -888,9 +901,23 @@ impl Sim {
 
     /// Runs until virtual time `t`.
     pub fn run_until(&mut self, t: Instant) {
-        while self.step(t) {}
-        self.now = self.now.max(t);
-        self.clock.set(self.now);
+        while !self.over_budget() && self.step(t) {}
+        if !self.over_budget() {
+            self.now = self.now.max(t);
+            self.clock.set(self.now);
+        }
+    }
+
+    /// Allows `frames` more frames (sent by all nodes) before the simulation stops
+    /// advancing (`None`: no limit). A storm never ends by itself; with a budget, a run
+    /// that meets one stops instead of hanging (see [`Sim::over_budget`]).
+    pub fn set_frame_budget(&mut self, frames: Option<u64>) {
+        self.budget = frames;
+    }
+
+    /// Whether the frame budget ran out: time stands still until a new one is set.
+    pub fn over_budget(&self) -> bool {
+        self.budget == Some(0)
     }
 
     /// Runs for `d` of virtual time.

@@ -108,6 +108,10 @@ struct Gen {
     /// Largest random cluster.
     #[arg(long, default_value_t = 10)]
     max_nodes: usize,
+    /// Switch a core mechanism off in every peer, to watch an invariant catch it
+    /// (repeatable or comma-separated; needs the `sabotage` feature).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    sabotage: Vec<String>,
 }
 
 impl Gen {
@@ -120,9 +124,13 @@ impl Gen {
         if self.max_nodes < 2 {
             return Err("--max-nodes must be at least 2".into());
         }
+        Scenario { sabotage: self.sabotage.clone(), ..Scenario::default() }
+            .validate()
+            .map_err(|e| e.to_string())?;
         Ok(GenOptions {
             disabled: self.disable.iter().cloned().collect::<BTreeSet<_>>(),
             max_nodes: self.max_nodes,
+            sabotage: self.sabotage.clone(),
             ..GenOptions::default()
         })
     }

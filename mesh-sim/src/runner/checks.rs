@@ -82,7 +82,11 @@ impl Runner<'_> {
         let step = self.sample_interval();
         let mut waited = Duration::ZERO;
         while self.agreement().is_none() && waited < Duration::from_secs(120) {
+            self.arm_budget(step);
             self.sim.run_for(step);
+            if self.halted() {
+                return;
+            }
             self.watch_convergence(self.sim.now());
             waited += step;
         }
@@ -393,7 +397,11 @@ impl Runner<'_> {
                     k += 1;
                 }
             }
+            self.arm_budget(PROBE_WINDOW);
             self.sim.run_for(PROBE_WINDOW);
+            if self.halted() {
+                return;
+            }
         }
         self.check_exactly_once(comps);
     }

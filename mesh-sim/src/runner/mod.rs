@@ -41,7 +41,7 @@
 //!   expected when the scenario says so (`expect_formed`) or when the connection limit
 //!   leaves room for everyone and the live peers' dial graph is connected;
 //! - `quiet_traffic`: no traffic storm ever (more than [`STORM_RATE`] frames per peer
-//!   per second over a sample interval stops the run), and once the mesh has converged
+//!   per second within a sample interval stops the run), and once the mesh has converged
 //!   and the workload is over, each gossip interval carries no more frames per peer
 //!   than heartbeats and periodic gossip account for (see `quiet_bound`);
 //! - `planted`: the scenario's deliberately failing check, if any.
@@ -82,9 +82,8 @@ const PROBE_BASE: u64 = 1 << 40;
 pub const PROBE_SOURCES: usize = 64;
 /// Unicasts in one burst of the bulk workload.
 pub const BULK_BURST: usize = 128;
-/// Frames per live peer per second that make a storm (the busiest honest moments, a
-/// bulk burst relayed over several hops or a big table's first exchange, stay far
-/// below).
+/// Frames per live peer per second that make a storm (the busiest honest moments, a bulk
+/// burst relayed over several hops or a big table's first exchange, stay far below).
 pub const STORM_RATE: f64 = 5_000.0;
 
 /// One invariant that did not hold.
@@ -234,6 +233,9 @@ pub struct RunOptions {
     pub sample_ms: u64,
     /// Stop at the first violation.
     pub stop_at_first: bool,
+    /// Stop at the first violation of this invariant (others are recorded and the run
+    /// goes on).
+    pub stop_at_invariant: Option<String>,
     /// Called with (virtual ms so far, virtual ms planned) now and then.
     pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
 }
@@ -244,6 +246,7 @@ impl std::fmt::Debug for RunOptions {
             .field("trace", &self.trace)
             .field("sample_ms", &self.sample_ms)
             .field("stop_at_first", &self.stop_at_first)
+            .field("stop_at_invariant", &self.stop_at_invariant)
             .finish_non_exhaustive()
     }
 }
@@ -473,7 +476,20 @@ impl<'a> Runner<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.aborted || (self.opts.stop_at_first && !self.report.violations.is_empty())
+        self.aborted
+            || (self.opts.stop_at_first && !self.report.violations.is_empty())
+            || self.opts.stop_at_invariant.as_deref().is_some_and(|i| self.tally.is_violated(i))
+    }
+
+    /// Whether the run must end now: a storm used up the transmit budget (a violation;
+    /// the simulation cannot advance), or the first violation when asked to stop there.
+    fn halted(&mut self) -> bool {
+        if self.sim.over_budget() && !self.aborted {
+            self.aborted = true;
+            let detail = format!("a storm: more than {STORM_RATE} frames per peer per second");
+            self.violate("quiet_traffic", Vec::new(), detail);
+        }
+        self.stopped()
     }
 
     fn sample_interval(&self) -> Duration {
@@ -567,6 +583,7 @@ impl<'a> Runner<'a> {
         let planned = sc.duration_ms + sc.quiet_ms;
         let step = self.sample_interval();
         let mut next_sample = Instant::ZERO + step;
+        self.arm_budget(step);
         let mut active: BTreeSet<usize> = BTreeSet::new();
         for (t, action) in timeline {
             let t = Self::at(t);
@@ -574,7 +591,7 @@ impl<'a> Runner<'a> {
                 self.sim.run_until(next_sample);
                 self.sample();
                 next_sample += step;
-                if self.stopped() {
+                if self.halted() {
                     return;
                 }
             }
@@ -596,7 +613,7 @@ impl<'a> Runner<'a> {
                 Action::Bulk => self.bulk(),
                 Action::SparseBroadcast => self.sparse_broadcast(),
             }
-            if self.stopped() {
+            if self.halted() {
                 return;
             }
         }
@@ -605,15 +622,18 @@ impl<'a> Runner<'a> {
             self.sim.run_until(next_sample);
             self.sample();
             next_sample += step;
-            if self.stopped() {
+            if self.halted() {
                 return;
             }
         }
         self.sim.run_until(heal);
-        // The end of the active phase: every fault still active ends (crashes without an
-        // end stay).
+        // The end of the active phase: every fault still active ends, but crashes without
+        // an end are for good (they used to be restarted here too).
         for k in active {
-            self.fault(k, false);
+            let f = &sc.faults[k];
+            if !(matches!(f.kind, FaultKind::Crash { .. }) && f.until_ms.is_none()) {
+                self.fault(k, false);
+            }
         }
         for (_, id) in std::mem::take(&mut self.intruders) {
             self.sim.crash(id);
@@ -632,7 +652,7 @@ impl<'a> Runner<'a> {
             if let Some(p) = &self.opts.progress {
                 p(self.ms(), planned);
             }
-            if self.stopped() {
+            if self.halted() {
                 return;
             }
         }
@@ -641,6 +661,9 @@ impl<'a> Runner<'a> {
 
     /// Periodic sampling and running checks.
     fn sample(&mut self) {
+        if self.halted() {
+            return;
+        }
         let now = self.sim.now();
         if self.wall_at_start.is_none() && now >= Self::at(self.sc.workload.start_ms) {
             self.wall_at_start = Some(std::time::Instant::now());
@@ -662,7 +685,15 @@ impl<'a> Runner<'a> {
         }
         self.check_bounds(&live);
         self.check_slow_readers(now);
-        self.check_storm(now, live.len());
+        let frames = self.frames_sent();
+        self.frames.push((now, frames));
+        self.arm_budget(self.sample_interval());
+    }
+
+    /// The frame budget for the next `d` of virtual time (a storm exhausts it).
+    fn arm_budget(&mut self, d: Duration) {
+        let live = self.live_members().len().max(1);
+        self.sim.set_frame_budget(Some((STORM_RATE * live as f64 * d.as_secs_f64()) as u64));
     }
 
     /// Frames sent by every member incarnation so far (intruders excluded).
@@ -671,24 +702,6 @@ impl<'a> Runner<'a> {
             self.members.iter().filter_map(|id| self.sim.node(*id)).map(|n| n.stats().frames_sent).sum();
         let retired = self.sim.retired_stats.iter().filter(|(id, _)| id.0 < self.members.len());
         live + retired.map(|(_, s)| s.frames_sent).sum::<u64>()
-    }
-
-    /// A storm does not end by itself: it is a violation, and the run stops.
-    fn check_storm(&mut self, now: Instant, live: usize) {
-        let frames = self.frames_sent();
-        if let Some(&(t, before)) = self.frames.last() {
-            let secs = (now - t).as_secs_f64().max(1e-9);
-            let rate = (frames - before) as f64 / secs / live.max(1) as f64;
-            if rate > STORM_RATE {
-                self.violate(
-                    "quiet_traffic",
-                    Vec::new(),
-                    format!("a storm: {rate:.0} frames per peer per second"),
-                );
-                self.aborted = true;
-            }
-        }
-        self.frames.push((now, frames));
     }
 
     /// Keeps `stable`: since when the mesh has agreed without a record changing.
@@ -755,14 +768,15 @@ impl<'a> Runner<'a> {
                 self.tally.examined("relay_channel_bound", 1);
                 self.tally.load("relay_channel_bound", relays, limit);
             }
-            if relays > limit {
+            // A bound stays exceeded for a while: report the first time only.
+            if relays > limit && !self.tally.is_violated("relay_channel_bound") {
                 self.violate(
                     "relay_channel_bound",
                     vec![i],
                     format!("{relays} relay-only channels, bound {limit}"),
                 );
             }
-            if worst > bound {
+            if worst > bound && !self.tally.is_violated("queue_bound") {
                 self.violate(
                     "queue_bound",
                     vec![i],

@@ -88,6 +88,11 @@ impl Tally {
         self.violated.insert(key(invariant), true);
     }
 
+    /// Whether a case of `invariant` has failed.
+    pub(super) fn is_violated(&self, invariant: &str) -> bool {
+        self.violated.contains_key(invariant)
+    }
+
     /// `invariant` cannot apply, because of `reason` (the first reason given stays).
     pub(super) fn not_applicable(&mut self, invariant: &str, reason: impl Into<String>) {
         self.reasons.entry(key(invariant)).or_insert_with(|| reason.into());
