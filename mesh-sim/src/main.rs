@@ -395,7 +395,8 @@ fn explore_cmd(args: &ExploreArgs) -> ExitCode {
         pb.inc(1);
         if let Some(v) = &o.violation {
             *failures.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-            pb.println(format!("FAIL {v}"));
+            // Printed even when stderr is not a terminal (the bar is hidden then).
+            pb.suspend(|| eprintln!("FAIL {v}"));
         }
     });
     pb.finish_and_clear();
