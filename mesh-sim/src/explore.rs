@@ -430,7 +430,7 @@ pub fn shrink_to(sc: &Scenario, inv: &str, progress: &dyn Fn(&Scenario)) -> Opti
     let mut cur = sc.clone();
     'outer: loop {
         for c in candidates(&cur) {
-            if fails(&c, &inv) {
+            if fails(&c, inv) {
                 cur = c;
                 progress(&cur);
                 continue 'outer;
