@@ -923,4 +923,148 @@ mod tests {
         // Unreachable again (the mesh split): dial it.
         assert_eq!(c.check(later, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0.len(), 1);
     }
+
+    #[test]
+    fn surrounding_blanks_mean_no_host() {
+        for s in [" 10.0.0.1", "10.0.0.1 ", " host:80"] {
+            assert_eq!(PeerAddress::parse(s), Err(AddressError::NoHost(s.to_owned())), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_back_off_is_counted_and_a_reset_is_not() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        let addr = "10.0.0.2:6783";
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        let dial =
+            |c: &mut Connector, at| c.check(at, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false).0;
+        assert_eq!(dial(&mut c, t0).len(), 1);
+        c.attempt_failed(addr, "refused".into(), t0, |_| 0);
+        assert_eq!(c.backoffs(), 1);
+        let t1 = c.targets()[addr].try_after.unwrap();
+        assert_eq!(dial(&mut c, t1).len(), 1);
+        c.terminated(addr, Termination::Refused, "reset".into(), t1, |_| 0);
+        assert_eq!(c.backoffs(), 2);
+        let t2 = c.targets()[addr].try_after.unwrap();
+        assert_eq!(dial(&mut c, t2).len(), 1);
+        c.terminated(addr, Termination::Retry, "reset".into(), t2, |_| 0);
+        assert_eq!(c.backoffs(), 3);
+        // A connection that lived long resets the back-off, which is not one.
+        let t3 = c.targets()[addr].try_after.unwrap();
+        assert_eq!(dial(&mut c, t3).len(), 1);
+        c.connected(addr);
+        c.terminated(addr, Termination::Retry, "reset".into(), t3 + Duration::from_secs(3600), |_| 0);
+        assert_eq!(c.backoffs(), 3);
+    }
+
+    #[test]
+    fn a_connection_ending_exactly_at_the_reset_age_still_backs_off() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        let addr = "10.0.0.2:6783";
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        c.terminated(addr, Termination::Retry, "reset".into(), t0 + RETRY_RESET_AFTER, |_| 0);
+        assert_eq!(c.targets()[addr].try_after, Some(t0 + RETRY_RESET_AFTER + RETRY_INITIAL / 2));
+        assert_eq!(c.backoffs(), 1);
+    }
+
+    #[test]
+    fn connected_targets_are_marked_and_their_error_cleared() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        let addr = "10.0.0.2:6783";
+        c.initiate(&["10.0.0.2".into()], false, t0);
+        c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        c.attempt_failed(addr, "refused".into(), t0, |_| 0);
+        let t1 = c.targets()[addr].try_after.unwrap();
+        c.check(t1, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(c.targets()[addr].state, TargetState::Attempting);
+        assert_eq!(c.targets()[addr].last_error.as_deref(), Some("refused"));
+        c.connected(addr);
+        assert_eq!(c.targets()[addr].state, TargetState::Connected);
+        assert_eq!(c.targets()[addr].last_error, None);
+        // A connected target is not dialled again.
+        let (d, _) =
+            c.check(t1 + Duration::from_secs(60), &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert!(d.is_empty());
+        assert!(!c.is_never_retry(addr));
+        assert!(!c.is_never_retry("10.0.0.99:6783"), "an unknown address is not never-retry");
+    }
+
+    #[test]
+    fn forgotten_direct_peers_are_not_dialled() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.2".into(), "10.0.0.3".into()], false, t0);
+        c.forget(&["10.0.0.2".into()]);
+        assert_eq!(c.direct_peers(false), ["10.0.0.3"]);
+        let (d, _) = c.check(t0, &[], &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(d.iter().map(|d| d.addr.as_str()).collect::<Vec<_>>(), ["10.0.0.3:6783"]);
+    }
+
+    #[test]
+    fn the_overall_budget_limits_direct_dials_too() {
+        let mut c = Connector::new(6783, false);
+        let t0 = Instant::from_secs(1);
+        c.initiate(&["10.0.0.2".into(), "10.0.0.3".into(), "10.0.0.4".into()], false, t0);
+        let budget = DialBudget { any: 2, discovered: usize::MAX };
+        let (d, _) = c.check(t0, &[], &peers(), budget, |_| 0, |_| false);
+        assert_eq!(d.len(), 2);
+        let (d, _) = c.check(t0, &[], &peers(), DialBudget { any: 0, discovered: 5 }, |_| 0, |_| false);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn an_address_in_use_is_not_remembered() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        // We have a connection at 10.0.0.3:6783 already (to peer 9).
+        let live = [LiveConnection {
+            name: PeerName::from_u64(9).unwrap(),
+            addr: "10.0.0.3:6783".into(),
+            outbound: true,
+        }];
+        c.remember(t0, &live, &[record_with_connection(2, 3, "10.0.0.3:6783", true)], us);
+        assert!(c.targets().is_empty());
+    }
+
+    #[test]
+    fn a_remembered_address_is_dropped_once_its_peer_is_connected() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        let three = PeerName::from_u64(3).unwrap();
+        c.remember(t0, &[], &[record_with_connection(2, 3, "10.0.0.3:6783", true)], us);
+        assert_eq!(c.targets().len(), 1);
+        // Peer 3 connected to us from elsewhere: its remembered address is no target.
+        let live = [LiveConnection { name: three, addr: "10.0.0.3:41000".into(), outbound: false }];
+        let (d, _) = c.check(t0, &live, &peers(), DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert!(d.is_empty(), "{d:?}");
+        assert!(c.targets().is_empty());
+    }
+
+    #[test]
+    fn a_restarted_peer_with_the_same_version_moves_its_addresses() {
+        let mut c = Connector::new(6783, true);
+        let t0 = Instant::from_secs(1);
+        let us = PeerName::from_u64(1).unwrap();
+        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        let mut table = Peers::new(us, Bytes::new(), 1, 1);
+        let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
+        two.version = 1;
+        table.apply_records(&[rec(&two)]);
+        c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.3:6783"]);
+        // Its new incarnation (a higher UID, the same version) dialled peer 5 instead.
+        let mut again = record_with_connection(2, 5, "10.0.0.5:6783", true);
+        again.uid = 8;
+        again.version = 1;
+        table.apply_records(&[rec(&again)]);
+        assert_eq!(table.get(&PeerName::from_u64(2).unwrap()).map(|p| p.uid), Some(8));
+        c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
+        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.5:6783"]);
+    }
 }

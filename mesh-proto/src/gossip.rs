@@ -393,4 +393,99 @@ mod tests {
         assert_eq!(d.0.len(), RelayData::MAX_ITEMS);
         assert_eq!(d.0.back().unwrap(), &Bytes::from("199"));
     }
+
+    /// Records what reaches it; its state is the highest number seen.
+    #[derive(Default)]
+    struct Recorder {
+        state: u64,
+        unicasts: Vec<(PeerName, Vec<u8>)>,
+    }
+
+    impl Gossiper for Recorder {
+        type Data = Max;
+        fn gossip(&mut self) -> Option<Max> {
+            Some(Max(self.state))
+        }
+        fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Max>, GossipError> {
+            let n: u64 = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| GossipError::new("not a number"))?;
+            let new = n > self.state;
+            self.state = self.state.max(n);
+            Ok(new.then_some(Max(n)))
+        }
+        fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Max>, GossipError> {
+            self.on_gossip(payload)
+        }
+        fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+            if payload.is_empty() {
+                return Err(GossipError::new("empty"));
+            }
+            self.unicasts.push((source, payload.to_vec()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn app_channels_hand_everything_to_their_gossiper() {
+        let mut c = AppChannel::new(Recorder::default());
+        let got = c.on_gossip(b"5", Instant::ZERO).unwrap().unwrap();
+        assert_eq!(got.downcast_ref::<Max>(), Some(&Max(5)));
+        assert!(c.on_gossip(b"3", Instant::ZERO).unwrap().is_none(), "nothing new");
+        assert_eq!(c.on_gossip(b"x", Instant::ZERO).err(), Some(GossipError::new("not a number")));
+        let src = PeerName::from_u64(4).unwrap();
+        assert_eq!(c.on_broadcast(src, b"8").unwrap().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
+        assert_eq!(c.gossip().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
+        assert_eq!(c.on_unicast(src, b"hi"), Ok(()));
+        assert_eq!(c.on_unicast(src, b""), Err(GossipError::new("empty")));
+        assert_eq!(c.gossiper.unicasts, [(src, b"hi".to_vec())]);
+        assert!(!c.is_relay());
+        assert_eq!(c.last_used(), Instant::MAX, "an application channel is never evicted");
+    }
+
+    #[test]
+    fn app_channel_slots_take_only_their_type_and_go_with_their_connection() {
+        let mut c = AppChannel::new(Recorder::default());
+        let wrong: Erased = Box::new(RelayData::default());
+        assert!(!c.queue(1, Slot::Gossip, &wrong));
+        let data: Erased = Box::new(Max(2));
+        assert!(c.queue(1, Slot::Gossip, &data));
+        assert!(c.queue(2, Slot::Gossip, &data));
+        c.drop_conn(1);
+        assert_eq!(c.take(1), None);
+        assert_eq!(c.take(2), Some((Slot::Gossip, vec![Bytes::from("2")])));
+    }
+
+    #[test]
+    fn relay_channels_queue_and_drain_their_payloads() {
+        let mut r = RelayChannel::new(Instant::ZERO);
+        assert!(r.is_relay());
+        let src = PeerName::from_u64(4).unwrap();
+        let b = r.on_broadcast(src, b"b1").unwrap().unwrap();
+        assert_eq!(b.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("b1")]))));
+        let wrong: Erased = Box::new(Max(1));
+        assert!(!r.queue(1, Slot::Gossip, &wrong));
+        assert!(r.queue(1, Slot::Broadcast(src), &b));
+        let g = r.on_gossip(b"g1", Instant::ZERO).unwrap().unwrap();
+        assert!(r.queue(1, Slot::Gossip, &g));
+        let g2 = r.on_gossip(b"g2", Instant::ZERO).unwrap().unwrap();
+        assert!(r.queue(1, Slot::Gossip, &g2));
+        assert!(r.queue(2, Slot::Gossip, &g2));
+        // Merged gossip encodes as one message per payload, in order.
+        assert_eq!(r.take(1), Some((Slot::Gossip, vec![Bytes::from("g1"), Bytes::from("g2")])));
+        assert_eq!(r.take(1), Some((Slot::Broadcast(src), vec![Bytes::from("b1")])));
+        assert_eq!(r.take(1), None);
+        r.drop_conn(2);
+        assert_eq!(r.take(2), None);
+    }
+
+    #[test]
+    fn relay_memory_forgets_a_payload_exactly_one_window_old() {
+        let mut m = RelayMemory::new(Duration::from_secs(30));
+        assert!(m.first_sight(b"ch", b"x", Instant::ZERO));
+        // Adding at exactly the window's age prunes the old entry.
+        assert!(m.first_sight(b"ch", b"y", Instant::from_secs(30)));
+        assert!(m.first_sight(b"ch", b"x", Instant::from_secs(30)));
+    }
 }

@@ -1,0 +1,290 @@
+//! Two or three `Node`s wired together in memory by a minimal driver: the outputs of one
+//! become the inputs of another. These tests look at what a single node does at its edges
+//! (close reasons, timers, counters, status) where the simulator's invariants look at
+//! whole meshes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_proto::counter::{Counter, Counts};
+use mesh_proto::{ChannelHandle, CloseReason, Config, ConnId, Event, Instant, Node, Output, PeerName};
+
+/// A tiny driver: nodes by index, each listening at `10.0.0.<i+1>:6783`.
+struct Net {
+    nodes: Vec<Node>,
+    counters: Vec<(Counter, ChannelHandle<Counts>)>,
+    /// Connections whose writes the "socket" never takes: what they transmit waits.
+    stalled: BTreeSet<(usize, ConnId)>,
+    /// (node, conn) -> (node, conn) at the other end.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    events: Vec<Vec<Event>>,
+    now: Instant,
+}
+
+fn addr(i: usize) -> String {
+    format!("10.0.0.{}:6783", i + 1)
+}
+
+fn name(i: usize) -> PeerName {
+    PeerName::from_u64(i as u64 + 1).unwrap()
+}
+
+impl Net {
+    fn new(n: usize, tweak: impl Fn(usize, &mut Config)) -> Net {
+        let now = Instant::from_secs(1);
+        let mut nodes = Vec::new();
+        let mut counters = Vec::new();
+        for i in 0..n {
+            let mut c = Config::new(name(i), format!("n{i}"));
+            c.peer_discovery = false;
+            tweak(i, &mut c);
+            let mut node = Node::new(c, Node::seed_from_u64(i as u64), now).unwrap();
+            let counter = Counter::new(name(i));
+            let ch = node.register_channel("default", counter.gossiper()).unwrap();
+            nodes.push(node);
+            counters.push((counter, ch));
+        }
+        Net {
+            nodes,
+            counters,
+            stalled: BTreeSet::new(),
+            links: BTreeMap::new(),
+            events: vec![Vec::new(); n],
+            now,
+        }
+    }
+
+    fn index_of(a: &str) -> usize {
+        let ip: SocketAddr = a.parse().unwrap();
+        match ip.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets()[3] as usize - 1,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Moves outputs to inputs until nothing is left to move.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(o) = self.nodes[i].poll_output() {
+                    moved = true;
+                    let now = self.now;
+                    match o {
+                        Output::Dial { conn, addr } => {
+                            let j = Net::index_of(&addr);
+                            if j >= self.nodes.len() {
+                                self.nodes[i].handle_dial_failed(conn, "connection refused", now);
+                                continue;
+                            }
+                            let from: SocketAddr =
+                                format!("10.0.0.{}:{}", i + 1, 40000 + conn.0).parse().unwrap();
+                            let theirs = self.nodes[j].handle_accepted(from, now);
+                            self.links.insert((i, conn), (j, theirs));
+                            self.links.insert((j, theirs), (i, conn));
+                            self.nodes[i].handle_dialed(conn, now);
+                        }
+                        Output::Transmit { conn, .. } if self.stalled.contains(&(i, conn)) => {}
+                        Output::Transmit { conn, data } => {
+                            self.nodes[i].handle_written(conn, data.len(), now);
+                            if let Some(&(j, theirs)) = self.links.get(&(i, conn)) {
+                                self.nodes[j].handle_data(theirs, &data, now);
+                            }
+                        }
+                        Output::Close { conn } => {
+                            if let Some((j, theirs)) = self.links.remove(&(i, conn)) {
+                                self.links.remove(&(j, theirs));
+                                self.nodes[j].handle_closed(theirs, "reset by peer", now);
+                            }
+                        }
+                        Output::Event(e) => self.events[i].push(e),
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances time to `t`, firing every timer due on the way.
+    fn run_until(&mut self, t: Instant) {
+        loop {
+            self.pump();
+            let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            match next {
+                Some(at) if at <= t => {
+                    self.now = self.now.max(at);
+                    let now = self.now;
+                    for n in &mut self.nodes {
+                        if n.poll_timeout().is_some_and(|d| d <= now) {
+                            n.handle_timeout(now);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = t;
+        self.pump();
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    /// Node `i` increments its counter and broadcasts the new state.
+    fn increment(&mut self, i: usize) {
+        let state = self.counters[i].0.increment();
+        let now = self.now;
+        self.nodes[i].broadcast(&self.counters[i].1, state, now);
+        self.pump();
+    }
+
+    fn dial(&mut self, from: usize, to: usize) {
+        let now = self.now;
+        assert!(self.nodes[from].initiate_connections(&[addr(to)], false, now).is_empty());
+        self.pump();
+    }
+
+    /// The connection `from` registered to `to` last, if it is still open.
+    fn conn(&self, from: usize, to: usize) -> Option<ConnId> {
+        let mut found = None;
+        for e in &self.events[from] {
+            match e {
+                Event::ConnectionEstablished { conn, peer, .. } if *peer == name(to) => found = Some(*conn),
+                Event::ConnectionClosed { conn, .. } if Some(*conn) == found => found = None,
+                _ => {}
+            }
+        }
+        found
+    }
+
+    fn closes(&self, i: usize) -> Vec<CloseReason> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ConnectionClosed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_close_during_the_handshake_says_so() {
+    let mut net = Net::new(1, |_, _| {});
+    let now = net.now;
+    let conn = net.nodes[0].handle_accepted("10.0.0.9:40000".parse().unwrap(), now);
+    net.nodes[0].handle_closed(conn, "reset by peer", now);
+    net.pump();
+    let closes = net.closes(0);
+    assert!(matches!(closes.as_slice(), [CloseReason::Handshake(_)]), "{closes:?}");
+}
+
+#[test]
+fn a_close_inside_a_frame_is_a_frame_error() {
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let conn = net.conn(1, 0).expect("registered");
+    let now = net.now;
+    // The first bytes of a frame longer than what follows them.
+    net.nodes[1].handle_data(conn, &[0, 0, 0, 40, 1, 2, 3], now);
+    net.nodes[1].handle_closed(conn, "reset by peer", now);
+    net.pump();
+    let closes = net.closes(1);
+    assert!(matches!(closes.as_slice(), [CloseReason::Frame(_)]), "{closes:?}");
+    // Between frames, a close is just a close.
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let conn = net.conn(1, 0).expect("registered");
+    let now = net.now;
+    net.nodes[1].handle_closed(conn, "reset by peer", now);
+    net.pump();
+    assert_eq!(net.closes(1), [CloseReason::Closed("reset by peer".into())]);
+}
+
+/// Takes node `i` (the last one) away, as a crash would: its peers see their
+/// connections to it reset.
+fn crash_last(net: &mut Net) {
+    let gone = net.nodes.len() - 1;
+    let ends: Vec<(usize, ConnId)> = net.links.iter().filter(|(k, _)| k.0 == gone).map(|(_, v)| *v).collect();
+    net.links.retain(|k, v| k.0 != gone && v.0 != gone);
+    net.nodes.truncate(gone);
+    let now = net.now;
+    for (j, conn) in ends {
+        net.nodes[j].handle_closed(conn, "reset by peer", now);
+    }
+    net.pump();
+}
+
+#[test]
+fn a_peer_cut_off_elsewhere_is_collected_after_the_delay_not_before() {
+    // 0 - 1 - 2 in a line; 2 goes away, and 0 learns of it from 1's update.
+    let mut net = Net::new(3, |_, _| {});
+    net.dial(0, 1);
+    net.dial(1, 2);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.nodes[0].peers().get(&name(2)).is_some());
+    let (seen, collected) = (net.events[0].len(), net.nodes[0].stats().gc_removed);
+    crash_last(&mut net);
+    assert!(net.nodes[1].peers().get(&name(2)).is_none(), "its neighbour collects at once");
+    // Wait for 1's update saying it lost 2.
+    let told =
+        |net: &Net| net.nodes[0].peers().get(&name(1)).is_some_and(|p| !p.connections.contains_key(&name(2)));
+    for _ in 0..500 {
+        if told(&net) {
+            break;
+        }
+        net.run_for(Duration::from_millis(10));
+    }
+    assert!(told(&net), "1 never said it lost 2");
+    let gc = mesh_proto::config::GC_DELAY;
+    net.run_for(gc / 2);
+    assert!(net.nodes[0].peers().get(&name(2)).is_some(), "collected before the delay");
+    assert!(!net.events[0][seen..].contains(&Event::PeerRemoved(name(2))));
+    net.run_for(gc);
+    assert!(net.nodes[0].peers().get(&name(2)).is_none(), "never collected");
+    assert!(net.events[0][seen..].contains(&Event::PeerRemoved(name(2))));
+    assert_eq!(net.nodes[0].stats().gc_removed, collected + 1);
+}
+
+#[test]
+fn channel_handles_and_nodes_show_their_names() {
+    let mut net = Net::new(1, |_, _| {});
+    let ch = net.nodes[0].register_channel("kv", Counter::new(name(0)).gossiper()).unwrap();
+    assert_eq!(ch.name().as_ref(), b"kv");
+    let shown = format!("{:?}", net.nodes[0]);
+    assert!(shown.starts_with("Node {") && shown.contains(&format!("{:?}", name(0))), "{shown}");
+    assert!(shown.contains(&format!("uid: {}", net.nodes[0].uid())), "{shown}");
+}
+
+#[test]
+fn a_stalled_write_is_due_exactly_at_the_send_timeout() {
+    let timeout = Duration::from_secs(1);
+    let mut net = Net::new(2, |_, c| c.send_timeout = timeout);
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let conn = net.conn(0, 1).expect("registered");
+    net.stalled.insert((0, conn));
+    let written = net.now;
+    net.increment(0);
+    assert_eq!(net.nodes[0].poll_timeout(), Some(written + timeout), "the wake-up is the send deadline");
+    net.run_until(written + timeout - Duration::from_millis(1));
+    assert!(net.closes(0).is_empty(), "closed early: {:?}", net.closes(0));
+    net.run_until(written + timeout);
+    assert_eq!(net.closes(0), [CloseReason::SendTimeout]);
+    assert_eq!(net.nodes[0].stats().slow_reader_closes, 1);
+}
+
+#[test]
+fn forgotten_direct_peers_are_no_targets() {
+    let mut net = Net::new(1, |_, _| {});
+    let now = net.now;
+    assert!(net.nodes[0].initiate_connections(&[addr(1), addr(2)], false, now).is_empty());
+    net.nodes[0].forget_connections(&[addr(1)], now);
+    assert_eq!(net.nodes[0].targets(false), [addr(2)]);
+}
