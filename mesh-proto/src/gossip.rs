@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn app_channel_slots_take_only_their_type_and_go_with_their_connection() {
         let mut c = AppChannel::new(Recorder::default());
-        let wrong: Erased = Box::new(RelayData::default());
+        let wrong: Erased = Box::new(RelayData(VecDeque::from([Bytes::from("r")])));
         assert!(!c.queue(1, Slot::Gossip, &wrong));
         let data: Erased = Box::new(Max(2));
         assert!(c.queue(1, Slot::Gossip, &data));
