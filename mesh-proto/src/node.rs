@@ -1060,8 +1060,8 @@ impl Node {
                         r.heartbeat_at += HEARTBEAT_INTERVAL;
                     }
                     // Heartbeats go out directly, not through the send slots.
-                    let max = self.config.max_frame_len;
-                    let _ = c.append_frame(max, |o| o.push(message::TAG_HEARTBEAT));
+                    let sent = c.append_frame(self.config.max_frame_len, |o| o.push(message::TAG_HEARTBEAT));
+                    self.stats.frames_sent += u64::from(sent.is_ok());
                     self.to_flush.insert(id);
                 }
             }

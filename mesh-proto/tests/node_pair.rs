@@ -19,6 +19,8 @@ struct Net {
     /// (node, conn) -> (node, conn) at the other end.
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     events: Vec<Vec<Event>>,
+    /// Bytes each node's transmits delivered to another node.
+    delivered: Vec<u64>,
     now: Instant,
 }
 
@@ -51,6 +53,7 @@ impl Net {
             stalled: BTreeSet::new(),
             links: BTreeMap::new(),
             events: vec![Vec::new(); n],
+            delivered: vec![0; n],
             now,
         }
     }
@@ -89,6 +92,7 @@ impl Net {
                         Output::Transmit { conn, data } => {
                             self.nodes[i].handle_written(conn, data.len(), now);
                             if let Some(&(j, theirs)) = self.links.get(&(i, conn)) {
+                                self.delivered[i] += data.len() as u64;
                                 self.nodes[j].handle_data(theirs, &data, now);
                             }
                         }
@@ -287,4 +291,64 @@ fn forgotten_direct_peers_are_no_targets() {
     assert!(net.nodes[0].initiate_connections(&[addr(1), addr(2)], false, now).is_empty());
     net.nodes[0].forget_connections(&[addr(1)], now);
     assert_eq!(net.nodes[0].targets(false), [addr(2)]);
+}
+
+#[test]
+fn the_counters_add_up_between_two_nodes() {
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    for _ in 0..3 {
+        net.increment(0);
+        net.increment(1);
+    }
+    // Long enough for periodic gossip and heartbeats.
+    net.run_for(Duration::from_secs(45));
+    let (a, b) = (net.nodes[0].stats(), net.nodes[1].stats());
+    assert_eq!((a.handshakes, b.handshakes), (1, 1));
+    assert!(a.frames_sent > 5, "{a:?}");
+    assert_eq!(a.frames_sent, b.frames_received, "{a:?} {b:?}");
+    assert_eq!(b.frames_sent, a.frames_received, "{a:?} {b:?}");
+    assert_eq!(a.bytes_sent, net.delivered[0]);
+    assert_eq!(b.bytes_sent, net.delivered[1]);
+    for s in [&a, &b] {
+        assert_eq!((s.tie_breaks, s.restarts_detected, s.backoffs, s.referrals), (0, 0, 0, 0), "{s:?}");
+        assert_eq!((s.unicasts_relayed, s.unicasts_dropped, s.oversize_dropped), (0, 0, 0), "{s:?}");
+    }
+    assert_eq!(net.counters[0].0.value(), 6);
+    assert_eq!(net.counters[1].0.value(), 6);
+}
+
+#[test]
+fn gossip_reaches_a_neighbour_at_once() {
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let state = net.counters[0].0.increment();
+    let now = net.now;
+    net.nodes[0].gossip(&net.counters[0].1, state, now);
+    net.pump();
+    assert_eq!(net.counters[1].0.value(), 1, "no time passed: it was not periodic gossip");
+}
+
+#[test]
+fn status_tells_dialling_from_handshaking_from_established() {
+    use mesh_proto::status::ConnectionState;
+    let mut net = Net::new(2, |_, _| {});
+    let now = net.now;
+    net.nodes[0].initiate_connections(&[addr(1)], false, now);
+    let Some(Output::Dial { conn, .. }) = net.nodes[0].poll_output() else { panic!("no dial") };
+    let state = |net: &mut Net| {
+        let st = net.nodes[0].status();
+        let c = st.connections.iter().find(|c| c.conn == Some(conn)).expect("listed");
+        (c.state.clone(), c.info.clone())
+    };
+    assert_eq!(state(&mut net), (ConnectionState::Connecting, String::new()));
+    net.nodes[0].handle_dialed(conn, now);
+    assert_eq!(state(&mut net), (ConnectionState::Pending, String::new()));
+    let theirs = net.nodes[1].handle_accepted("10.0.0.1:40000".parse().unwrap(), now);
+    net.links.insert((0, conn), (1, theirs));
+    net.links.insert((1, theirs), (0, conn));
+    net.pump();
+    assert_eq!(state(&mut net), (ConnectionState::Established, format!("none {}(n1)", name(1))));
 }
