@@ -352,3 +352,74 @@ fn status_tells_dialling_from_handshaking_from_established() {
     net.pump();
     assert_eq!(state(&mut net), (ConnectionState::Established, format!("none {}(n1)", name(1))));
 }
+
+/// Accepts `n` connections at once on a lone node; returns their ids.
+fn accept_many(net: &mut Net, n: u16) -> Vec<ConnId> {
+    let now = net.now;
+    (0..n)
+        .map(|k| net.nodes[0].handle_accepted(format!("10.0.9.1:{}", 40000 + k).parse().unwrap(), now))
+        .collect()
+}
+
+/// The connections among `ids` whose handshake has started (we sent our preamble).
+fn started(net: &mut Net, sent: &mut BTreeSet<ConnId>) -> usize {
+    while let Some(o) = net.nodes[0].poll_output() {
+        if let Output::Transmit { conn, .. } = o {
+            sent.insert(conn);
+        }
+    }
+    sent.len()
+}
+
+#[test]
+fn accepts_are_paced_a_burst_then_one_token_per_interval() {
+    use mesh_proto::config::{ACCEPT_BURST, ACCEPT_TOKEN_INTERVAL};
+    let mut net = Net::new(1, |_, _| {});
+    let t0 = net.now;
+    // behaviour.md §2.1's model: a connection starts, then a token is taken, waiting until
+    // the earliest unspent token. From a full bucket (its earliest token 20 intervals
+    // ago) the tokens due at or before now are 21, so 22 handshakes start at once.
+    let burst = ACCEPT_BURST as usize + 2;
+    accept_many(&mut net, burst as u16 + 3);
+    let mut sent = BTreeSet::new();
+    assert_eq!(started(&mut net, &mut sent), burst);
+    for k in 1..=3u32 {
+        let due = t0 + ACCEPT_TOKEN_INTERVAL * k;
+        assert_eq!(net.nodes[0].poll_timeout(), Some(due), "token {k}");
+        net.nodes[0].handle_timeout(due - Duration::from_millis(1));
+        assert_eq!(started(&mut net, &mut sent), burst + k as usize - 1, "early at {k}");
+        net.nodes[0].handle_timeout(due);
+        assert_eq!(started(&mut net, &mut sent), burst + k as usize, "token {k}");
+    }
+    // After a quiet spell the bucket is full again, and no fuller.
+    net.now = t0 + ACCEPT_TOKEN_INTERVAL * (ACCEPT_BURST * 10);
+    let before = sent.len();
+    accept_many(&mut net, burst as u16 + 1);
+    assert_eq!(started(&mut net, &mut sent), before + burst);
+}
+
+#[test]
+fn a_paced_connection_may_buffer_two_handshake_frames_and_no_more() {
+    use mesh_proto::config::{ACCEPT_BURST, MAX_HANDSHAKE_FRAME_LEN};
+    use mesh_proto::wire::frame::FrameError;
+    let mut net = Net::new(1, |_, _| {});
+    // The first 22 start their handshakes at once (see above); these two wait.
+    let ids = accept_many(&mut net, ACCEPT_BURST as u16 + 4);
+    let (a, b) = (ids[ACCEPT_BURST as usize + 2], ids[ACCEPT_BURST as usize + 3]);
+    let now = net.now;
+    let limit = MAX_HANDSHAKE_FRAME_LEN * 2;
+    net.nodes[0].handle_data(a, &vec![0; limit - 10], now);
+    net.nodes[0].handle_data(a, &[0; 10], now);
+    net.nodes[0].handle_data(b, &vec![0; limit - 10], now);
+    net.nodes[0].handle_data(b, &[0; 11], now);
+    net.pump();
+    let closed: Vec<(ConnId, CloseReason)> = net.events[0]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionClosed { conn, reason, .. } => Some((*conn, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    let too_large = FrameError::TooLarge { len: limit as u64 + 1, max: MAX_HANDSHAKE_FRAME_LEN };
+    assert_eq!(closed, [(b, CloseReason::Frame(too_large))]);
+}
