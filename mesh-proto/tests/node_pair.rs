@@ -423,3 +423,18 @@ fn a_paced_connection_may_buffer_two_handshake_frames_and_no_more() {
     let too_large = FrameError::TooLarge { len: limit as u64 + 1, max: MAX_HANDSHAKE_FRAME_LEN };
     assert_eq!(closed, [(b, CloseReason::Frame(too_large))]);
 }
+
+#[test]
+fn shutdown_closes_everything_and_says_so() {
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    assert!(!net.nodes[0].is_shut_down());
+    let now = net.now;
+    net.nodes[0].shutdown(now);
+    assert!(net.nodes[0].is_shut_down());
+    net.pump();
+    assert_eq!(net.closes(0), [CloseReason::Shutdown]);
+    assert_eq!(net.nodes[0].poll_timeout(), None, "nothing left to wake up for");
+    assert_eq!(net.closes(1), [CloseReason::Closed("reset by peer".into())]);
+}
