@@ -438,3 +438,21 @@ fn shutdown_closes_everything_and_says_so() {
     assert_eq!(net.nodes[0].poll_timeout(), None, "nothing left to wake up for");
     assert_eq!(net.closes(1), [CloseReason::Closed("reset by peer".into())]);
 }
+
+#[test]
+fn a_topology_record_too_large_for_a_frame_is_dropped_and_counted() {
+    // Node 0's record (its nickname) does not fit in the frames either node may send.
+    let mut net = Net::new(2, |i, c| {
+        c.max_frame_len = 4096;
+        if i == 0 {
+            c.nickname = "x".repeat(5000).into();
+        }
+    });
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(5));
+    let (a, b) = (net.nodes[0].stats(), net.nodes[1].stats());
+    assert!(a.oversize_dropped >= 1 && b.oversize_dropped >= 1, "{a:?} {b:?}");
+    assert_eq!(a.frames_sent, b.frames_received, "a dropped frame is not counted as sent");
+    assert_eq!(b.frames_sent, a.frames_received, "a dropped frame is not counted as sent");
+    assert!(net.closes(0).is_empty() && net.closes(1).is_empty(), "{:?} {:?}", net.closes(0), net.closes(1));
+}
