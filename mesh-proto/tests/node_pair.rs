@@ -21,6 +21,10 @@ struct Net {
     events: Vec<Vec<Event>>,
     /// Bytes each node's transmits delivered to another node.
     delivered: Vec<u64>,
+    /// Every pair of connection ends ever made, closed ones too.
+    ends: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// Everything each connection sent (plaintext meshes only here).
+    opening: BTreeMap<(usize, ConnId), Vec<u8>>,
     now: Instant,
 }
 
@@ -34,6 +38,10 @@ fn name(i: usize) -> PeerName {
 
 impl Net {
     fn new(n: usize, tweak: impl Fn(usize, &mut Config)) -> Net {
+        Net::with_seed(n, 0, tweak)
+    }
+
+    fn with_seed(n: usize, seed: u64, tweak: impl Fn(usize, &mut Config)) -> Net {
         let now = Instant::from_secs(1);
         let mut nodes = Vec::new();
         let mut counters = Vec::new();
@@ -41,7 +49,7 @@ impl Net {
             let mut c = Config::new(name(i), format!("n{i}"));
             c.peer_discovery = false;
             tweak(i, &mut c);
-            let mut node = Node::new(c, Node::seed_from_u64(i as u64), now).unwrap();
+            let mut node = Node::new(c, Node::seed_from_u64(seed * 1000 + i as u64), now).unwrap();
             let counter = Counter::new(name(i));
             let ch = node.register_channel("default", counter.gossiper()).unwrap();
             nodes.push(node);
@@ -54,6 +62,8 @@ impl Net {
             links: BTreeMap::new(),
             events: vec![Vec::new(); n],
             delivered: vec![0; n],
+            ends: BTreeMap::new(),
+            opening: BTreeMap::new(),
             now,
         }
     }
@@ -86,6 +96,8 @@ impl Net {
                             let theirs = self.nodes[j].handle_accepted(from, now);
                             self.links.insert((i, conn), (j, theirs));
                             self.links.insert((j, theirs), (i, conn));
+                            self.ends.insert((i, conn), (j, theirs));
+                            self.ends.insert((j, theirs), (i, conn));
                             self.nodes[i].handle_dialed(conn, now);
                         }
                         Output::Transmit { conn, .. } if self.stalled.contains(&(i, conn)) => {}
@@ -93,6 +105,8 @@ impl Net {
                             self.nodes[i].handle_written(conn, data.len(), now);
                             if let Some(&(j, theirs)) = self.links.get(&(i, conn)) {
                                 self.delivered[i] += data.len() as u64;
+                                let opening = self.opening.entry((i, conn)).or_default();
+                                opening.extend_from_slice(&data);
                                 self.nodes[j].handle_data(theirs, &data, now);
                             }
                         }
@@ -455,4 +469,62 @@ fn a_topology_record_too_large_for_a_frame_is_dropped_and_counted() {
     assert_eq!(a.frames_sent, b.frames_received, "a dropped frame is not counted as sent");
     assert_eq!(b.frames_sent, a.frames_received, "a dropped frame is not counted as sent");
     assert!(net.closes(0).is_empty() && net.closes(1).is_empty(), "{:?} {:?}", net.closes(0), net.closes(1));
+}
+
+/// The frames a node sent on `conn`: its features first, then messages.
+fn frames_sent(net: &Net, node: usize, conn: ConnId) -> Vec<Vec<u8>> {
+    use mesh_proto::wire::frame::FrameDecoder;
+    let mut frames = FrameDecoder::new(1 << 20);
+    frames.push(&net.opening[&(node, conn)][8..]); // after the preamble
+    std::iter::from_fn(|| frames.next_frame().unwrap().map(|f| f.to_vec())).collect()
+}
+
+/// The connection id a node announced in the features frame it opened `conn` with.
+fn announced_conn_id(net: &Net, node: usize, conn: ConnId) -> u64 {
+    mesh_proto::wire::features::decode(&frames_sent(net, node, conn)[0]).unwrap().conn_id
+}
+
+#[test]
+fn simultaneous_dials_keep_the_connection_with_the_lower_xor_of_ids_as_go_does() {
+    for seed in 1..=8 {
+        let mut net = Net::with_seed(2, seed, |_, _| {});
+        let now = net.now;
+        net.nodes[0].initiate_connections(&[addr(1)], false, now);
+        net.nodes[1].initiate_connections(&[addr(0)], false, now);
+        net.pump();
+        let keys: BTreeMap<ConnId, u64> = net
+            .opening
+            .keys()
+            .filter(|k| k.0 == 0)
+            .map(|&(_, c)| {
+                let (_, theirs) = net.ends[&(0, c)];
+                (c, announced_conn_id(&net, 0, c) ^ announced_conn_id(&net, 1, theirs))
+            })
+            .collect();
+        assert_eq!(keys.len(), 2, "two connections were opened");
+        net.run_for(Duration::from_secs(2));
+        let kept = net.conn(0, 1).expect("one connection is kept");
+        let lowest = keys.iter().min_by_key(|(_, k)| **k).map(|(c, _)| *c).unwrap();
+        assert_eq!(kept, lowest, "seed {seed}: keys {keys:?}");
+        assert_eq!(net.closes(0).len(), 1);
+        assert_eq!(net.nodes[0].stats().tie_breaks + net.nodes[1].stats().tie_breaks, 2, "seed {seed}");
+    }
+}
+
+#[test]
+fn the_first_heartbeat_comes_one_interval_after_registration() {
+    use mesh_proto::config::HEARTBEAT_INTERVAL;
+    use mesh_proto::wire::message::TAG_HEARTBEAT;
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    let registered = net.now;
+    let conn = net.conn(0, 1).expect("registered at once");
+    let heartbeats =
+        |net: &Net| frames_sent(net, 0, conn).iter().filter(|f| f.as_slice() == [TAG_HEARTBEAT]).count();
+    net.run_until(registered + HEARTBEAT_INTERVAL - Duration::from_millis(1));
+    assert_eq!(heartbeats(&net), 0);
+    net.run_until(registered + HEARTBEAT_INTERVAL);
+    assert_eq!(heartbeats(&net), 1);
+    net.run_until(registered + HEARTBEAT_INTERVAL * 3);
+    assert_eq!(heartbeats(&net), 3);
 }
