@@ -245,11 +245,6 @@ pub fn fanout(n: u64, k: u64) -> usize {
     two_log.min(k) as usize
 }
 
-/// Every peer reachable over established, symmetric links (for status).
-pub fn established_component(peers: &Peers) -> BTreeSet<PeerName> {
-    search(peers, peers.our_name(), None, Mode::EstablishedSymmetric).1.into_keys().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +411,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn symmetric_broadcasts_skip_one_way_links() {
+        // We (1) report links to 2 and 3; only 2 reports one back.
+        let p = graph(&[(1, 2), (2, 1), (1, 3)], 3);
+        assert_eq!(broadcast_next_hops(&p, n(1), Mode::All), [n(2), n(3)]);
+        assert_eq!(broadcast_next_hops(&p, n(1), Mode::EstablishedSymmetric), [n(2)]);
+    }
+
+    #[test]
+    fn a_search_says_whether_it_reached_its_stop() {
+        // 1 - 2 - 3, and 4 alone.
+        let p = graph(&sym(&[(1, 2), (2, 3)]), 4);
+        let (reached, hops) = search(&p, n(1), Some(n(3)), Mode::All);
+        assert!(reached);
+        assert_eq!(hops[&n(1)], PeerName::UNKNOWN, "the start has no next hop");
+        assert_eq!(hops[&n(3)], n(2));
+        let (reached, hops) = search(&p, n(1), Some(n(4)), Mode::All);
+        assert!(!reached);
+        assert_eq!(hops.keys().copied().collect::<Vec<_>>(), [n(1), n(2), n(3)]);
     }
 }
