@@ -4,7 +4,7 @@
 //! Every peer holding the same table computes the same routes: levels are visited in
 //! name order and the first discoverer of a peer gives its next hop.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::name::PeerName;
 use crate::topology::Peers;
