@@ -248,6 +248,7 @@ pub fn fanout(n: u64, k: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use crate::topology::RemoteConnection;
     use crate::wire::topology::{ConnectionSummary, PeerRecord, PeerSummary};
     use bytes::Bytes;
