@@ -248,10 +248,10 @@ pub fn fanout(n: u64, k: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use crate::topology::RemoteConnection;
     use crate::wire::topology::{ConnectionSummary, PeerRecord, PeerSummary};
     use bytes::Bytes;
+    use std::collections::BTreeSet;
 
     fn n(v: u64) -> PeerName {
         PeerName::from_u64(v).unwrap()

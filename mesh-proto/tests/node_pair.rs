@@ -16,6 +16,8 @@ struct Net {
     counters: Vec<(Counter, ChannelHandle<Counts>)>,
     /// Connections whose writes the "socket" never takes: what they transmit waits.
     stalled: BTreeSet<(usize, ConnId)>,
+    /// Nodes whose outbound bytes are held back (written, not yet delivered).
+    held: BTreeMap<usize, Vec<((usize, ConnId), Vec<u8>)>>,
     /// (node, conn) -> (node, conn) at the other end.
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     events: Vec<Vec<Event>>,
@@ -59,6 +61,7 @@ impl Net {
             nodes,
             counters,
             stalled: BTreeSet::new(),
+            held: BTreeMap::new(),
             links: BTreeMap::new(),
             events: vec![Vec::new(); n],
             delivered: vec![0; n],
@@ -103,7 +106,12 @@ impl Net {
                         Output::Transmit { conn, .. } if self.stalled.contains(&(i, conn)) => {}
                         Output::Transmit { conn, data } => {
                             self.nodes[i].handle_written(conn, data.len(), now);
-                            if let Some(&(j, theirs)) = self.links.get(&(i, conn)) {
+                            if let (Some(&to), Some(held)) =
+                                (self.links.get(&(i, conn)), self.held.get_mut(&i))
+                            {
+                                self.opening.entry((i, conn)).or_default().extend_from_slice(&data);
+                                held.push((to, data.to_vec()));
+                            } else if let Some(&(j, theirs)) = self.links.get(&(i, conn)) {
                                 self.delivered[i] += data.len() as u64;
                                 let opening = self.opening.entry((i, conn)).or_default();
                                 opening.extend_from_slice(&data);
@@ -560,4 +568,84 @@ fn a_peer_that_restarted_unnoticed_is_recognised_when_it_reconnects() {
     assert!(s.restarts_detected >= 1, "{s:?}");
     assert_eq!(net.nodes[0].peers().get(&name(1)).map(|p| p.uid), Some(net.nodes[1].uid()));
     assert!(net.conn(0, 1).is_some());
+}
+
+#[test]
+fn frames_that_arrive_with_the_end_of_the_handshake_are_read() {
+    let mut net = Net::new(2, |_, _| {});
+    // Node 0's bytes wait until it has registered the connection and sent its first
+    // messages; node 1 then reads them all in one piece.
+    net.held.insert(0, Vec::new());
+    net.dial(0, 1);
+    assert!(net.conn(0, 1).is_some(), "node 0 registered on node 1's features");
+    let held = net.held.remove(&0).unwrap();
+    let mut bytes = Vec::new();
+    let mut to = None;
+    for (dest, data) in held {
+        to = Some(dest);
+        bytes.extend_from_slice(&data);
+    }
+    let (j, theirs) = to.unwrap();
+    let now = net.now;
+    net.nodes[j].handle_data(theirs, &bytes, now);
+    net.pump();
+    assert!(net.conn(1, 0).is_some());
+    assert_eq!(net.nodes[1].stats().frames_received, net.nodes[0].stats().frames_sent);
+    assert!(net.closes(1).is_empty(), "{:?}", net.closes(1));
+}
+
+#[test]
+fn a_full_peer_refers_a_newcomer_to_the_mesh_before_refusing_it() {
+    let mut net = Net::new(3, |i, c| {
+        if i == 1 {
+            c.conn_limit = 1;
+        }
+    });
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    net.dial(2, 1);
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.nodes[1].stats().referrals, 1);
+    assert!(net.closes(1).contains(&CloseReason::ConnectionLimit(1)), "{:?}", net.closes(1));
+    // The newcomer learnt of node 0 from the referral (and collected it with the close).
+    assert!(net.events[2].contains(&Event::PeerAdded(name(0))), "{:?}", net.events[2]);
+}
+
+/// Severs the link between `a` and `b`: both ends see their connection reset.
+fn sever(net: &mut Net, a: usize, b: usize) {
+    let ends: Vec<(usize, ConnId)> = net
+        .links
+        .iter()
+        .filter(|(k, v)| (k.0 == a && v.0 == b) || (k.0 == b && v.0 == a))
+        .map(|(k, _)| *k)
+        .collect();
+    let now = net.now;
+    for (i, conn) in ends {
+        net.links.remove(&(i, conn));
+        net.nodes[i].handle_closed(conn, "reset by peer", now);
+    }
+    net.pump();
+}
+
+#[test]
+fn a_known_peer_we_cannot_reach_gets_our_whole_state_when_it_connects() {
+    // 0 - 1 - 2; the link 1 - 2 breaks. While node 0 still holds 2's record (it is not
+    // collected yet), 2 dials 0: 0 must send it everything, counters included, since
+    // nothing else it knows of can reach it.
+    let mut net = Net::new(3, |_, _| {});
+    net.dial(0, 1);
+    net.dial(1, 2);
+    net.run_for(Duration::from_secs(3));
+    sever(&mut net, 1, 2);
+    let told =
+        |net: &Net| net.nodes[0].peers().get(&name(1)).is_some_and(|p| !p.connections.contains_key(&name(2)));
+    while !told(&net) {
+        net.run_for(Duration::from_millis(10));
+    }
+    assert!(net.nodes[0].peers().get(&name(2)).is_some(), "still known");
+    net.increment(0);
+    assert_eq!(net.counters[2].0.value(), 0);
+    net.dial(2, 0);
+    assert!(net.conn(2, 0).is_some());
+    assert_eq!(net.counters[2].0.value(), 1, "node 0's counter came with the connection");
 }
