@@ -10,6 +10,9 @@ use std::time::Duration;
 use mesh_proto::counter::{Counter, Counts};
 use mesh_proto::{ChannelHandle, CloseReason, Config, ConnId, Event, Instant, Node, Output, PeerName};
 
+/// Bytes written but held back, each with the connection end it is for.
+type Held = Vec<((usize, ConnId), Vec<u8>)>;
+
 /// A tiny driver: nodes by index, each listening at `10.0.0.<i+1>:6783`.
 struct Net {
     nodes: Vec<Node>,
@@ -17,7 +20,7 @@ struct Net {
     /// Connections whose writes the "socket" never takes: what they transmit waits.
     stalled: BTreeSet<(usize, ConnId)>,
     /// Nodes whose outbound bytes are held back (written, not yet delivered).
-    held: BTreeMap<usize, Vec<((usize, ConnId), Vec<u8>)>>,
+    held: BTreeMap<usize, Held>,
     /// (node, conn) -> (node, conn) at the other end.
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     events: Vec<Vec<Event>>,
