@@ -434,4 +434,20 @@ mod tests {
         assert!(!reached);
         assert_eq!(hops.keys().copied().collect::<Vec<_>>(), [n(1), n(2), n(3)]);
     }
+
+    #[test]
+    fn route_tables_answer_for_reachability_and_broadcasts() {
+        // 1 - 2 - 3 established both ways; 1 -> 4 reported by us only.
+        let p = graph(&[(1, 2), (2, 1), (2, 3), (3, 2), (1, 4)], 4);
+        let mut r = Routes::compute(&p);
+        assert!(r.reachable_established(n(3)));
+        assert!(!r.reachable_established(n(4)), "one-way");
+        // Our own broadcasts go to both neighbours over every link, to 2 only over
+        // established symmetric ones; 3's broadcasts reach us through 2 and go on to 4,
+        // which only we reach, and 2's go to 4 too.
+        assert_eq!(r.broadcast_all(n(1)), [n(2), n(4)]);
+        assert_eq!(r.broadcast_all(n(3)), [n(4)]);
+        assert_eq!(r.broadcast_all(n(2)), [n(4)]);
+        assert_eq!(r.broadcast_established(), &BTreeMap::from([(n(1), vec![n(2)])]));
+    }
 }
