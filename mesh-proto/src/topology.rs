@@ -814,4 +814,16 @@ mod tests {
         let seen = p3.get(&n(2)).unwrap();
         assert_eq!((seen.short_id, seen.version), (p2.ours().short_id, p2.ours().version));
     }
+
+    #[test]
+    fn a_candidate_carries_what_the_handshake_said() {
+        let name = PeerName::from_u64(7).unwrap();
+        let c = Peer::candidate(name, Bytes::from_static(b"seven"), 77, Some(5));
+        assert_eq!((c.name, c.nickname.as_ref(), c.uid, c.version), (name, &b"seven"[..], 77, 0));
+        assert_eq!(c.summary().short_id, 5);
+        assert!(c.summary().has_short_id);
+        assert!(c.connections.is_empty() && !c.is_placeholder());
+        let plain = Peer::candidate(name, Bytes::new(), 77, None);
+        assert!(!plain.summary().has_short_id);
+    }
 }

@@ -602,6 +602,13 @@ fn a_full_peer_refers_a_newcomer_to_the_mesh_before_refusing_it() {
     assert!(net.closes(1).contains(&CloseReason::ConnectionLimit(1)), "{:?}", net.closes(1));
     // The newcomer learnt of node 0 from the referral (and collected it with the close).
     assert!(net.events[2].contains(&Event::PeerAdded(name(0))), "{:?}", net.events[2]);
+    // The record the refused handshake put in node 1's table goes soon, not at once.
+    assert!(net.nodes[1].peers().get(&name(2)).is_some());
+    let gc = mesh_proto::config::GC_DELAY;
+    net.run_for(gc / 2 - Duration::from_millis(100));
+    assert!(net.nodes[1].peers().get(&name(2)).is_some(), "collected before the delay");
+    net.run_for(gc / 2 + Duration::from_millis(100));
+    assert!(net.nodes[1].peers().get(&name(2)).is_none(), "the refused peer's record lingers");
 }
 
 /// Severs the link between `a` and `b`: both ends see their connection reset.
