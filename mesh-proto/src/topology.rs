@@ -826,4 +826,23 @@ mod tests {
         let plain = Peer::candidate(name, Bytes::new(), 77, None);
         assert!(!plain.summary().has_short_id);
     }
+
+    #[test]
+    fn local_references_count_bindings() {
+        let us = PeerName::from_u64(1).unwrap();
+        let two = PeerName::from_u64(2).unwrap();
+        let mut p = Peers::new(us, Bytes::new(), 1, 1);
+        assert_eq!(p.ours().local_refs(), 1, "we hold ourselves");
+        let candidate = || Peer::candidate(two, Bytes::new(), 22, None);
+        p.bind(candidate(), true).unwrap();
+        p.bind(candidate(), true).unwrap();
+        assert_eq!(p.get(&two).unwrap().local_refs(), 2);
+        p.release(two);
+        assert_eq!(p.get(&two).unwrap().local_refs(), 1);
+        assert!(p.garbage_collect().is_empty(), "a bound record is not collected");
+        p.release(two);
+        assert_eq!(p.get(&two).unwrap().local_refs(), 0);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [two]);
+        assert!(Peer::placeholder(two).is_placeholder());
+    }
 }

@@ -139,11 +139,15 @@ impl Net {
 
     /// Advances time to `t`, firing every timer due on the way.
     fn run_until(&mut self, t: Instant) {
+        let mut spins = 0;
         loop {
             self.pump();
             let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
             match next {
                 Some(at) if at <= t => {
+                    // A wake-up that handling does not move on would spin for ever.
+                    spins = if at <= self.now { spins + 1 } else { 0 };
+                    assert!(spins < 1000, "a timer due at {at} stays due after handle_timeout");
                     self.now = self.now.max(at);
                     let now = self.now;
                     for n in &mut self.nodes {
@@ -723,4 +727,31 @@ fn a_connection_the_remote_drops_right_after_registering_counts_as_refused() {
     let st = net.nodes[0].status();
     let target = st.connections.iter().find(|c| c.addr == addr(1)).expect("the target is listed");
     assert!(target.info.starts_with("connection closed by the remote"), "{}", target.info);
+}
+
+#[test]
+fn a_silent_remote_fails_the_handshake_at_its_deadline() {
+    // Nothing arrives, not even a preamble: PREAMBLE_TIMEOUT applies.
+    use mesh_proto::config::PREAMBLE_TIMEOUT;
+    use mesh_proto::handshake::HandshakeError;
+    let mut net = Net::new(1, |_, _| {});
+    let t0 = net.now;
+    net.nodes[0].handle_accepted("10.0.0.9:40000".parse().unwrap(), t0);
+    net.run_until(t0 + PREAMBLE_TIMEOUT - Duration::from_millis(1));
+    assert!(net.closes(0).is_empty());
+    net.run_until(t0 + PREAMBLE_TIMEOUT);
+    let closes = net.closes(0);
+    assert!(matches!(closes.as_slice(), [CloseReason::Handshake(HandshakeError::Timeout(_))]), "{closes:?}");
+    assert_eq!(net.nodes[0].status().terminations, 1);
+}
+
+#[test]
+fn terminations_count_ended_connections_but_not_failed_dials() {
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 3); // nobody there: the dial fails
+    assert_eq!(net.nodes[0].status().terminations, 0);
+    net.dial(0, 1);
+    sever(&mut net, 0, 1);
+    assert_eq!(net.nodes[0].status().terminations, 1);
+    assert_eq!(net.nodes[1].status().terminations, 1);
 }
