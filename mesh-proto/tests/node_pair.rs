@@ -755,3 +755,55 @@ fn terminations_count_ended_connections_but_not_failed_dials() {
     assert_eq!(net.nodes[0].status().terminations, 1);
     assert_eq!(net.nodes[1].status().terminations, 1);
 }
+
+/// A topology broadcast (tag 6, as older Go peers send updates) from `source`, carrying
+/// `about`'s record as node `at` holds it, framed for a plaintext connection.
+fn topology_broadcast(net: &Net, at: usize, source: PeerName, about: PeerName) -> Vec<u8> {
+    use mesh_proto::wire::{frame, message, topology};
+    let p = net.nodes[at].peers().get(&about).unwrap();
+    let record = topology::PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+    let mut payload = Vec::new();
+    topology::encode(&mut payload, &[record]);
+    let mut body = Vec::new();
+    message::encode_gossip(&mut body, message::GossipKind::Broadcast, b"topology", source, &payload);
+    let mut out = Vec::new();
+    frame::put_frame(&mut out, &body, 1 << 20).unwrap();
+    out
+}
+
+/// The topology broadcasts (source names) among the frames node `i` sent on `conn`.
+fn topology_broadcasts_sent(net: &Net, i: usize, conn: ConnId) -> Vec<PeerName> {
+    use mesh_proto::wire::message::{GossipKind, Message};
+    frames_sent(net, i, conn)
+        .iter()
+        .skip(1)
+        .filter_map(|f| match Message::decode(f) {
+            Ok(Message::Gossip(g)) if g.kind == GossipKind::Broadcast && g.channel == b"topology" => {
+                Some(g.source)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn topology_broadcasts_from_older_peers_are_relayed_down_the_source_tree() {
+    // 0 - 1 - 2 in a line; node 0 sends node 1 a topology broadcast as an older Go
+    // peer would. Node 1 relays it to 2; one that claims node 1 as its source it does not.
+    let mut net = Net::new(3, |_, _| {});
+    net.dial(0, 1);
+    net.dial(1, 2);
+    net.run_for(Duration::from_secs(3));
+    let (at_1, to_2) = (net.conn(1, 0).unwrap(), net.conn(1, 2).unwrap());
+    assert!(topology_broadcasts_sent(&net, 1, to_2).is_empty(), "we gossip updates");
+    let now = net.now;
+    let frame = topology_broadcast(&net, 0, name(0), name(0));
+    net.nodes[1].handle_data(at_1, &frame, now);
+    net.pump();
+    assert_eq!(topology_broadcasts_sent(&net, 1, to_2), [name(0)]);
+    let frame = topology_broadcast(&net, 0, name(1), name(0));
+    net.nodes[1].handle_data(at_1, &frame, now);
+    net.pump();
+    assert_eq!(topology_broadcasts_sent(&net, 1, to_2), [name(0)], "not relayed again");
+    assert!(net.closes(1).is_empty(), "{:?}", net.closes(1));
+}
