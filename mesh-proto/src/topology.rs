@@ -845,4 +845,33 @@ mod tests {
         assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [two]);
         assert!(Peer::placeholder(two).is_placeholder());
     }
+
+    #[test]
+    fn short_id_claims_add_once_and_the_lowest_name_leads() {
+        let (a, b) = (PeerName::from_u64(1).unwrap(), PeerName::from_u64(2).unwrap());
+        let mut ix = ShortIdIndex::default();
+        assert_eq!(ix.add(b, 5), IndexChange::default());
+        assert_eq!(ix.add(b, 5), IndexChange::default(), "claiming twice changes nothing");
+        assert_eq!(ix.add(a, 5), IndexChange { invalidated: true, displaced: Some(b) });
+        assert_eq!(ix.add(b, 9), IndexChange::default());
+        assert_eq!(ix.claimed().collect::<Vec<_>>(), [(5, a), (9, b)]);
+        assert_eq!(ix.remove(a, 5), IndexChange { invalidated: true, displaced: None });
+        assert_eq!(ix.remove(b, 5), IndexChange::default());
+        assert_eq!(ix.claimed().collect::<Vec<_>>(), [(9, b)], "b claimed 5 once, so it is gone");
+    }
+
+    #[test]
+    fn our_connections_are_marked_established_only_if_we_have_them() {
+        let us = PeerName::from_u64(1).unwrap();
+        let two = PeerName::from_u64(2).unwrap();
+        let mut p = Peers::new(us, Bytes::new(), 1, 1);
+        assert!(!p.is_empty(), "our own record is always there");
+        assert!(!p.set_our_connection_established(two));
+        p.set_our_connection(
+            two,
+            RemoteConnection { addr: Bytes::new(), outbound: true, established: false },
+        );
+        assert!(p.set_our_connection_established(two));
+        assert!(p.ours().connections[&two].established);
+    }
 }
