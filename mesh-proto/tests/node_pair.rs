@@ -807,3 +807,36 @@ fn topology_broadcasts_from_older_peers_are_relayed_down_the_source_tree() {
     assert_eq!(topology_broadcasts_sent(&net, 1, to_2), [name(0)], "not relayed again");
     assert!(net.closes(1).is_empty(), "{:?}", net.closes(1));
 }
+
+/// Node 0 broadcasts once on each of `channels`, which only it has.
+fn broadcast_on_new_channels(net: &mut Net, channels: &[&'static str]) {
+    for ch in channels {
+        let counter = Counter::new(name(0));
+        let handle = net.nodes[0].register_channel(*ch, counter.gossiper()).unwrap();
+        let now = net.now;
+        net.nodes[0].broadcast(&handle, counter.increment(), now);
+        net.pump();
+        net.run_for(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn relay_only_channels_stay_within_their_bound() {
+    for max in [0, 2] {
+        let mut net = Net::new(3, |i, c| {
+            if i == 1 {
+                c.max_relay_channels = max;
+            }
+        });
+        net.dial(0, 1);
+        net.dial(1, 2);
+        net.run_for(Duration::from_secs(3));
+        broadcast_on_new_channels(&mut net, &["a", "b", "c"]);
+        assert_eq!(net.nodes[1].relay_channel_count(), max, "max {max}");
+        let evicted = net.nodes[1].stats().relay_channels_evicted;
+        assert_eq!(evicted, if max == 0 { 0 } else { 1 }, "max {max}");
+        // Node 2 has no channel "c" either: it got the broadcast through node 1 only if
+        // node 1 could keep a relay channel for it.
+        assert_eq!(net.nodes[2].relay_channel_count() > 0, max > 0, "max {max}");
+    }
+}
