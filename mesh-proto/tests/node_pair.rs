@@ -840,3 +840,62 @@ fn relay_only_channels_stay_within_their_bound() {
         assert_eq!(net.nodes[2].relay_channel_count() > 0, max > 0, "max {max}");
     }
 }
+
+#[test]
+fn unicasts_are_relayed_by_the_middle_peer_and_refused_with_reasons() {
+    use mesh_proto::NodeError;
+    let mut net = Net::new(3, |_, c| c.max_frame_len = 64 * 1024);
+    net.dial(0, 1);
+    net.dial(1, 2);
+    net.run_for(Duration::from_secs(3));
+    let now = net.now;
+    let ch = net.counters[0].1.clone();
+    let frames = net.nodes[0].stats().frames_sent;
+    assert_eq!(net.nodes[0].unicast(&ch, name(2), b"hello", now), Ok(()));
+    assert_eq!(net.nodes[0].stats().frames_sent, frames + 1);
+    net.pump();
+    assert_eq!(net.nodes[1].stats().unicasts_relayed, 1);
+    // Too large for a frame: refused with the sizes.
+    let big = vec![0u8; 64 * 1024];
+    match net.nodes[0].unicast(&ch, name(2), &big, now) {
+        Err(NodeError::TooLarge { len, max }) => assert!(len > 64 * 1024 && max == 64 * 1024, "{len} {max}"),
+        other => panic!("{other:?}"),
+    }
+    // Node 1 loses node 2 while node 0 still routes through it: dropped at node 1.
+    sever(&mut net, 1, 2);
+    let now = net.now;
+    assert_eq!(net.nodes[0].unicast(&ch, name(2), b"again", now), Ok(()));
+    net.pump();
+    assert_eq!(net.nodes[1].stats().unicasts_dropped, 1);
+    assert_eq!(net.nodes[1].stats().unicasts_relayed, 1);
+    let frames_before = net.nodes[0].stats().frames_sent;
+    let unknown = PeerName::from_u64(42).unwrap();
+    assert_eq!(net.nodes[0].unicast(&ch, unknown, b"x", now), Err(NodeError::NoRoute(unknown)));
+    assert_eq!(net.nodes[0].stats().frames_sent, frames_before);
+}
+
+#[test]
+fn unicasts_to_a_peer_that_does_not_read_stop_at_the_queue_bound() {
+    use mesh_proto::NodeError;
+    use mesh_proto::config::MAX_QUEUED_BYTES;
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let conn = net.conn(0, 1).unwrap();
+    net.stalled.insert((0, conn));
+    let ch = net.counters[0].1.clone();
+    let chunk = vec![7u8; 64 * 1024];
+    let now = net.now;
+    let mut sent = 0;
+    let err = loop {
+        match net.nodes[0].unicast(&ch, name(1), &chunk, now) {
+            Ok(()) => sent += chunk.len(),
+            Err(e) => break e,
+        }
+        net.pump();
+        assert!(sent <= 2 * MAX_QUEUED_BYTES, "never refused");
+    };
+    assert_eq!(err, NodeError::Congested(name(1)));
+    assert!(net.nodes[0].queued_bytes(conn) > MAX_QUEUED_BYTES, "{}", net.nodes[0].queued_bytes(conn));
+    assert!(sent <= MAX_QUEUED_BYTES + 2 * chunk.len(), "{sent}");
+}
