@@ -878,4 +878,27 @@ mod tests {
         assert!(p.set_our_connection_established(two));
         assert!(p.ours().connections[&two].established);
     }
+
+    #[test]
+    fn a_lower_name_moving_onto_our_short_id_displaces_us() {
+        // We are 2 with short id 5; peer 1 first claims 9, then moves to 5.
+        let mut p = Peers::new(n(2), Bytes::new(), 2, 5);
+        let mut one = rec(1, 11, 1, &[2]);
+        one.summary.short_id = 9;
+        let a = p.apply_records(std::slice::from_ref(&one));
+        assert!(!a.short_id_displaced);
+        one.summary.version = 2;
+        one.summary.short_id = 5;
+        let a = p.apply_records(std::slice::from_ref(&one));
+        assert!(a.short_id_displaced, "{a:?}");
+        assert_eq!(p.short_ids().get(5).and_then(|e| e.principal), Some(n(1)));
+        assert_eq!(p.short_ids().get(9).and_then(|e| e.principal), None, "9 was released");
+        // A higher name moving onto 9 and then 5 displaces nobody.
+        let mut three = rec(3, 33, 1, &[2]);
+        three.summary.short_id = 9;
+        p.apply_records(std::slice::from_ref(&three));
+        three.summary.version = 2;
+        three.summary.short_id = 5;
+        assert!(!p.apply_records(std::slice::from_ref(&three)).short_id_displaced);
+    }
 }
