@@ -901,4 +901,19 @@ mod tests {
         three.summary.short_id = 5;
         assert!(!p.apply_records(std::slice::from_ref(&three)).short_id_displaced);
     }
+
+    #[test]
+    fn records_are_equal_by_content_whatever_their_cached_encoding() {
+        let a = Peer::candidate(n(7), Bytes::from_static(b"seven"), 77, Some(5));
+        let b = a.clone();
+        let _ = a.encoded(); // fills a's cache only
+        assert_eq!(a, b);
+        let mut c = b.clone();
+        c.version = 1;
+        assert_ne!(a, c);
+        let mut d = b.clone();
+        d.connections
+            .insert(n(8), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
+        assert_ne!(a, d);
+    }
 }
