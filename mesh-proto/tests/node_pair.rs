@@ -899,3 +899,31 @@ fn unicasts_to_a_peer_that_does_not_read_stop_at_the_queue_bound() {
     assert!(net.nodes[0].queued_bytes(conn) > MAX_QUEUED_BYTES, "{}", net.nodes[0].queued_bytes(conn));
     assert!(sent <= MAX_QUEUED_BYTES + 2 * chunk.len(), "{sent}");
 }
+
+#[test]
+fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
+    use mesh_proto::wire::topology::{PeerRecord, PeerSummary};
+    use mesh_proto::wire::{frame, message, topology};
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(3));
+    let ours = net.nodes[0].peers().ours().summary();
+    // Node 1 "gossips" a record of node 0 from an earlier life, ahead of our version.
+    let stale = PeerRecord {
+        summary: PeerSummary { uid: ours.uid ^ 1, version: ours.version + 5, ..ours.clone() },
+        connections: Vec::new(),
+    };
+    let mut payload = Vec::new();
+    topology::encode(&mut payload, &[stale]);
+    let mut body = Vec::new();
+    message::encode_gossip(&mut body, message::GossipKind::Gossip, b"topology", name(1), &payload);
+    let mut bytes = Vec::new();
+    frame::put_frame(&mut bytes, &body, 1 << 20).unwrap();
+    let conn = net.conn(0, 1).unwrap();
+    let now = net.now;
+    net.nodes[0].handle_data(conn, &bytes, now);
+    net.run_for(Duration::from_secs(2));
+    let seen = net.nodes[1].peers().get(&name(0)).unwrap();
+    assert_eq!(seen.uid, ours.uid, "node 1 knows the real node 0");
+    assert!(seen.version > ours.version + 5, "{} vs {}", seen.version, ours.version + 5);
+}
