@@ -33,6 +33,9 @@ struct Net {
     now: Instant,
 }
 
+/// The node index whose address swallows dials: they neither connect nor fail.
+const SILENT: usize = 99;
+
 fn addr(i: usize) -> String {
     format!("10.0.0.{}:6783", i + 1)
 }
@@ -93,6 +96,9 @@ impl Net {
                     match o {
                         Output::Dial { conn, addr } => {
                             let j = Net::index_of(&addr);
+                            if j == SILENT {
+                                continue; // the dial never completes
+                            }
                             if j >= self.nodes.len() {
                                 self.nodes[i].handle_dial_failed(conn, "connection refused", now);
                                 continue;
@@ -643,9 +649,13 @@ fn a_known_peer_we_cannot_reach_gets_our_whole_state_when_it_connects() {
     sever(&mut net, 1, 2);
     let told =
         |net: &Net| net.nodes[0].peers().get(&name(1)).is_some_and(|p| !p.connections.contains_key(&name(2)));
-    while !told(&net) {
+    for _ in 0..500 {
+        if told(&net) {
+            break;
+        }
         net.run_for(Duration::from_millis(10));
     }
+    assert!(told(&net), "1 never said it lost 2");
     assert!(net.nodes[0].peers().get(&name(2)).is_some(), "still known");
     net.increment(0);
     assert_eq!(net.counters[2].0.value(), 0);
@@ -926,4 +936,43 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
     let seen = net.nodes[1].peers().get(&name(0)).unwrap();
     assert_eq!(seen.uid, ours.uid, "node 1 knows the real node 0");
     assert!(seen.version > ours.version + 5, "{} vs {}", seen.version, ours.version + 5);
+}
+
+#[test]
+fn the_connection_limit_caps_dials_in_flight_and_connections() {
+    let mut net = Net::new(4, |i, c| {
+        if i == 0 {
+            c.conn_limit = 2;
+        }
+    });
+    let now = net.now;
+    net.nodes[0].initiate_connections(&[addr(1), addr(2), addr(3)], false, now);
+    let dials = std::iter::from_fn(|| net.nodes[0].poll_output())
+        .filter(|o| matches!(o, Output::Dial { .. }))
+        .count();
+    assert_eq!(dials, 2, "no more dials in flight than the limit allows");
+    let mut net = Net::new(4, |i, c| {
+        if i == 0 {
+            c.conn_limit = 2;
+        }
+    });
+    net.dial(0, 1);
+    net.dial(0, 2);
+    net.dial(0, 3);
+    net.run_for(Duration::from_secs(30));
+    let registered =
+        net.events[0].iter().filter(|e| matches!(e, Event::ConnectionEstablished { .. })).count();
+    assert_eq!(registered, 2, "{:?}", net.events[0]);
+    assert_eq!(net.nodes[0].connected_peers().len(), 2);
+    // A dial still in flight counts against the limit as a connection does.
+    let mut net = Net::new(4, |i, c| {
+        if i == 0 {
+            c.conn_limit = 2;
+        }
+    });
+    net.dial(0, SILENT);
+    net.dial(0, 1);
+    net.dial(0, 2);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.nodes[0].connected_peers(), [name(1)], "{:?}", net.events[0]);
 }
