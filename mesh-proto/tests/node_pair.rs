@@ -471,6 +471,12 @@ fn shutdown_closes_everything_and_says_so() {
     net.pump();
     assert_eq!(net.closes(0), [CloseReason::Shutdown]);
     assert_eq!(net.nodes[0].poll_timeout(), None, "nothing left to wake up for");
+    // Its direct peer is still listed, but a node shut down dials nobody.
+    let later = net.now + Duration::from_secs(60);
+    net.nodes[0].handle_timeout(later);
+    net.nodes[0].initiate_connections(&[addr(1)], false, later);
+    let outputs: Vec<Output> = std::iter::from_fn(|| net.nodes[0].poll_output()).collect();
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Dial { .. })), "{outputs:?}");
     assert_eq!(net.closes(1), [CloseReason::Closed("reset by peer".into())]);
 }
 
