@@ -982,3 +982,31 @@ fn the_connection_limit_caps_dials_in_flight_and_connections() {
     net.run_for(Duration::from_secs(5));
     assert_eq!(net.nodes[0].connected_peers(), [name(1)], "{:?}", net.events[0]);
 }
+
+#[test]
+fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
+    use mesh_proto::wire::topology::PeerRecord;
+    use mesh_proto::wire::{frame, message, topology};
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(3));
+    let mine = net.nodes[1].peers().ours().summary().short_id;
+    // Node 0 (the lower name) announces a newer record of itself claiming node 1's id.
+    let p = net.nodes[0].peers().ours();
+    let mut summary = p.summary();
+    summary.version += 10;
+    summary.short_id = mine;
+    let record = PeerRecord { summary, connections: p.connection_summaries() };
+    let mut payload = Vec::new();
+    topology::encode(&mut payload, &[record]);
+    let mut body = Vec::new();
+    message::encode_gossip(&mut body, message::GossipKind::Gossip, b"topology", name(0), &payload);
+    let mut bytes = Vec::new();
+    frame::put_frame(&mut bytes, &body, 1 << 20).unwrap();
+    let conn = net.conn(1, 0).unwrap();
+    let now = net.now;
+    net.nodes[1].handle_data(conn, &bytes, now);
+    net.pump();
+    assert_eq!(net.nodes[1].stats().short_id_reassignments, 1);
+    assert_ne!(net.nodes[1].peers().ours().summary().short_id, mine);
+}
