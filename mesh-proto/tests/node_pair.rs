@@ -271,16 +271,7 @@ fn a_peer_cut_off_elsewhere_is_collected_after_the_delay_not_before() {
     let (seen, collected) = (net.events[0].len(), net.nodes[0].stats().gc_removed);
     crash_last(&mut net);
     assert!(net.nodes[1].peers().get(&name(2)).is_none(), "its neighbour collects at once");
-    // Wait for 1's update saying it lost 2.
-    let told =
-        |net: &Net| net.nodes[0].peers().get(&name(1)).is_some_and(|p| !p.connections.contains_key(&name(2)));
-    for _ in 0..500 {
-        if told(&net) {
-            break;
-        }
-        net.run_for(Duration::from_millis(10));
-    }
-    assert!(told(&net), "1 never said it lost 2");
+    wait_for_loss(&mut net, 0, 1, 2);
     let gc = mesh_proto::config::GC_DELAY;
     net.run_for(gc / 2);
     assert!(net.nodes[0].peers().get(&name(2)).is_some(), "collected before the delay");
@@ -653,15 +644,7 @@ fn a_known_peer_we_cannot_reach_gets_our_whole_state_when_it_connects() {
     net.dial(1, 2);
     net.run_for(Duration::from_secs(3));
     sever(&mut net, 1, 2);
-    let told =
-        |net: &Net| net.nodes[0].peers().get(&name(1)).is_some_and(|p| !p.connections.contains_key(&name(2)));
-    for _ in 0..500 {
-        if told(&net) {
-            break;
-        }
-        net.run_for(Duration::from_millis(10));
-    }
-    assert!(told(&net), "1 never said it lost 2");
+    wait_for_loss(&mut net, 0, 1, 2);
     assert!(net.nodes[0].peers().get(&name(2)).is_some(), "still known");
     net.increment(0);
     assert_eq!(net.counters[2].0.value(), 0);
@@ -772,19 +755,44 @@ fn terminations_count_ended_connections_but_not_failed_dials() {
     assert_eq!(net.nodes[1].status().terminations, 1);
 }
 
-/// A topology broadcast (tag 6, as older Go peers send updates) from `source`, carrying
-/// `about`'s record as node `at` holds it, framed for a plaintext connection.
-fn topology_broadcast(net: &Net, at: usize, source: PeerName, about: PeerName) -> Vec<u8> {
+/// Runs until node `at` holds `from`'s update saying it lost its connection to `lost`.
+fn wait_for_loss(net: &mut Net, at: usize, from: usize, lost: usize) {
+    let told = |net: &Net| {
+        net.nodes[at].peers().get(&name(from)).is_some_and(|p| !p.connections.contains_key(&name(lost)))
+    };
+    for _ in 0..500 {
+        if told(net) {
+            return;
+        }
+        net.run_for(Duration::from_millis(10));
+    }
+    panic!("{from} never said it lost {lost}");
+}
+
+/// A topology message of `kind` from `source` carrying `records`, framed for a
+/// plaintext connection.
+fn topology_frame(
+    kind: mesh_proto::wire::message::GossipKind,
+    source: PeerName,
+    records: &[mesh_proto::wire::topology::PeerRecord],
+) -> Vec<u8> {
     use mesh_proto::wire::{frame, message, topology};
-    let p = net.nodes[at].peers().get(&about).unwrap();
-    let record = topology::PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
     let mut payload = Vec::new();
-    topology::encode(&mut payload, &[record]);
+    topology::encode(&mut payload, records);
     let mut body = Vec::new();
-    message::encode_gossip(&mut body, message::GossipKind::Broadcast, b"topology", source, &payload);
+    message::encode_gossip(&mut body, kind, b"topology", source, &payload);
     let mut out = Vec::new();
     frame::put_frame(&mut out, &body, 1 << 20).unwrap();
     out
+}
+
+/// A topology broadcast (tag 6, as older Go peers send updates) from `source`, carrying
+/// `about`'s record as node `at` holds it.
+fn topology_broadcast(net: &Net, at: usize, source: PeerName, about: PeerName) -> Vec<u8> {
+    use mesh_proto::wire::{message::GossipKind, topology::PeerRecord};
+    let p = net.nodes[at].peers().get(&about).unwrap();
+    let record = PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+    topology_frame(GossipKind::Broadcast, source, &[record])
 }
 
 /// The topology broadcasts (source names) among the frames node `i` sent on `conn`.
@@ -918,8 +926,8 @@ fn unicasts_to_a_peer_that_does_not_read_stop_at_the_queue_bound() {
 
 #[test]
 fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
+    use mesh_proto::wire::message::GossipKind;
     use mesh_proto::wire::topology::{PeerRecord, PeerSummary};
-    use mesh_proto::wire::{frame, message, topology};
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
@@ -929,12 +937,7 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
         summary: PeerSummary { uid: ours.uid ^ 1, version: ours.version + 5, ..ours.clone() },
         connections: Vec::new(),
     };
-    let mut payload = Vec::new();
-    topology::encode(&mut payload, &[stale]);
-    let mut body = Vec::new();
-    message::encode_gossip(&mut body, message::GossipKind::Gossip, b"topology", name(1), &payload);
-    let mut bytes = Vec::new();
-    frame::put_frame(&mut bytes, &body, 1 << 20).unwrap();
+    let bytes = topology_frame(GossipKind::Gossip, name(1), &[stale]);
     let conn = net.conn(0, 1).unwrap();
     let now = net.now;
     net.nodes[0].handle_data(conn, &bytes, now);
@@ -985,8 +988,8 @@ fn the_connection_limit_caps_dials_in_flight_and_connections() {
 
 #[test]
 fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
+    use mesh_proto::wire::message::GossipKind;
     use mesh_proto::wire::topology::PeerRecord;
-    use mesh_proto::wire::{frame, message, topology};
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
@@ -997,12 +1000,7 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     summary.version += 10;
     summary.short_id = mine;
     let record = PeerRecord { summary, connections: p.connection_summaries() };
-    let mut payload = Vec::new();
-    topology::encode(&mut payload, &[record]);
-    let mut body = Vec::new();
-    message::encode_gossip(&mut body, message::GossipKind::Gossip, b"topology", name(0), &payload);
-    let mut bytes = Vec::new();
-    frame::put_frame(&mut bytes, &body, 1 << 20).unwrap();
+    let bytes = topology_frame(GossipKind::Gossip, name(0), &[record]);
     let conn = net.conn(1, 0).unwrap();
     let now = net.now;
     net.nodes[1].handle_data(conn, &bytes, now);
