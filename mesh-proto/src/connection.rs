@@ -101,6 +101,16 @@ impl Connection {
         }
     }
 
+    /// The phase's own deadline: the handshake's, or a running connection's receive
+    /// timeout or next heartbeat (the send timeout is [`Connection::oldest_unwritten`]'s).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Paced { .. } | Phase::Dialing => None,
+            Phase::Handshaking(h) => Some(h.deadline()),
+            Phase::Running(r) => Some(r.receive_deadline.min(r.heartbeat_at)),
+        }
+    }
+
     /// Bytes written or waiting to be.
     pub(crate) fn queued(&self) -> usize {
         self.in_flight_bytes + self.out.len()

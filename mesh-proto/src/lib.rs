@@ -28,6 +28,7 @@ pub mod gossip;
 pub mod handshake;
 pub mod name;
 pub mod node;
+mod random;
 pub mod routes;
 #[cfg(feature = "sabotage")]
 pub mod sabotage;

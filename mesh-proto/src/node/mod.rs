@@ -1,0 +1,572 @@
+//! `Node`: the whole protocol as one deterministic state machine.
+//!
+//! This file is the contract: the [`Node`] type, its inputs (`handle_*`), its outputs
+//! ([`Node::poll_output`], [`Node::poll_timeout`]) and the application's calls. The
+//! state it keeps is split by concern, each part in its own file:
+//!
+//! - `timers`: the one table of node-wide deadlines and the order they run in;
+//! - `pacing`: accept pacing (§2.2);
+//! - `lifecycle`: a connection's handshake, frames, handshake completion (bind, self
+//!   check, tie-break, connection limit, register: §2.5–2.9) and its own timers;
+//! - `teardown`: a connection's end (§2.11);
+//! - `dialing`: the connector's decisions turned into dials (§3);
+//! - `routing`: coalesced route recalculation and the relays that wait for it (§4.4);
+//! - `updates`: coalesced topology updates, garbage collection, short ids (§4.3, §4.6);
+//! - `dispatch`: received gossip to its channel, relay-only channels (§5.3);
+//! - `send`: send slots drained into frames under a write window (§5.2);
+//! - `status`: the diagnostic snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::config::{Config, SHORT_ID_SPACE};
+use crate::connection::{ConnId, Connection, Phase};
+use crate::connector::{AddressError, Connector};
+use crate::event::{CloseReason, Output};
+use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayMemory, Slot};
+use crate::name::PeerName;
+use crate::random::Random;
+use crate::routes::Routes;
+use crate::sabotage::Sabotage;
+use crate::time::Instant;
+use crate::topology::Peers;
+use crate::wire::message::{self, GossipKind};
+
+mod dialing;
+mod dispatch;
+mod lifecycle;
+mod pacing;
+mod routing;
+mod send;
+mod stats;
+mod status;
+mod teardown;
+mod timers;
+mod updates;
+
+pub use stats::Stats;
+
+use pacing::AcceptPacing;
+use routing::{Relay, RouteCache};
+use timers::{Timer, Timers};
+use updates::UpdateSchedule;
+
+/// The name of the router's own channel.
+pub const TOPOLOGY_CHANNEL: &[u8] = b"topology";
+
+/// Why an application call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// Our own name must not be the all-zero sentinel.
+    #[error("peer name 00:00:00:00:00:00 is reserved")]
+    ZeroName,
+    /// A gossiper is already registered under this name (or it is `topology`).
+    #[error("channel {0:?} is already registered")]
+    ChannelTaken(String),
+    /// The destination is not reachable.
+    #[error("no route to {0}")]
+    NoRoute(PeerName),
+    /// Unicasts to ourselves are an error, as in Go.
+    #[error("cannot unicast to ourselves")]
+    UnicastToSelf,
+    /// The next hop has no registered connection.
+    #[error("next hop {hop} towards {dest} is not connected")]
+    NotConnected {
+        /// The destination.
+        dest: PeerName,
+        /// The next hop.
+        hop: PeerName,
+    },
+    /// The message does not fit in a frame.
+    #[error("message of {len} bytes does not fit in a frame (limit {max})")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The frame limit.
+        max: usize,
+    },
+    /// Too much is already buffered for the next hop.
+    #[error("connection to {0} is congested")]
+    Congested(PeerName),
+    /// The node has been shut down.
+    #[error("the node is shut down")]
+    Shutdown,
+}
+
+/// A registered channel, typed by its data.
+#[derive(Debug)]
+pub struct ChannelHandle<D> {
+    name: Bytes,
+    _data: PhantomData<fn(D)>,
+}
+
+impl<D> Clone for ChannelHandle<D> {
+    fn clone(&self) -> Self {
+        ChannelHandle { name: self.name.clone(), _data: PhantomData }
+    }
+}
+
+impl<D> ChannelHandle<D> {
+    /// The channel's name.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// A handle for the channel called `name`, for drivers that hand out handles before
+    /// the gossiper is registered. Data of another type than the registered gossiper's is
+    /// never queued.
+    pub fn named(name: Bytes) -> Self {
+        ChannelHandle { name, _data: PhantomData }
+    }
+}
+
+/// The protocol state machine of one peer.
+pub struct Node {
+    config: Config,
+    uid: u64,
+    rng: Random,
+    peers: Peers,
+    routing: RouteCache,
+    conns: BTreeMap<ConnId, Connection>,
+    by_name: BTreeMap<PeerName, ConnId>,
+    channels: BTreeMap<Bytes, Box<dyn Channel>>,
+    /// Gossip relayed lately on relay-only channels (outlives the channels).
+    relay_memory: RelayMemory,
+    connector: Connector,
+    /// The connector must re-check before the next input returns.
+    connector_dirty: bool,
+    timers: Timers,
+    pacing: AcceptPacing,
+    updates: UpdateSchedule,
+    outputs: VecDeque<Output>,
+    to_flush: BTreeSet<ConnId>,
+    next_conn: u64,
+    terminations: u64,
+    shut_down: bool,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.config.name)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with this configuration; `seed` feeds its only random generator (UID,
+    /// short id, connection ids, ephemeral keys, neighbour sampling, back-off jitter).
+    /// Drivers seed it from the operating system; the simulator from its own seed.
+    pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Result<Node, NodeError> {
+        if config.name.is_unknown() {
+            return Err(NodeError::ZeroName);
+        }
+        let mut rng = Random::from_seed(seed);
+        let uid = loop {
+            let u = rng.next_u64();
+            if u != 0 {
+                break u;
+            }
+        };
+        let short_id = (rng.next_u64() % u64::from(SHORT_ID_SPACE)) as u16;
+        // Ours: the first periodic gossip comes after a random half to whole interval,
+        // so peers started together (a fleet rolled out at once, a simulation) do not
+        // all send their whole table in the same instant of every interval. Go starts
+        // every ticker at construction; at 1,000 peers that instant is 1,000 × 19
+        // copies of a 2 MB table.
+        let half = config.gossip_interval / 2;
+        let mut timers = Timers::default();
+        let first = now + half + half.mul_f64(rng.below(1 << 32) as f64 / (1u64 << 32) as f64);
+        timers.set(Timer::Gossip, Some(first));
+        Ok(Node {
+            uid,
+            rng,
+            peers: Peers::new(config.name, config.nickname.clone(), uid, short_id),
+            routing: RouteCache::stale(),
+            conns: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            relay_memory: RelayMemory::new(config.gossip_interval),
+            connector: Connector::new(config.port, config.peer_discovery),
+            connector_dirty: false,
+            timers,
+            pacing: AcceptPacing::new(now),
+            updates: UpdateSchedule::default(),
+            outputs: VecDeque::new(),
+            to_flush: BTreeSet::new(),
+            next_conn: 1,
+            terminations: 0,
+            shut_down: false,
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// A 32-byte seed derived from a number, for simulations and tests.
+    pub fn seed_from_u64(seed: u64) -> [u8; 32] {
+        Random::seed_from_u64(seed)
+    }
+
+    /// Our name.
+    pub fn name(&self) -> PeerName {
+        self.config.name
+    }
+
+    /// Our incarnation id.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peers table.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The routes, recomputed if the table changed.
+    pub fn routes(&mut self) -> &Routes {
+        self.ensure_routes();
+        &self.routing.routes
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats { backoffs: self.connector.backoffs(), ..self.stats.clone() }
+    }
+
+    /// The names of peers with a registered connection, in order.
+    pub fn connected_peers(&self) -> Vec<PeerName> {
+        self.by_name.keys().copied().collect()
+    }
+
+    /// Bytes handed to the driver for `conn` and not yet reported written, plus bytes
+    /// built and not yet handed over.
+    pub fn queued_bytes(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, Connection::queued)
+    }
+
+    /// The neighbours a broadcast from `source` is relayed to when it reaches us: the
+    /// registered connections among our next hops on `source`'s tree (for the
+    /// simulator's broadcast-tree check; relaying uses exactly this).
+    pub fn broadcast_relays(&mut self, source: PeerName) -> Vec<PeerName> {
+        if self.broken(Sabotage::FloodBroadcasts) {
+            return self.by_name.keys().copied().filter(|n| *n != source).collect();
+        }
+        self.ensure_routes();
+        let hops = self.routing.routes.broadcast_all(source);
+        hops.iter().copied().filter(|n| self.by_name.contains_key(n)).collect()
+    }
+
+    /// Number of relay-only channels held.
+    pub fn relay_channel_count(&self) -> usize {
+        self.channels.values().filter(|c| c.is_relay()).count()
+    }
+
+    // ------------------------------------------------------------------ driver inputs
+
+    /// An inbound connection was accepted from `remote`. Returns its id.
+    pub fn handle_accepted(&mut self, remote: SocketAddr, now: Instant) -> ConnId {
+        let id = self.new_conn_id();
+        let trusts = self.trusts(remote.ip());
+        let paced = Phase::Paced { buffered: Vec::new() };
+        self.conns.insert(id, Connection::new(remote.to_string(), false, true, trusts, paced));
+        if self.shut_down {
+            self.close(id, CloseReason::Shutdown, now);
+            return id;
+        }
+        self.pace(id, now);
+        self.after_input(now);
+        id
+    }
+
+    /// The dial of `conn` succeeded.
+    pub fn handle_dialed(&mut self, conn: ConnId, now: Instant) {
+        if matches!(self.conns.get(&conn).map(|c| &c.phase), Some(Phase::Dialing)) {
+            self.start_handshake(conn, crate::handshake::Role::Dialer, now);
+        }
+        self.after_input(now);
+    }
+
+    /// The dial of `conn` failed.
+    pub fn handle_dial_failed(&mut self, conn: ConnId, error: impl std::fmt::Display, now: Instant) {
+        self.forget_conn(conn, CloseReason::DialFailed(error.to_string()), now);
+        self.after_input(now);
+    }
+
+    /// Bytes arrived on `conn`.
+    pub fn handle_data(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        self.on_data(conn, data, now);
+        self.after_input(now);
+    }
+
+    /// The driver wrote `n` bytes of what it was given for `conn`.
+    pub fn handle_written(&mut self, conn: ConnId, n: usize, now: Instant) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.written(n);
+            self.to_flush.insert(conn);
+        }
+        self.after_input(now);
+    }
+
+    /// `conn` was closed by the remote or failed; `error` says how.
+    pub fn handle_closed(&mut self, conn: ConnId, error: impl std::fmt::Display, now: Instant) {
+        let reason = match self.conns.get_mut(&conn).map(|c| &mut c.phase) {
+            Some(Phase::Handshaking(h)) => CloseReason::Handshake(h.handle_closed()),
+            Some(Phase::Running(r)) => match r.frames.finish() {
+                Err(e) => CloseReason::Frame(e),
+                Ok(()) => CloseReason::Closed(error.to_string()),
+            },
+            _ => CloseReason::Closed(error.to_string()),
+        };
+        self.forget_conn(conn, reason, now);
+        self.after_input(now);
+    }
+
+    /// Time passed; harmless if nothing is due. Connections' own deadlines run first,
+    /// then the node's timers in [`Timer::ORDER`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.conn_timers(id, now);
+        }
+        for t in Timer::ORDER {
+            if let Some(due) = self.timers.take_due(t, now) {
+                self.on_timer(t, due, now);
+            }
+        }
+        self.after_input(now);
+    }
+
+    fn on_timer(&mut self, t: Timer, due: Instant, now: Instant) {
+        match t {
+            Timer::Accept => self.pace_accepts(now),
+            Timer::Routes => self.recalculate_routes(now),
+            Timer::Update => self.send_topology_update(now),
+            Timer::Gc => self.garbage_collect(now),
+            Timer::Gossip => {
+                let interval = self.config.gossip_interval.max(std::time::Duration::from_millis(1));
+                let mut next = due;
+                while next <= now {
+                    next += interval;
+                }
+                self.timers.set(Timer::Gossip, Some(next));
+                if !self.shut_down {
+                    self.periodic_gossip(now);
+                }
+            }
+            // The check runs as the input ends, with everything this input changed.
+            Timer::Connector => self.connector_dirty = true,
+        }
+    }
+
+    /// The next output, if any. Drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should be called next: the earliest node timer or
+    /// connection deadline; `None` once shut down with every connection gone.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.shut_down && self.conns.is_empty() {
+            return None;
+        }
+        let send_timeout = self.config.send_timeout;
+        let keep = self.broken(Sabotage::NeverCloseSlowReader);
+        let conns = self.conns.values().flat_map(|c| {
+            let send = c.oldest_unwritten().map(|o| o + send_timeout).filter(|_| !keep);
+            [c.deadline(), send]
+        });
+        conns.flatten().chain(self.timers.next()).min()
+    }
+
+    /// Ends the input: the connector re-checks if something it depends on changed, and
+    /// every connection with something to send is flushed.
+    fn after_input(&mut self, now: Instant) {
+        if self.connector_dirty && !self.shut_down {
+            self.connector_dirty = false;
+            self.run_connector(now);
+        }
+        while let Some(id) = self.to_flush.pop_first() {
+            self.flush(id, now);
+        }
+    }
+
+    // ------------------------------------------------------------------ application
+
+    /// Adds direct peers (`host`, `host:port`, `ip`, `[v6]:port`...); with `replace`,
+    /// they replace the current ones. Invalid entries are returned; the others are used.
+    pub fn initiate_connections(
+        &mut self,
+        peers: &[String],
+        replace: bool,
+        now: Instant,
+    ) -> Vec<AddressError> {
+        let errors = self.connector.initiate(peers, replace, now);
+        self.connector_dirty = true;
+        self.after_input(now);
+        errors
+    }
+
+    /// Removes direct peers; their connections stay up until they end.
+    pub fn forget_connections(&mut self, peers: &[String], now: Instant) {
+        self.connector.forget(peers);
+        self.connector_dirty = true;
+        self.after_input(now);
+    }
+
+    /// The direct peers; with `active_only`, without those never retried.
+    pub fn targets(&self, active_only: bool) -> Vec<String> {
+        self.connector.direct_peers(active_only)
+    }
+
+    /// Registers a gossiper under `name`. A relay-only channel of that name is replaced.
+    pub fn register_channel<G: Gossiper>(
+        &mut self,
+        name: impl Into<Bytes>,
+        gossiper: G,
+    ) -> Result<ChannelHandle<G::Data>, NodeError> {
+        let name = name.into();
+        let taken =
+            name.as_ref() == TOPOLOGY_CHANNEL || self.channels.get(&name).is_some_and(|c| !c.is_relay());
+        if taken {
+            return Err(NodeError::ChannelTaken(String::from_utf8_lossy(&name).into_owned()));
+        }
+        self.channels.insert(name.clone(), Box::new(AppChannel::new(gossiper)));
+        Ok(ChannelHandle { name, _data: PhantomData })
+    }
+
+    /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the
+    /// spanning tree rooted at us.
+    pub fn broadcast<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
+        // A broadcast we originate goes to every neighbour.
+        let us = self.config.name;
+        let conns: Vec<ConnId> = self.by_name.values().copied().collect();
+        self.queue_channel(&ch.name, &conns, Slot::Broadcast(us), &(Box::new(data) as Erased));
+        self.after_input(now);
+    }
+
+    /// Gossips `data` to a weighted random subset of neighbours (Go's
+    /// `GossipNeighbourSubset`).
+    pub fn gossip<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
+        let us = self.config.name;
+        let channel = ch.name.clone();
+        self.relay(Relay::Channel { channel, slot: Slot::Gossip, exclude: us, data: Box::new(data) }, now);
+        self.after_input(now);
+    }
+
+    /// Sends `payload` to `dest` over the next hop, now (unicasts bypass the send slots).
+    pub fn unicast<D>(
+        &mut self,
+        ch: &ChannelHandle<D>,
+        dest: PeerName,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), NodeError> {
+        if self.shut_down {
+            return Err(NodeError::Shutdown);
+        }
+        if dest == self.config.name {
+            return Err(NodeError::UnicastToSelf);
+        }
+        let (us, kind) = (self.config.name, GossipKind::Unicast { destination: dest });
+        let r = self.send_to_hop(dest, |out| message::encode_gossip(out, kind, &ch.name, us, payload));
+        self.after_input(now);
+        r
+    }
+
+    /// Closes every connection and stops dialling. Peers learn of our departure from
+    /// the closed connections.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shut_down = true;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, CloseReason::Shutdown, now);
+        }
+        self.after_input(now);
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// Whether `s` is switched on (test builds with the `sabotage` feature only).
+    #[cfg(feature = "sabotage")]
+    fn broken(&self, s: Sabotage) -> bool {
+        self.config.sabotage.contains(&s)
+    }
+
+    #[cfg(not(feature = "sabotage"))]
+    #[inline(always)]
+    fn broken(&self, _: Sabotage) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periodic_gossip_of_peers_started_together_is_spread_over_the_interval() {
+        let t0 = Instant::from_secs(10);
+        let mut firsts = BTreeSet::new();
+        for seed in 0..20 {
+            let config = Config::new(PeerName::from_u64(seed + 1).unwrap(), "n");
+            let interval = config.gossip_interval;
+            let n = Node::new(config, Node::seed_from_u64(seed), t0).unwrap();
+            let first = n.poll_timeout().unwrap();
+            assert!(first >= t0 + interval / 2 && first < t0 + interval, "{first:?}");
+            firsts.insert(first);
+        }
+        assert!(firsts.len() >= 19, "{firsts:?}");
+    }
+
+    #[test]
+    fn node_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Node>();
+    }
+
+    #[test]
+    fn the_zero_name_is_refused() {
+        let c = Config::new(PeerName::UNKNOWN, "x");
+        assert_eq!(Node::new(c, [0; 32], Instant::ZERO).err(), Some(NodeError::ZeroName));
+    }
+
+    #[test]
+    fn channels_cannot_be_registered_twice_or_as_topology() {
+        let mut n =
+            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
+        let c = crate::counter::Counter::new(n.name());
+        assert!(n.register_channel("topology", c.gossiper()).is_err());
+        assert!(n.register_channel("default", c.gossiper()).is_ok());
+        assert_eq!(
+            n.register_channel("default", c.gossiper()).err(),
+            Some(NodeError::ChannelTaken("default".into()))
+        );
+    }
+
+    #[test]
+    fn unicast_errors_are_typed() {
+        let mut n =
+            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
+        let c = crate::counter::Counter::new(n.name());
+        let ch = n.register_channel("default", c.gossiper()).unwrap();
+        let me = n.name();
+        assert_eq!(n.unicast(&ch, me, b"x", Instant::ZERO), Err(NodeError::UnicastToSelf));
+        let other = PeerName::from_u64(2).unwrap();
+        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::NoRoute(other)));
+        n.shutdown(Instant::ZERO);
+        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::Shutdown));
+    }
+}

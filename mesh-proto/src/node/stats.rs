@@ -1,0 +1,36 @@
+//! Counters kept for diagnostics and the simulator.
+
+/// Counters kept for diagnostics and the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Bytes handed to the driver.
+    pub bytes_sent: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Unicasts for other peers relayed onwards.
+    pub unicasts_relayed: u64,
+    /// Unicasts dropped at this hop (no route, not connected, congested).
+    pub unicasts_dropped: u64,
+    /// Messages an application produced that did not fit in a frame.
+    pub oversize_dropped: u64,
+    /// Relay-only channels evicted to respect the bound.
+    pub relay_channels_evicted: u64,
+    /// Our short id was reassigned.
+    pub short_id_reassignments: u64,
+    /// Connections closed because the remote stopped reading.
+    pub slow_reader_closes: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Registrations that replaced a connection or lost a tie-break.
+    pub tie_breaks: u64,
+    /// Connections from peers that had restarted since we last knew them.
+    pub restarts_detected: u64,
+    /// Records removed by garbage collection.
+    pub gc_removed: u64,
+    /// Dials postponed by the exponential back-off after a failed attempt.
+    pub backoffs: u64,
+    /// Peers refused at our connection limit that we sent our topology to first.
+    pub referrals: u64,
+}
