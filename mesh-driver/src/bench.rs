@@ -34,15 +34,6 @@ impl GossipData for Nothing {
 
 impl Gossiper for Sink {
     type Data = Nothing;
-    fn gossip(&mut self) -> Option<Nothing> {
-        None
-    }
-    fn on_gossip(&mut self, _: &[u8]) -> Result<Option<Nothing>, GossipError> {
-        Ok(None)
-    }
-    fn on_broadcast(&mut self, _: PeerName, _: &[u8]) -> Result<Option<Nothing>, GossipError> {
-        Ok(None)
-    }
     fn on_unicast(&mut self, _: PeerName, _: &[u8]) -> Result<(), GossipError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())

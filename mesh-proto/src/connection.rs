@@ -2,12 +2,13 @@
 //! handshaking, or running with its frame decoder, sealing state, timers and topology
 //! send slots; plus the bookkeeping of bytes handed to the driver but not yet written.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
 use bytes::Bytes;
 
 use crate::crypto::{Session, TAG_LEN};
+use crate::gossip::SendSlots;
 use crate::handshake::Handshake;
 use crate::name::PeerName;
 use crate::time::Instant;
@@ -46,9 +47,8 @@ pub(crate) struct Running {
     pub(crate) since: Instant,
     pub(crate) heartbeat_at: Instant,
     pub(crate) receive_deadline: Instant,
-    /// Topology send slots: names to describe, merged by union.
-    pub(crate) topo_gossip: Option<BTreeSet<PeerName>>,
-    pub(crate) topo_broadcast: BTreeMap<PeerName, BTreeSet<PeerName>>,
+    /// Topology send slots: names of the records to describe, merged by union.
+    pub(crate) topology: SendSlots<BTreeSet<PeerName>>,
 }
 
 pub(crate) struct Connection {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::name::PeerName;
 use crate::time::Instant;
+use crate::wire::message::GossipKind;
 
 /// An error returned by a [`Gossiper`]: the connection that delivered the message is
 /// closed, as in Go.
@@ -42,21 +43,37 @@ pub trait GossipData: Clone + Send + 'static {
     fn merge(&mut self, other: Self);
 }
 
-/// An application's handler for one channel. Callbacks run inside `Node` calls, on the
-/// thread that drives the node.
+/// An application's handler for one channel.
+///
+/// Callbacks run inside `Node` calls, on the thread that drives the node, and must not
+/// call back into the node or wait for it (hand work to another task instead). Every
+/// method has a default that does nothing, so a gossiper implements only what its
+/// channel uses: a receive-only unicast sink is `type Data` and `on_unicast`.
 pub trait Gossiper: Send + 'static {
     /// The data this channel gossips.
     type Data: GossipData;
     /// Our complete state, sent periodically and down new connections; `None` if empty.
-    fn gossip(&mut self) -> Option<Self::Data>;
+    /// By default there is none.
+    fn gossip(&mut self) -> Option<Self::Data> {
+        None
+    }
     /// Merges received gossip and returns what was new to us (relayed to a neighbour
-    /// subset), or `None` if nothing was.
-    fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Self::Data>, GossipError>;
+    /// subset), or `None` if nothing was. By default nothing is, and nothing is relayed.
+    fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Self::Data>, GossipError> {
+        let _ = payload;
+        Ok(None)
+    }
     /// Merges a broadcast and returns what to pass on down the source's tree; `None`
-    /// stops the broadcast here.
-    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Self::Data>, GossipError>;
-    /// Handles a unicast addressed to us.
-    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError>;
+    /// stops the broadcast here. By default it stops here.
+    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Self::Data>, GossipError> {
+        let _ = (source, payload);
+        Ok(None)
+    }
+    /// Handles a unicast addressed to us. By default it is dropped.
+    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+        let _ = (source, payload);
+        Ok(())
+    }
 }
 
 /// Which slot an item goes to.
@@ -68,6 +85,17 @@ pub enum Slot {
     Broadcast(PeerName),
 }
 
+impl Slot {
+    /// The message kind an item of this slot is sent as, and its source: gossip is
+    /// always ours (`us`), a broadcast keeps its origin.
+    pub fn kind(self, us: PeerName) -> (GossipKind, PeerName) {
+        match self {
+            Slot::Gossip => (GossipKind::Gossip, us),
+            Slot::Broadcast(src) => (GossipKind::Broadcast, src),
+        }
+    }
+}
+
 /// Data returned by a callback, type-erased until it is queued.
 pub type Erased = Box<dyn Any + Send>;
 
@@ -77,13 +105,8 @@ pub(crate) trait Channel: Send {
     fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError>;
     fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError>;
     fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError>;
-    /// Merges a copy of `data` into `conn`'s slot. False if `data` has the wrong type.
-    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool;
-    /// Takes and encodes the next waiting item for `conn`: gossip first, then
-    /// broadcasts by source.
-    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)>;
-    /// Forgets `conn`'s slots.
-    fn drop_conn(&mut self, conn: u64);
+    /// The channel's send slots on every connection.
+    fn slots(&mut self) -> &mut dyn ErasedSlots;
     /// Whether this is a relay-only channel.
     fn is_relay(&self) -> bool;
     /// When a relay-only channel was last used (to evict the least recently used).
@@ -92,57 +115,93 @@ pub(crate) trait Channel: Send {
     }
 }
 
-struct ConnSlots<D> {
+/// A channel's send slots, whatever its data type.
+pub(crate) trait ErasedSlots: Send {
+    /// Merges a copy of `data` into `conn`'s slot. False if `data` has the wrong type.
+    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool;
+    /// Takes and encodes the next waiting item for `conn`: gossip first, then
+    /// broadcasts by source.
+    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)>;
+    /// Forgets `conn`'s slots.
+    fn drop_conn(&mut self, conn: u64);
+}
+
+/// One connection's send slots for one kind of data: at most one gossip item and one
+/// broadcast item per source; what is queued merges into what waits. The topology and
+/// every channel use this, each with its own merge.
+#[derive(Debug)]
+pub(crate) struct SendSlots<D> {
     gossip: Option<D>,
     broadcast: BTreeMap<PeerName, D>,
 }
 
-impl<D> Default for ConnSlots<D> {
+impl<D> Default for SendSlots<D> {
     fn default() -> Self {
-        ConnSlots { gossip: None, broadcast: BTreeMap::new() }
+        SendSlots { gossip: None, broadcast: BTreeMap::new() }
     }
 }
 
-fn merge_into<D: GossipData>(slot: &mut Option<D>, data: D) {
-    match slot {
-        Some(d) => d.merge(data),
-        None => *slot = Some(data),
+impl<D> SendSlots<D> {
+    /// Puts `data` in `slot`, merged by `merge` into what waits there.
+    pub(crate) fn queue(&mut self, slot: Slot, data: D, merge: impl FnOnce(&mut D, D)) {
+        let waiting = match slot {
+            Slot::Gossip => &mut self.gossip,
+            Slot::Broadcast(src) => match self.broadcast.get_mut(&src) {
+                Some(d) => return merge(d, data),
+                None => {
+                    self.broadcast.insert(src, data);
+                    return;
+                }
+            },
+        };
+        match waiting {
+            Some(d) => merge(d, data),
+            None => *waiting = Some(data),
+        }
+    }
+
+    /// The next waiting item: gossip first, then broadcasts by source.
+    pub(crate) fn take(&mut self) -> Option<(Slot, D)> {
+        if let Some(d) = self.gossip.take() {
+            return Some((Slot::Gossip, d));
+        }
+        self.broadcast.pop_first().map(|(src, d)| (Slot::Broadcast(src), d))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.gossip.is_none() && self.broadcast.is_empty()
     }
 }
 
+/// A channel's send slots on every connection.
 struct Slots<D> {
-    by_conn: BTreeMap<u64, ConnSlots<D>>,
+    by_conn: BTreeMap<u64, SendSlots<D>>,
 }
 
 impl<D: GossipData> Slots<D> {
     fn new() -> Self {
         Slots { by_conn: BTreeMap::new() }
     }
+}
 
-    fn queue(&mut self, conn: u64, slot: Slot, data: D) {
-        let s = self.by_conn.entry(conn).or_default();
-        match slot {
-            Slot::Gossip => merge_into(&mut s.gossip, data),
-            Slot::Broadcast(src) => match s.broadcast.get_mut(&src) {
-                Some(d) => d.merge(data),
-                None => {
-                    s.broadcast.insert(src, data);
-                }
-            },
-        }
+impl<D: GossipData> ErasedSlots for Slots<D> {
+    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool {
+        let Some(d) = data.downcast_ref::<D>() else { return false };
+        self.by_conn.entry(conn).or_default().queue(slot, d.clone(), D::merge);
+        true
     }
 
     fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
         let s = self.by_conn.get_mut(&conn)?;
-        let out = if let Some(d) = s.gossip.take() {
-            Some((Slot::Gossip, d.encode()))
-        } else {
-            s.broadcast.pop_first().map(|(src, d)| (Slot::Broadcast(src), d.encode()))
-        };
-        if s.gossip.is_none() && s.broadcast.is_empty() {
+        let out = s.take().map(|(slot, d)| (slot, d.encode()));
+        if s.is_empty() {
             self.by_conn.remove(&conn);
         }
         out
+    }
+
+    fn drop_conn(&mut self, conn: u64) {
+        self.by_conn.remove(&conn);
     }
 }
 
@@ -175,20 +234,8 @@ impl<G: Gossiper> Channel for AppChannel<G> {
     fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
         self.gossiper.on_unicast(source, payload)
     }
-    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool {
-        match data.downcast_ref::<G::Data>() {
-            Some(d) => {
-                self.slots.queue(conn, slot, d.clone());
-                true
-            }
-            None => false,
-        }
-    }
-    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
-        self.slots.take(conn)
-    }
-    fn drop_conn(&mut self, conn: u64) {
-        self.slots.by_conn.remove(&conn);
+    fn slots(&mut self) -> &mut dyn ErasedSlots {
+        &mut self.slots
     }
     fn is_relay(&self) -> bool {
         false
@@ -292,20 +339,8 @@ impl Channel for RelayChannel {
     fn on_unicast(&mut self, _source: PeerName, _payload: &[u8]) -> Result<(), GossipError> {
         Ok(())
     }
-    fn queue(&mut self, conn: u64, slot: Slot, data: &Erased) -> bool {
-        match data.downcast_ref::<RelayData>() {
-            Some(d) => {
-                self.slots.queue(conn, slot, d.clone());
-                true
-            }
-            None => false,
-        }
-    }
-    fn take(&mut self, conn: u64) -> Option<(Slot, Vec<Bytes>)> {
-        self.slots.take(conn)
-    }
-    fn drop_conn(&mut self, conn: u64) {
-        self.slots.by_conn.remove(&conn);
+    fn slots(&mut self) -> &mut dyn ErasedSlots {
+        &mut self.slots
     }
     fn is_relay(&self) -> bool {
         true
@@ -334,11 +369,11 @@ mod tests {
     fn slots_merge_and_drain_in_order() {
         let mut s: Slots<Max> = Slots::new();
         let (a, b) = (PeerName::from_u64(2).unwrap(), PeerName::from_u64(1).unwrap());
-        s.queue(7, Slot::Broadcast(a), Max(1));
-        s.queue(7, Slot::Broadcast(b), Max(5));
-        s.queue(7, Slot::Gossip, Max(3));
-        s.queue(7, Slot::Gossip, Max(9));
-        s.queue(7, Slot::Broadcast(a), Max(4));
+        for (slot, n) in [(Slot::Broadcast(a), 1), (Slot::Broadcast(b), 5), (Slot::Gossip, 3)] {
+            assert!(s.queue(7, slot, &(Box::new(Max(n)) as Erased)));
+        }
+        assert!(s.queue(7, Slot::Gossip, &(Box::new(Max(9)) as Erased)));
+        assert!(s.queue(7, Slot::Broadcast(a), &(Box::new(Max(4)) as Erased)));
         assert_eq!(s.take(7), Some((Slot::Gossip, vec![Bytes::from("9")])));
         assert_eq!(s.take(7), Some((Slot::Broadcast(b), vec![Bytes::from("5")])));
         assert_eq!(s.take(7), Some((Slot::Broadcast(a), vec![Bytes::from("4")])));
@@ -448,13 +483,13 @@ mod tests {
     fn app_channel_slots_take_only_their_type_and_go_with_their_connection() {
         let mut c = AppChannel::new(Recorder::default());
         let wrong: Erased = Box::new(RelayData(VecDeque::from([Bytes::from("r")])));
-        assert!(!c.queue(1, Slot::Gossip, &wrong));
+        assert!(!c.slots().queue(1, Slot::Gossip, &wrong));
         let data: Erased = Box::new(Max(2));
-        assert!(c.queue(1, Slot::Gossip, &data));
-        assert!(c.queue(2, Slot::Gossip, &data));
-        c.drop_conn(1);
-        assert_eq!(c.take(1), None);
-        assert_eq!(c.take(2), Some((Slot::Gossip, vec![Bytes::from("2")])));
+        assert!(c.slots().queue(1, Slot::Gossip, &data));
+        assert!(c.slots().queue(2, Slot::Gossip, &data));
+        c.slots().drop_conn(1);
+        assert_eq!(c.slots().take(1), None);
+        assert_eq!(c.slots().take(2), Some((Slot::Gossip, vec![Bytes::from("2")])));
     }
 
     #[test]
@@ -465,19 +500,19 @@ mod tests {
         let b = r.on_broadcast(src, b"b1").unwrap().unwrap();
         assert_eq!(b.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("b1")]))));
         let wrong: Erased = Box::new(Max(1));
-        assert!(!r.queue(1, Slot::Gossip, &wrong));
-        assert!(r.queue(1, Slot::Broadcast(src), &b));
+        assert!(!r.slots().queue(1, Slot::Gossip, &wrong));
+        assert!(r.slots().queue(1, Slot::Broadcast(src), &b));
         let g = r.on_gossip(b"g1", Instant::ZERO).unwrap().unwrap();
-        assert!(r.queue(1, Slot::Gossip, &g));
+        assert!(r.slots().queue(1, Slot::Gossip, &g));
         let g2 = r.on_gossip(b"g2", Instant::ZERO).unwrap().unwrap();
-        assert!(r.queue(1, Slot::Gossip, &g2));
-        assert!(r.queue(2, Slot::Gossip, &g2));
+        assert!(r.slots().queue(1, Slot::Gossip, &g2));
+        assert!(r.slots().queue(2, Slot::Gossip, &g2));
         // Merged gossip encodes as one message per payload, in order.
-        assert_eq!(r.take(1), Some((Slot::Gossip, vec![Bytes::from("g1"), Bytes::from("g2")])));
-        assert_eq!(r.take(1), Some((Slot::Broadcast(src), vec![Bytes::from("b1")])));
-        assert_eq!(r.take(1), None);
-        r.drop_conn(2);
-        assert_eq!(r.take(2), None);
+        assert_eq!(r.slots().take(1), Some((Slot::Gossip, vec![Bytes::from("g1"), Bytes::from("g2")])));
+        assert_eq!(r.slots().take(1), Some((Slot::Broadcast(src), vec![Bytes::from("b1")])));
+        assert_eq!(r.slots().take(1), None);
+        r.slots().drop_conn(2);
+        assert_eq!(r.slots().take(2), None);
     }
 
     #[test]
@@ -487,5 +522,34 @@ mod tests {
         // Adding at exactly the window's age prunes the old entry.
         assert!(m.first_sight(b"ch", b"y", Instant::from_secs(30)));
         assert!(m.first_sight(b"ch", b"x", Instant::from_secs(30)));
+    }
+
+    #[test]
+    fn a_gossiper_with_only_the_defaults_is_a_quiet_sink() {
+        struct Quiet;
+        impl Gossiper for Quiet {
+            type Data = Max;
+        }
+        let mut c = AppChannel::new(Quiet);
+        let src = PeerName::from_u64(3).unwrap();
+        assert!(c.gossip().is_none());
+        assert!(c.on_gossip(b"1", Instant::ZERO).unwrap().is_none());
+        assert!(c.on_broadcast(src, b"1").unwrap().is_none(), "a broadcast stops here");
+        assert_eq!(c.on_unicast(src, b"1"), Ok(()));
+    }
+
+    #[test]
+    fn send_slots_merge_with_their_own_merge_and_drain_gossip_first() {
+        let mut s: SendSlots<BTreeSet<u8>> = SendSlots::default();
+        let union = |waiting: &mut BTreeSet<u8>, more: BTreeSet<u8>| waiting.extend(more);
+        let src = PeerName::from_u64(5).unwrap();
+        s.queue(Slot::Broadcast(src), [9].into(), union);
+        s.queue(Slot::Gossip, [1, 2].into(), union);
+        s.queue(Slot::Gossip, [2, 3].into(), union);
+        s.queue(Slot::Broadcast(src), [8].into(), union);
+        assert_eq!(s.take(), Some((Slot::Gossip, [1, 2, 3].into())));
+        assert_eq!(s.take(), Some((Slot::Broadcast(src), [8, 9].into())));
+        assert_eq!(s.take(), None);
+        assert!(s.is_empty());
     }
 }

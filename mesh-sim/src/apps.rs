@@ -85,12 +85,6 @@ pub struct TrackerGossiper(Tracker);
 
 impl Gossiper for TrackerGossiper {
     type Data = Ids;
-    fn gossip(&mut self) -> Option<Ids> {
-        None
-    }
-    fn on_gossip(&mut self, _payload: &[u8]) -> Result<Option<Ids>, GossipError> {
-        Ok(None)
-    }
     fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
         let ids = decode_ids(payload)?;
         let mut d = self.0.lock();
@@ -165,13 +159,7 @@ impl Gossiper for BlobGossiper {
     fn gossip(&mut self) -> Option<Blob> {
         self.state.clone().map(Blob)
     }
-    fn on_gossip(&mut self, _payload: &[u8]) -> Result<Option<Blob>, GossipError> {
-        Ok(None)
-    }
     fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Blob>, GossipError> {
         Ok(Some(Blob(Bytes::copy_from_slice(payload))))
-    }
-    fn on_unicast(&mut self, _source: PeerName, _payload: &[u8]) -> Result<(), GossipError> {
-        Ok(())
     }
 }

@@ -165,8 +165,7 @@ impl Node {
             since: now,
             heartbeat_at: now + HEARTBEAT_INTERVAL,
             receive_deadline: now + RECEIVE_TIMEOUT,
-            topo_gossip: None,
-            topo_broadcast: Default::default(),
+            topology: Default::default(),
         }));
         self.stats.handshakes += 1;
         if arrival.outbound {

@@ -49,7 +49,7 @@ impl Node {
     pub(super) fn queue_channel(&mut self, channel: &Bytes, conns: &[ConnId], slot: Slot, data: &Erased) {
         let Some(ch) = self.channels.get_mut(channel) else { return };
         for id in conns {
-            if ch.queue(id.0, slot, data) {
+            if ch.slots().queue(id.0, slot, data) {
                 self.to_flush.insert(*id);
             }
         }
@@ -59,11 +59,7 @@ impl Node {
     pub(super) fn queue_topology(&mut self, conns: &[ConnId], slot: Slot, names: &BTreeSet<PeerName>) {
         for id in conns {
             let Some(r) = self.conns.get_mut(id).and_then(Connection::running_mut) else { continue };
-            let set = match slot {
-                Slot::Gossip => r.topo_gossip.get_or_insert_with(BTreeSet::new),
-                Slot::Broadcast(src) => r.topo_broadcast.entry(src).or_default(),
-            };
-            set.extend(names.iter().copied());
+            r.topology.queue(slot, names.clone(), |waiting, names| waiting.extend(names));
             self.to_flush.insert(*id);
         }
     }
@@ -107,20 +103,14 @@ impl Node {
             return false;
         }
         let Some(r) = c.running_mut() else { return false };
-        if let Some(names) = r.topo_gossip.take() {
-            write_topology(c, &self.peers, GossipKind::Gossip, us, &names, max, &mut self.stats);
-            return true;
-        }
-        if let Some((src, names)) = r.topo_broadcast.pop_first() {
-            write_topology(c, &self.peers, GossipKind::Broadcast, src, &names, max, &mut self.stats);
+        if let Some((slot, names)) = r.topology.take() {
+            let (kind, source) = slot.kind(us);
+            write_topology(c, &self.peers, kind, source, &names, max, &mut self.stats);
             return true;
         }
         for (name, ch) in self.channels.iter_mut() {
-            let Some((slot, msgs)) = ch.take(id.0) else { continue };
-            let (kind, source) = match slot {
-                Slot::Gossip => (GossipKind::Gossip, us),
-                Slot::Broadcast(src) => (GossipKind::Broadcast, src),
-            };
+            let Some((slot, msgs)) = ch.slots().take(id.0) else { continue };
+            let (kind, source) = slot.kind(us);
             for m in msgs {
                 match c.append_frame(max, |o| message::encode_gossip(o, kind, name, source, &m)) {
                     Ok(()) => self.stats.frames_sent += 1,

@@ -65,7 +65,7 @@ impl Node {
             }
         }
         for ch in self.channels.values_mut() {
-            ch.drop_conn(id.0);
+            ch.slots().drop_conn(id.0);
         }
         if matches!(reason, CloseReason::SendTimeout | CloseReason::SendBufferFull) {
             self.stats.slow_reader_closes += 1;

@@ -45,12 +45,6 @@ impl TrackerGossiper {
 
 impl Gossiper for TrackerGossiper {
     type Data = Ids;
-    fn gossip(&mut self) -> Option<Ids> {
-        None
-    }
-    fn on_gossip(&mut self, _: &[u8]) -> Result<Option<Ids>, GossipError> {
-        Ok(None)
-    }
     fn on_broadcast(&mut self, _: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
         let ids = self.record(payload, |s| &mut s.broadcasts)?;
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).broadcast_messages += 1;
