@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mesh_proto::PeerName;
-use mesh_proto::routes::Routes;
-use mesh_proto::topology::{Peers, RemoteConnection};
+use mesh_proto::fuzzing::routes::Routes;
+use mesh_proto::fuzzing::topology::{Peers, RemoteConnection};
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
 
 fuzz_target!(|data: &[u8]| {

@@ -14,12 +14,12 @@
 //!   `Close`.
 //!
 //! Both sides run the real code; with `--cfg fuzzing` the sealing is the transparent
-//! stand-in documented in `mesh_proto::crypto`, so a forged frame needs the right tag.
+//! stand-in documented in `mesh_proto::fuzzing::crypto`, so a forged frame needs the right tag.
 
 use bytes::Bytes;
 use mesh_proto::config::MAX_FRAME_LEN;
-use mesh_proto::crypto::{CryptoError, KeyPair, Session, TAG_LEN};
-use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
+use mesh_proto::fuzzing::crypto::{CryptoError, KeyPair, Session, TAG_LEN};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
 use mesh_proto::wire::frame::{FrameDecoder, FrameError};
 use mesh_proto::wire::header::Preamble;
 use mesh_proto::wire::message::Message;

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::crypto::KeyPair;
-use mesh_proto::handshake::{Handshake, Role};
+use mesh_proto::fuzzing::crypto::KeyPair;
+use mesh_proto::fuzzing::handshake::{Handshake, Role};
 use mesh_proto::{CloseReason, Config, ConnId, Event, Instant, Node, Output, PeerName};
 
 use crate::codec::{Reader, Writer};
@@ -510,7 +510,7 @@ pub fn run(input: &Input) -> Report {
                 Output::Event(_) => {}
             }
         }
-        assert!(node.relay_channel_count() <= 4, "relay channels are bounded");
+        assert!(node.inspect().relay_channel_count() <= 4, "relay channels are bounded");
     }
     report.checked = links.values().filter_map(|l| l.remote.as_ref()).map(|r| r.checked).sum();
     report.counts = counter.snapshot();

@@ -5,8 +5,8 @@
 
 use mesh_proto::Instant;
 use mesh_proto::config::MAX_FRAME_LEN;
-use mesh_proto::crypto::TAG_LEN;
-use mesh_proto::handshake::{Handshake, Outcome, Progress};
+use mesh_proto::fuzzing::crypto::TAG_LEN;
+use mesh_proto::fuzzing::handshake::{Handshake, Outcome, Progress};
 use mesh_proto::wire::frame::{FrameDecoder, LEN_PREFIX};
 use mesh_proto::wire::message::Message;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use mesh_proto::config::Subnet;
-use mesh_proto::connector::AddressError;
+use mesh_proto::AddressError;
+use mesh_proto::Subnet;
 use mesh_proto::{
     ChannelHandle, Config, Event, GossipData, Gossiper, Instant, Node, NodeError, PeerName, Status,
 };

@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mesh_proto::crypto::{Session, TAG_LEN};
-use mesh_proto::handshake::{Handshake, HandshakeConfig, Progress, Role};
-use mesh_proto::name::PeerName;
-use mesh_proto::time::Instant;
+use mesh_proto::Instant;
+use mesh_proto::PeerName;
+use mesh_proto::fuzzing::crypto::{Session, TAG_LEN};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, Progress, Role};
 use mesh_proto::wire::header::Preamble;
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
 use rand_chacha::ChaCha20Rng;

@@ -30,7 +30,7 @@ pub enum AddressError {
 
 /// A parsed peer address: a host (IP literal or name) and an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerAddress {
+pub(crate) struct PeerAddress {
     /// The IP, if the host is a literal.
     pub ip: Option<IpAddr>,
     /// The host as given (without brackets).
@@ -42,7 +42,7 @@ pub struct PeerAddress {
 impl PeerAddress {
     /// Parses `host`, `host:port`, `ip`, `ip:port`, `[v6]`, `[v6]:port` or a bare IPv6
     /// literal (which Go rejects).
-    pub fn parse(s: &str) -> Result<PeerAddress, AddressError> {
+    pub(crate) fn parse(s: &str) -> Result<PeerAddress, AddressError> {
         let bad = || AddressError::Malformed(s.to_owned());
         if s.trim() != s || s.is_empty() {
             return Err(AddressError::NoHost(s.to_owned()));
@@ -78,7 +78,7 @@ impl PeerAddress {
     }
 
     /// The dial string, with `default_port` when none was given.
-    pub fn key(&self, default_port: u16) -> String {
+    pub(crate) fn key(&self, default_port: u16) -> String {
         let port = self.port.unwrap_or(default_port);
         match self.ip {
             Some(ip) => SocketAddr::new(ip, port).to_string(),
@@ -98,7 +98,7 @@ fn check_port(s: &str, port: u16) -> Result<u16, AddressError> {
 
 /// The state of a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TargetState {
+pub(crate) enum TargetState {
     /// Waiting for its next try.
     Waiting,
     /// A dial or handshake is in progress.
@@ -111,7 +111,7 @@ pub enum TargetState {
 
 /// One address we may dial.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Its state.
     pub state: TargetState,
     /// The error of the last attempt, if any.
@@ -156,7 +156,7 @@ impl Target {
 
 /// Why a connection ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Termination {
+pub(crate) enum Termination {
     /// An ordinary failure: retry with back-off, or at once after a long life.
     Retry,
     /// The remote has our name: never retry.
@@ -171,7 +171,7 @@ pub enum Termination {
 
 /// What the connector needs to know about our registered connections.
 #[derive(Clone, Debug)]
-pub struct LiveConnection {
+pub(crate) struct LiveConnection {
     /// The remote's name.
     pub name: PeerName,
     /// The connection's address (the dial string for outbound, the socket's for inbound).
@@ -182,7 +182,7 @@ pub struct LiveConnection {
 
 /// A dial the connector wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DialRequest {
+pub(crate) struct DialRequest {
     /// The address string to dial.
     pub addr: String,
     /// Whether a peer we do not know yet may answer (true for direct peers only).
@@ -194,7 +194,7 @@ pub struct DialRequest {
 
 /// How many dials the connection limit leaves room for (`usize::MAX`: no limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DialBudget {
+pub(crate) struct DialBudget {
     /// Dials of any target: the limit minus registered connections and dials in progress.
     pub any: usize,
     /// Dials of discovered targets (at most `any`).
@@ -203,7 +203,7 @@ pub struct DialBudget {
 
 impl DialBudget {
     /// No limit at all.
-    pub const UNLIMITED: DialBudget = DialBudget { any: usize::MAX, discovered: usize::MAX };
+    pub(crate) const UNLIMITED: DialBudget = DialBudget { any: usize::MAX, discovered: usize::MAX };
 }
 
 /// The dial addresses one record advertises, with the peer at each, derived once per
@@ -233,7 +233,7 @@ fn unindex(by_addr: &mut BTreeMap<String, BTreeMap<PeerName, u32>>, addrs: &[(St
 
 /// The connection maker.
 #[derive(Clone, Debug)]
-pub struct Connector {
+pub(crate) struct Connector {
     our_port: u16,
     discovery: bool,
     direct: BTreeMap<String, PeerAddress>,
@@ -248,7 +248,7 @@ pub struct Connector {
 
 impl Connector {
     /// A connector for a peer listening on `our_port`.
-    pub fn new(our_port: u16, discovery: bool) -> Self {
+    pub(crate) fn new(our_port: u16, discovery: bool) -> Self {
         Connector {
             our_port,
             discovery,
@@ -261,13 +261,13 @@ impl Connector {
     }
 
     /// How many times a failed attempt postponed the next dial by the back-off.
-    pub fn backoffs(&self) -> u64 {
+    pub(crate) fn backoffs(&self) -> u64 {
         self.backoffs
     }
 
     /// Adds direct peers (replacing them all if `replace`). Invalid entries are returned
     /// as errors; valid ones are added regardless.
-    pub fn initiate(&mut self, peers: &[String], replace: bool, now: Instant) -> Vec<AddressError> {
+    pub(crate) fn initiate(&mut self, peers: &[String], replace: bool, now: Instant) -> Vec<AddressError> {
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
         for s in peers {
@@ -293,14 +293,14 @@ impl Connector {
     }
 
     /// Removes direct peers. Existing connections stay up.
-    pub fn forget(&mut self, peers: &[String]) {
+    pub(crate) fn forget(&mut self, peers: &[String]) {
         for s in peers {
             self.direct.remove(s);
         }
     }
 
     /// The direct-peer strings; with `active_only`, those marked never-retry are left out.
-    pub fn direct_peers(&self, active_only: bool) -> Vec<String> {
+    pub(crate) fn direct_peers(&self, active_only: bool) -> Vec<String> {
         self.direct
             .iter()
             .filter(|(_, a)| {
@@ -311,7 +311,7 @@ impl Connector {
     }
 
     /// All targets, by address.
-    pub fn targets(&self) -> &BTreeMap<String, Target> {
+    pub(crate) fn targets(&self) -> &BTreeMap<String, Target> {
         &self.targets
     }
 
@@ -356,7 +356,7 @@ impl Connector {
     /// Ours: remembers the addresses that records about to be collected advertise, so
     /// that they stay targets for [`DISCOVERY_MEMORY`]: a peer refused at a connection
     /// limit has been told where else to go just before its only connection closes.
-    pub fn remember(&mut self, now: Instant, live: &[LiveConnection], removed: &[Peer], us: PeerName) {
+    pub(crate) fn remember(&mut self, now: Instant, live: &[LiveConnection], removed: &[Peer], us: PeerName) {
         if !self.discovery {
             return;
         }
@@ -463,7 +463,7 @@ impl Connector {
     /// Due targets beyond the budget stay due, without back-off, for the next re-check.
     /// Direct targets go first; discovered ones in order of how few connections their
     /// peer has (the likeliest to have room), ties broken by `random`.
-    pub fn check(
+    pub(crate) fn check(
         &mut self,
         now: Instant,
         live: &[LiveConnection],
@@ -537,7 +537,7 @@ impl Connector {
     }
 
     /// A dial or handshake attempt ended before a connection was registered.
-    pub fn attempt_failed(
+    pub(crate) fn attempt_failed(
         &mut self,
         addr: &str,
         error: String,
@@ -553,14 +553,14 @@ impl Connector {
     }
 
     /// A handshake on a connection we dialled to `addr` told us who answers there.
-    pub fn answered_by(&mut self, addr: &str, peer: PeerName) {
+    pub(crate) fn answered_by(&mut self, addr: &str, peer: PeerName) {
         if let Some(t) = self.targets.get_mut(addr) {
             t.peer = Some(peer);
         }
     }
 
     /// An outbound connection to `addr` was registered.
-    pub fn connected(&mut self, addr: &str) {
+    pub(crate) fn connected(&mut self, addr: &str) {
         if let Some(t) = self.targets.get_mut(addr) {
             t.state = TargetState::Connected;
             t.last_error = None;
@@ -568,7 +568,7 @@ impl Connector {
     }
 
     /// A connection that we dialled to `addr` ended, after or without registration.
-    pub fn terminated(
+    pub(crate) fn terminated(
         &mut self,
         addr: &str,
         how: Termination,
@@ -599,7 +599,8 @@ impl Connector {
 
     /// Revives never-retry targets (by re-initiating them) is done by
     /// [`Connector::initiate`]; this reports whether `addr` is currently never-retry.
-    pub fn is_never_retry(&self, addr: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_never_retry(&self, addr: &str) -> bool {
         self.targets.get(addr).is_some_and(|t| t.try_after.is_none())
     }
 }

@@ -78,7 +78,7 @@ pub trait Gossiper: Send + 'static {
 
 /// Which slot an item goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Slot {
+pub(crate) enum Slot {
     /// The gossip slot (tag 4).
     Gossip,
     /// The broadcast slot of a source (tag 6).
@@ -88,7 +88,7 @@ pub enum Slot {
 impl Slot {
     /// The message kind an item of this slot is sent as, and its source: gossip is
     /// always ours (`us`), a broadcast keeps its origin.
-    pub fn kind(self, us: PeerName) -> (GossipKind, PeerName) {
+    pub(crate) fn kind(self, us: PeerName) -> (GossipKind, PeerName) {
         match self {
             Slot::Gossip => (GossipKind::Gossip, us),
             Slot::Broadcast(src) => (GossipKind::Broadcast, src),
@@ -97,7 +97,7 @@ impl Slot {
 }
 
 /// Data returned by a callback, type-erased until it is queued.
-pub type Erased = Box<dyn Any + Send>;
+pub(crate) type Erased = Box<dyn Any + Send>;
 
 /// The node's view of a channel, whatever its data type.
 pub(crate) trait Channel: Send {
@@ -246,11 +246,11 @@ impl<G: Gossiper> Channel for AppChannel<G> {
 /// past [`RelayData::MAX_ITEMS`] the oldest payloads are dropped, so a slow connection
 /// cannot make the queue grow without end (Go's weaveworks/mesh#68).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RelayData(pub VecDeque<Bytes>);
+pub(crate) struct RelayData(pub VecDeque<Bytes>);
 
 impl RelayData {
     /// The most payloads one slot keeps.
-    pub const MAX_ITEMS: usize = 64;
+    pub(crate) const MAX_ITEMS: usize = 64;
 }
 
 impl GossipData for RelayData {

@@ -14,7 +14,7 @@ use core::fmt;
 use core::str::FromStr;
 
 /// Number of bytes in the byte form of a name.
-pub const NAME_LEN: usize = 6;
+pub(crate) const NAME_LEN: usize = 6;
 const NAME_MASK: u64 = (1 << 48) - 1;
 
 /// A 48-bit peer name.

@@ -195,6 +195,15 @@ impl Routes {
         self.broadcast_all.entry(source).or_insert_with(|| graph.broadcast_next_hops(us, source, Mode::All))
     }
 
+    /// Where to relay a broadcast from `source`, without filling the cache (for
+    /// read-only views; the same answer as [`Routes::broadcast_all`]).
+    pub fn broadcast_hops(&self, source: PeerName) -> Vec<PeerName> {
+        match self.broadcast_all.get(&source) {
+            Some(hops) => hops.clone(),
+            None => self.graph.broadcast_next_hops(self.us, source, Mode::All),
+        }
+    }
+
     /// The established & symmetric broadcast entries computed so far (for status).
     pub fn broadcast_established(&self) -> &BTreeMap<PeerName, Vec<PeerName>> {
         &self.broadcast

@@ -10,12 +10,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::Bytes;
+use mesh_proto::Instant;
 use mesh_proto::config::{MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN};
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::crypto::{CryptoError, KeyPair, Session};
-use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role, Stage};
-use mesh_proto::name::{PeerName, PeerNameError, TextReason};
-use mesh_proto::time::Instant;
+use mesh_proto::fuzzing::crypto::{CryptoError, KeyPair, Session};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role, Stage};
 use mesh_proto::wire::features::{self, FeaturesError, RemoteFeatures};
 use mesh_proto::wire::frame::{FrameDecoder, FrameError};
 use mesh_proto::wire::gob::{self, GobError};
@@ -23,6 +22,7 @@ use mesh_proto::wire::header::{HeaderError, Preamble};
 use mesh_proto::wire::message::{self, GossipKind, Message, MessageError};
 use mesh_proto::wire::topology::{self, TopologyError};
 use mesh_proto::{CloseReason, Config, ConnId, Event, GossipError, Node, Output};
+use mesh_proto::{PeerName, PeerNameError, TextReason};
 
 // ----------------------------------------------------------------------------- the bound
 
@@ -1103,7 +1103,7 @@ fn node_bad_inputs_after_a_plaintext_handshake() {
         let (mut node, conn, session) = node_with_peer(None);
         assert!(session.is_none());
         assert_eq!(node_closes(what, &mut node, conn, &input), expected, "{what}");
-        assert!(node.peers().get(&them).is_none_or(|p| p.uid == 77), "{what}");
+        assert!(node.inspect().peer(&them).is_none_or(|p| p.uid == 77), "{what}");
     }
 
     // A long run of heartbeats, then an oversize frame, in one read.

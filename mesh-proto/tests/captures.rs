@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use mesh_proto::Instant;
 use mesh_proto::counter::Counts;
-use mesh_proto::crypto::{self, KeyPair, Session};
-use mesh_proto::handshake::{Handshake, HandshakeConfig, Progress, Role};
-use mesh_proto::time::Instant;
+use mesh_proto::fuzzing::crypto::{self, KeyPair, Session};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, Progress, Role};
 use mesh_proto::wire::features::{self, RemoteFeatures};
 use mesh_proto::wire::frame::FrameDecoder;
 use mesh_proto::wire::header::Preamble;

@@ -1,9 +1,11 @@
 //! Two in-memory handshakes against each other: success and every failure mode.
 
 use bytes::Bytes;
-use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Outcome, Progress, Role, Stage};
-use mesh_proto::name::PeerName;
-use mesh_proto::time::Instant;
+use mesh_proto::Instant;
+use mesh_proto::PeerName;
+use mesh_proto::fuzzing::handshake::{
+    Handshake, HandshakeConfig, HandshakeError, Outcome, Progress, Role, Stage,
+};
 use mesh_proto::wire::features::RemoteFeatures;
 use mesh_proto::wire::header::{HeaderError, Preamble};
 use mesh_proto::wire::message::Message;

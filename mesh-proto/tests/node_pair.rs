@@ -267,17 +267,17 @@ fn a_peer_cut_off_elsewhere_is_collected_after_the_delay_not_before() {
     net.dial(0, 1);
     net.dial(1, 2);
     net.run_for(Duration::from_secs(3));
-    assert!(net.nodes[0].peers().get(&name(2)).is_some());
+    assert!(net.nodes[0].inspect().peer(&name(2)).is_some());
     let (seen, collected) = (net.events[0].len(), net.nodes[0].stats().gc_removed);
     crash_last(&mut net);
-    assert!(net.nodes[1].peers().get(&name(2)).is_none(), "its neighbour collects at once");
+    assert!(net.nodes[1].inspect().peer(&name(2)).is_none(), "its neighbour collects at once");
     wait_for_loss(&mut net, 0, 1, 2);
     let gc = mesh_proto::config::GC_DELAY;
     net.run_for(gc / 2);
-    assert!(net.nodes[0].peers().get(&name(2)).is_some(), "collected before the delay");
+    assert!(net.nodes[0].inspect().peer(&name(2)).is_some(), "collected before the delay");
     assert!(!net.events[0][seen..].contains(&Event::PeerRemoved(name(2))));
     net.run_for(gc);
-    assert!(net.nodes[0].peers().get(&name(2)).is_none(), "never collected");
+    assert!(net.nodes[0].inspect().peer(&name(2)).is_none(), "never collected");
     assert!(net.events[0][seen..].contains(&Event::PeerRemoved(name(2))));
     assert_eq!(net.nodes[0].stats().gc_removed, collected + 1);
 }
@@ -359,7 +359,7 @@ fn gossip_reaches_a_neighbour_at_once() {
 
 #[test]
 fn status_tells_dialling_from_handshaking_from_established() {
-    use mesh_proto::status::ConnectionState;
+    use mesh_proto::ConnectionState;
     let mut net = Net::new(2, |_, _| {});
     let now = net.now;
     net.nodes[0].initiate_connections(&[addr(1)], false, now);
@@ -576,7 +576,7 @@ fn a_peer_that_restarted_unnoticed_is_recognised_when_it_reconnects() {
     let s = net.nodes[0].stats();
     // (Our own redial can meet it again before its new record arrives: counted again.)
     assert!(s.restarts_detected >= 1, "{s:?}");
-    assert_eq!(net.nodes[0].peers().get(&name(1)).map(|p| p.uid), Some(net.nodes[1].uid()));
+    assert_eq!(net.nodes[0].inspect().peer(&name(1)).map(|p| p.uid), Some(net.nodes[1].uid()));
     assert!(net.conn(0, 1).is_some());
 }
 
@@ -610,12 +610,12 @@ fn a_full_peer_refers_a_newcomer_to_the_mesh_before_refusing_it() {
     // The newcomer learnt of node 0 from the referral (and collected it with the close).
     assert!(net.events[2].contains(&Event::PeerAdded(name(0))), "{:?}", net.events[2]);
     // The record the refused handshake put in node 1's table goes soon, not at once.
-    assert!(net.nodes[1].peers().get(&name(2)).is_some());
+    assert!(net.nodes[1].inspect().peer(&name(2)).is_some());
     let gc = mesh_proto::config::GC_DELAY;
     net.run_for(gc / 2 - Duration::from_millis(100));
-    assert!(net.nodes[1].peers().get(&name(2)).is_some(), "collected before the delay");
+    assert!(net.nodes[1].inspect().peer(&name(2)).is_some(), "collected before the delay");
     net.run_for(gc / 2 + Duration::from_millis(100));
-    assert!(net.nodes[1].peers().get(&name(2)).is_none(), "the refused peer's record lingers");
+    assert!(net.nodes[1].inspect().peer(&name(2)).is_none(), "the refused peer's record lingers");
 }
 
 /// Severs the link between `a` and `b`: both ends see their connection reset.
@@ -645,7 +645,7 @@ fn a_known_peer_we_cannot_reach_gets_our_whole_state_when_it_connects() {
     net.run_for(Duration::from_secs(3));
     sever(&mut net, 1, 2);
     wait_for_loss(&mut net, 0, 1, 2);
-    assert!(net.nodes[0].peers().get(&name(2)).is_some(), "still known");
+    assert!(net.nodes[0].inspect().peer(&name(2)).is_some(), "still known");
     net.increment(0);
     assert_eq!(net.counters[2].0.value(), 0);
     net.dial(2, 0);
@@ -673,7 +673,7 @@ fn release(net: &mut Net, i: usize) {
 
 #[test]
 fn a_wrong_password_fails_the_handshake_on_both_sides_and_the_bytes_add_up() {
-    use mesh_proto::handshake::HandshakeError;
+    use mesh_proto::fuzzing::handshake::HandshakeError;
     // Also when the dialler's key and sealed features reach the listener in one read:
     // the listener's own sealed features, built in that same input, still go out.
     for coalesce in [false, true] {
@@ -732,7 +732,7 @@ fn a_connection_the_remote_drops_right_after_registering_counts_as_refused() {
 fn a_silent_remote_fails_the_handshake_at_its_deadline() {
     // Nothing arrives, not even a preamble: PREAMBLE_TIMEOUT applies.
     use mesh_proto::config::PREAMBLE_TIMEOUT;
-    use mesh_proto::handshake::HandshakeError;
+    use mesh_proto::fuzzing::handshake::HandshakeError;
     let mut net = Net::new(1, |_, _| {});
     let t0 = net.now;
     net.nodes[0].handle_accepted("10.0.0.9:40000".parse().unwrap(), t0);
@@ -758,7 +758,7 @@ fn terminations_count_ended_connections_but_not_failed_dials() {
 /// Runs until node `at` holds `from`'s update saying it lost its connection to `lost`.
 fn wait_for_loss(net: &mut Net, at: usize, from: usize, lost: usize) {
     let told = |net: &Net| {
-        net.nodes[at].peers().get(&name(from)).is_some_and(|p| !p.connections.contains_key(&name(lost)))
+        net.nodes[at].inspect().peer(&name(from)).is_some_and(|p| !p.connections.contains_key(&name(lost)))
     };
     for _ in 0..500 {
         if told(net) {
@@ -790,7 +790,7 @@ fn topology_frame(
 /// `about`'s record as node `at` holds it.
 fn topology_broadcast(net: &Net, at: usize, source: PeerName, about: PeerName) -> Vec<u8> {
     use mesh_proto::wire::{message::GossipKind, topology::PeerRecord};
-    let p = net.nodes[at].peers().get(&about).unwrap();
+    let p = net.nodes[at].inspect().peer(&about).unwrap();
     let record = PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
     topology_frame(GossipKind::Broadcast, source, &[record])
 }
@@ -856,12 +856,12 @@ fn relay_only_channels_stay_within_their_bound() {
         net.dial(1, 2);
         net.run_for(Duration::from_secs(3));
         broadcast_on_new_channels(&mut net, &["a", "b", "c"]);
-        assert_eq!(net.nodes[1].relay_channel_count(), max, "max {max}");
+        assert_eq!(net.nodes[1].inspect().relay_channel_count(), max, "max {max}");
         let evicted = net.nodes[1].stats().relay_channels_evicted;
         assert_eq!(evicted, if max == 0 { 0 } else { 1 }, "max {max}");
         // Node 2 has no channel "c" either: it got the broadcast through node 1 only if
         // node 1 could keep a relay channel for it.
-        assert_eq!(net.nodes[2].relay_channel_count() > 0, max > 0, "max {max}");
+        assert_eq!(net.nodes[2].inspect().relay_channel_count() > 0, max > 0, "max {max}");
     }
 }
 
@@ -920,7 +920,11 @@ fn unicasts_to_a_peer_that_does_not_read_stop_at_the_queue_bound() {
         assert!(sent <= 2 * MAX_QUEUED_BYTES, "never refused");
     };
     assert_eq!(err, NodeError::Congested(name(1)));
-    assert!(net.nodes[0].queued_bytes(conn) > MAX_QUEUED_BYTES, "{}", net.nodes[0].queued_bytes(conn));
+    assert!(
+        net.nodes[0].inspect().queued_bytes(conn) > MAX_QUEUED_BYTES,
+        "{}",
+        net.nodes[0].inspect().queued_bytes(conn)
+    );
     assert!(sent <= MAX_QUEUED_BYTES + 2 * chunk.len(), "{sent}");
 }
 
@@ -931,7 +935,7 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
-    let ours = net.nodes[0].peers().ours().summary();
+    let ours = net.nodes[0].inspect().ours().summary();
     // Node 1 "gossips" a record of node 0 from an earlier life, ahead of our version.
     let stale = PeerRecord {
         summary: PeerSummary { uid: ours.uid ^ 1, version: ours.version + 5, ..ours.clone() },
@@ -942,7 +946,7 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
     let now = net.now;
     net.nodes[0].handle_data(conn, &bytes, now);
     net.run_for(Duration::from_secs(2));
-    let seen = net.nodes[1].peers().get(&name(0)).unwrap();
+    let seen = net.nodes[1].inspect().peer(&name(0)).unwrap();
     assert_eq!(seen.uid, ours.uid, "node 1 knows the real node 0");
     assert!(seen.version > ours.version + 5, "{} vs {}", seen.version, ours.version + 5);
 }
@@ -993,9 +997,9 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
-    let mine = net.nodes[1].peers().ours().summary().short_id;
+    let mine = net.nodes[1].inspect().ours().summary().short_id;
     // Node 0 (the lower name) announces a newer record of itself claiming node 1's id.
-    let p = net.nodes[0].peers().ours();
+    let p = net.nodes[0].inspect().ours();
     let mut summary = p.summary();
     summary.version += 10;
     summary.short_id = mine;
@@ -1006,5 +1010,5 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     net.nodes[1].handle_data(conn, &bytes, now);
     net.pump();
     assert_eq!(net.nodes[1].stats().short_id_reassignments, 1);
-    assert_ne!(net.nodes[1].peers().ours().summary().short_id, mine);
+    assert_ne!(net.nodes[1].inspect().ours().summary().short_id, mine);
 }

@@ -2,9 +2,9 @@
 //! than panicking on arbitrary bytes, and frame decoding does not depend on chunking.
 
 use bytes::Bytes;
-use mesh_proto::handshake::{Handshake, HandshakeConfig, Progress, Role};
-use mesh_proto::name::PeerName;
-use mesh_proto::time::Instant;
+use mesh_proto::Instant;
+use mesh_proto::PeerName;
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, Progress, Role};
 use mesh_proto::wire::features::{self, LocalFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder, FrameError};
 use mesh_proto::wire::gob::{self, Stream};

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use mesh_proto::PeerName;
-use mesh_proto::topology::{Peers, RemoteConnection};
+use mesh_proto::fuzzing::topology::{Peers, RemoteConnection};
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -78,7 +78,7 @@ fn full_topology_round_trips_through_random_changes() {
             for (to, out) in conns {
                 // Registration always binds the remote's record first.
                 if !table.contains(to) {
-                    table.bind(mesh_proto::topology::Peer::placeholder(*to), true);
+                    table.bind(mesh_proto::fuzzing::topology::Peer::placeholder(*to), true);
                 }
                 table.set_our_connection(
                     *to,

@@ -2,16 +2,16 @@
 //! (`tests/vectors/weave-v2`, copied from the project's shared vectors).
 
 use bytes::Bytes;
-use mesh_proto::crypto::{self, CryptoError, KeyPair, Session};
-use mesh_proto::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
-use mesh_proto::name::{PeerName, PeerNameError, TextReason};
-use mesh_proto::time::Instant;
+use mesh_proto::Instant;
+use mesh_proto::fuzzing::crypto::{self, CryptoError, KeyPair, Session};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
 use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures, RemoteFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder};
 use mesh_proto::wire::gob::{self, Scalar, Stream};
 use mesh_proto::wire::header::{self, Preamble};
 use mesh_proto::wire::message::{self, GossipKind, GossipMessage, Message};
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
+use mesh_proto::{PeerName, PeerNameError, TextReason};
 use serde_json::Value;
 
 fn load(name: &str) -> Value {
@@ -663,7 +663,7 @@ fn topology_truncated_after_summary_drops_the_last_record() {
 
 // ----------------------------------------------------------------------------- apply rules
 
-fn table_as_records(peers: &mesh_proto::topology::Peers) -> Vec<PeerRecord> {
+fn table_as_records(peers: &mesh_proto::fuzzing::topology::Peers) -> Vec<PeerRecord> {
     let others: Vec<PeerName> = peers.names().copied().filter(|n| *n != peers.our_name()).collect();
     peers.records(others.iter())
 }
@@ -674,7 +674,7 @@ fn names(v: &Value) -> std::collections::BTreeSet<PeerName> {
 
 #[test]
 fn topology_apply_matches_the_go_receiver() {
-    use mesh_proto::topology::Peers;
+    use mesh_proto::fuzzing::topology::Peers;
     let v = load("topology.json");
     let receiver = name(&v["full_update"]["go_receiver"]["receiver_name"]);
     let mut table = Peers::new(receiver, Bytes::from_static(b"receiver"), 42, 4000);

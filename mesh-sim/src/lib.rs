@@ -180,7 +180,7 @@ pub struct Sim {
     clocks: Vec<Clock>,
     clock: SimClock,
     /// Protocol counters of node incarnations that have ended (crashed or restarted).
-    pub retired_stats: Vec<(NodeId, mesh_proto::node::Stats)>,
+    pub retired_stats: Vec<(NodeId, mesh_proto::Stats)>,
     next_port: u32,
     ipv6: bool,
     digest: u64,
@@ -959,8 +959,8 @@ impl Sim {
         for i in &live {
             let Some(node) = self.node(*i) else { return false };
             let view: Vec<_> = node
+                .inspect()
                 .peers()
-                .iter()
                 .map(|p| (p.name, p.uid, p.version, p.connections.keys().copied().collect::<Vec<_>>()))
                 .collect();
             let names: BTreeSet<PeerName> = view.iter().map(|v| v.0).collect();
@@ -982,8 +982,8 @@ impl Sim {
         let names: Vec<PeerName> = live.iter().map(|i| self.name(*i)).collect();
         for i in &live {
             let Some(node) = self.nodes[i.0].node.as_mut() else { return false };
-            let routes = node.routes();
-            if !names.iter().all(|n| routes.unicast.contains_key(n)) {
+            let routes = node.inspect_routes().unicast_routes();
+            if !names.iter().all(|n| routes.contains_key(n)) {
                 return false;
             }
         }
@@ -1014,21 +1014,25 @@ impl Sim {
 
     /// A copy of node `id`'s unicast next-hop table (destination → next hop).
     pub fn unicast_routes(&mut self, id: NodeId) -> Option<BTreeMap<PeerName, PeerName>> {
-        self.nodes[id.0].node.as_mut().map(|n| n.routes().unicast.clone())
+        self.nodes[id.0].node.as_mut().map(|n| n.inspect_routes().unicast_routes().clone())
     }
 
     /// Copies of node `id`'s two unicast tables: over established, symmetric links, and
     /// over every reported link (the one unicasts are relayed with).
     pub fn route_tables(&mut self, id: NodeId) -> Option<[BTreeMap<PeerName, PeerName>; 2]> {
         self.nodes[id.0].node.as_mut().map(|n| {
-            let r = n.routes();
-            [r.unicast.clone(), r.unicast_all.clone()]
+            let r = n.inspect_routes();
+            [r.unicast_routes().clone(), r.unicast_routes_all().clone()]
         })
     }
 
     /// The neighbours node `id` relays a broadcast from `source` to.
     pub fn broadcast_relays(&mut self, id: NodeId, source: PeerName) -> Vec<PeerName> {
-        self.nodes[id.0].node.as_mut().map(|n| n.broadcast_relays(source)).unwrap_or_default()
+        self.nodes[id.0]
+            .node
+            .as_mut()
+            .map(|n| n.inspect_routes().broadcast_relays(source))
+            .unwrap_or_default()
     }
 
     /// Whether node `id` is running.

@@ -87,7 +87,7 @@ fn a_peer_without_the_channel_relays_it() {
         let got = sim.app::<TrackerApp>(to).unwrap().tracker.lock().broadcasts.get(&id).copied();
         assert_eq!(got, Some((sim.name(from), 1)));
     }
-    assert_eq!(sim.node(b).unwrap().relay_channel_count(), 1);
+    assert_eq!(sim.node(b).unwrap().inspect().relay_channel_count(), 1);
 }
 
 #[test]
@@ -111,9 +111,9 @@ fn relay_only_channels_are_bounded() {
             .unwrap();
         sim.act(b, |n, _, now| n.broadcast(&ch, Ids([k].into()), now));
         sim.run_for(Duration::from_millis(100));
-        assert!(sim.node(a).unwrap().relay_channel_count() <= 4);
+        assert!(sim.node(a).unwrap().inspect().relay_channel_count() <= 4);
     }
-    assert_eq!(sim.node(a).unwrap().relay_channel_count(), 4);
+    assert_eq!(sim.node(a).unwrap().inspect().relay_channel_count(), 4);
     assert!(sim.node(a).unwrap().stats().relay_channels_evicted >= 16);
 }
 
@@ -154,9 +154,9 @@ fn three_routers_line_then_triangle_then_one_isolated() {
             .is_some()
     );
     let cn = sim.name(c);
-    assert!(sim.node(a).unwrap().peers().get(&cn).is_none());
-    assert!(sim.node(b).unwrap().peers().get(&cn).is_none());
-    assert_eq!(sim.node(c).unwrap().peers().names().copied().collect::<Vec<_>>(), [cn]);
+    assert!(sim.node(a).unwrap().inspect().peer(&cn).is_none());
+    assert!(sim.node(b).unwrap().inspect().peer(&cn).is_none());
+    assert_eq!(sim.node(c).unwrap().inspect().peers().map(|p| p.name).collect::<Vec<_>>(), [cn]);
     assert!(sim.node(c).unwrap().connected_peers().is_empty());
 }
 

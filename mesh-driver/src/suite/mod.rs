@@ -8,8 +8,8 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
+use mesh_proto::HandshakeError;
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::handshake::HandshakeError;
 use mesh_proto::{CloseReason, Event, PeerName};
 
 use crate::{Channel, Events, Mesh, MeshBuilder, Runtime};

@@ -29,7 +29,6 @@ use crate::event::{CloseReason, Output};
 use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayMemory, Slot};
 use crate::name::PeerName;
 use crate::random::Random;
-use crate::routes::Routes;
 use crate::sabotage::Sabotage;
 use crate::time::Instant;
 use crate::topology::Peers;
@@ -37,6 +36,7 @@ use crate::wire::message::{self, GossipKind};
 
 mod dialing;
 mod dispatch;
+mod inspect;
 mod lifecycle;
 mod pacing;
 mod routing;
@@ -47,6 +47,7 @@ mod teardown;
 mod timers;
 mod updates;
 
+pub use inspect::Inspect;
 pub use stats::Stats;
 
 use pacing::AcceptPacing;
@@ -227,17 +228,6 @@ impl Node {
         &self.config
     }
 
-    /// The peers table.
-    pub fn peers(&self) -> &Peers {
-        &self.peers
-    }
-
-    /// The routes, recomputed if the table changed.
-    pub fn routes(&mut self) -> &Routes {
-        self.ensure_routes();
-        &self.routing.routes
-    }
-
     /// Counters.
     pub fn stats(&self) -> Stats {
         Stats { backoffs: self.connector.backoffs(), ..self.stats.clone() }
@@ -248,26 +238,7 @@ impl Node {
         self.by_name.keys().copied().collect()
     }
 
-    /// Bytes handed to the driver for `conn` and not yet reported written, plus bytes
-    /// built and not yet handed over.
-    pub fn queued_bytes(&self, conn: ConnId) -> usize {
-        self.conns.get(&conn).map_or(0, Connection::queued)
-    }
-
-    /// The neighbours a broadcast from `source` is relayed to when it reaches us: the
-    /// registered connections among our next hops on `source`'s tree (for the
-    /// simulator's broadcast-tree check; relaying uses exactly this).
-    pub fn broadcast_relays(&mut self, source: PeerName) -> Vec<PeerName> {
-        if self.broken(Sabotage::FloodBroadcasts) {
-            return self.by_name.keys().copied().filter(|n| *n != source).collect();
-        }
-        self.ensure_routes();
-        let hops = self.routing.routes.broadcast_all(source);
-        hops.iter().copied().filter(|n| self.by_name.contains_key(n)).collect()
-    }
-
-    /// Number of relay-only channels held.
-    pub fn relay_channel_count(&self) -> usize {
+    fn relay_channel_count(&self) -> usize {
         self.channels.values().filter(|c| c.is_relay()).count()
     }
 

@@ -126,7 +126,7 @@ impl Runner<'_> {
     /// neighbour subset; twice that, for the intervals where two periodic rounds land.
     fn quiet_bound(&self, live: usize) -> u64 {
         let n = live as u64;
-        let fanout = mesh_proto::routes::fanout(n, n.saturating_sub(1)) as u64;
+        let fanout = mesh_proto::inspect::fanout(n, n.saturating_sub(1)) as u64;
         let channels = 3 + 2 * self.sc.workload.sparse_channels as u64;
         let chunks = 1 + n / 200;
         2 * (n + fanout * (chunks + channels)) + 16
@@ -225,8 +225,8 @@ impl Runner<'_> {
         for &i in c.iter().take(4) {
             if let Some(n) = self.sim.node(self.members[i]) {
                 let v: Vec<String> = n
+                    .inspect()
                     .peers()
-                    .iter()
                     .map(|p| format!("{}v{}c{}", p.name, p.version, p.connections.len()))
                     .collect();
                 views.push(format!("n{i}: [{}]", v.join(" ")));
@@ -515,10 +515,10 @@ impl Runner<'_> {
             self.report.messages_per_broadcast = Some(messages as f64 / self.report.broadcasts as f64);
         }
         // Protocol events: live incarnations plus retired ones.
-        let mut stats: Vec<mesh_proto::node::Stats> =
+        let mut stats: Vec<mesh_proto::Stats> =
             self.sim.retired_stats.iter().map(|(_, s)| s.clone()).collect();
         stats.extend(self.sim.live_ids().into_iter().filter_map(|id| self.sim.node(id).map(|n| n.stats())));
-        let sum = |f: fn(&mesh_proto::node::Stats) -> u64| stats.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&mesh_proto::Stats) -> u64| stats.iter().map(f).sum::<u64>();
         let frames = sum(|s| s.frames_sent);
         for (k, v) in [
             ("handshakes", sum(|s| s.handshakes)),

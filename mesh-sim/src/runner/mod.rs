@@ -733,8 +733,8 @@ impl<'a> Runner<'a> {
             for &i in c {
                 let node = self.sim.node(self.members[i])?;
                 let fp = node
+                    .inspect()
                     .peers()
-                    .iter()
                     .fold(FNV_OFFSET, |h, p| fnv(fnv(fnv(h, p.name.to_u64()), p.uid), p.version));
                 match first {
                     None => {
@@ -758,10 +758,10 @@ impl<'a> Runner<'a> {
             let id = self.members[i];
             let Some(node) = self.sim.node(id) else { continue };
             let limit = node.config().max_relay_channels;
-            let relays = node.relay_channel_count();
+            let relays = node.inspect().relay_channel_count();
             let bound = MAX_QUEUED_BYTES + WRITE_WINDOW + node.config().max_frame_len;
             let conns = self.sim.conns_of(id);
-            let worst = conns.iter().map(|c| node.queued_bytes(*c)).max().unwrap_or(0);
+            let worst = conns.iter().map(|c| node.inspect().queued_bytes(*c)).max().unwrap_or(0);
             self.tally.examined("queue_bound", conns.len() as u64);
             self.tally.load("queue_bound", worst, bound);
             if relays > 0 {
@@ -1030,7 +1030,7 @@ impl<'a> Runner<'a> {
     /// Whether live member `i`'s table holds exactly the peers in `expect`.
     fn knows_exactly(&self, i: usize, expect: &BTreeSet<PeerName>) -> bool {
         self.sim.node(self.members[i]).is_some_and(|n| {
-            n.peers().len() == expect.len() && n.peers().iter().all(|p| expect.contains(&p.name))
+            n.inspect().peer_count() == expect.len() && n.inspect().peers().all(|p| expect.contains(&p.name))
         })
     }
 
