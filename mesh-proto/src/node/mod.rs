@@ -12,12 +12,12 @@
 //! - `dialing`: the connector's decisions turned into dials (§3);
 //! - `routing`: coalesced route recalculation and the relays that wait for it (§4.4);
 //! - `updates`: coalesced topology updates, garbage collection, short ids (§4.3, §4.6);
+//! - `channels`: the application's channels and its broadcast, gossip and unicast;
 //! - `dispatch`: received gossip to its channel, relay-only channels (§5.3);
 //! - `send`: send slots drained into frames under a write window (§5.2);
 //! - `status`: the diagnostic snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -26,16 +26,17 @@ use crate::config::{Config, SHORT_ID_SPACE};
 use crate::connection::{ConnId, Connection, Phase};
 use crate::connector::{AddressError, Connector};
 use crate::event::{CloseReason, Output};
-use crate::gossip::{AppChannel, Channel, Erased, GossipData, Gossiper, RelayMemory, Slot};
+use crate::gossip::{Channel, RelayMemory};
 use crate::name::PeerName;
 use crate::random::Random;
 use crate::sabotage::Sabotage;
 use crate::time::Instant;
 use crate::topology::Peers;
-use crate::wire::message::{self, GossipKind};
 
+mod channels;
 mod dialing;
 mod dispatch;
+mod error;
 mod inspect;
 mod lifecycle;
 mod pacing;
@@ -47,82 +48,18 @@ mod teardown;
 mod timers;
 mod updates;
 
+pub use channels::ChannelHandle;
+pub use error::NodeError;
 pub use inspect::Inspect;
 pub use stats::Stats;
 
 use pacing::AcceptPacing;
-use routing::{Relay, RouteCache};
+use routing::RouteCache;
 use timers::{Timer, Timers};
 use updates::UpdateSchedule;
 
 /// The name of the router's own channel.
 pub const TOPOLOGY_CHANNEL: &[u8] = b"topology";
-
-/// Why an application call failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    /// Our own name must not be the all-zero sentinel.
-    #[error("peer name 00:00:00:00:00:00 is reserved")]
-    ZeroName,
-    /// A gossiper is already registered under this name (or it is `topology`).
-    #[error("channel {0:?} is already registered")]
-    ChannelTaken(String),
-    /// The destination is not reachable.
-    #[error("no route to {0}")]
-    NoRoute(PeerName),
-    /// Unicasts to ourselves are an error, as in Go.
-    #[error("cannot unicast to ourselves")]
-    UnicastToSelf,
-    /// The next hop has no registered connection.
-    #[error("next hop {hop} towards {dest} is not connected")]
-    NotConnected {
-        /// The destination.
-        dest: PeerName,
-        /// The next hop.
-        hop: PeerName,
-    },
-    /// The message does not fit in a frame.
-    #[error("message of {len} bytes does not fit in a frame (limit {max})")]
-    TooLarge {
-        /// Its length.
-        len: usize,
-        /// The frame limit.
-        max: usize,
-    },
-    /// Too much is already buffered for the next hop.
-    #[error("connection to {0} is congested")]
-    Congested(PeerName),
-    /// The node has been shut down.
-    #[error("the node is shut down")]
-    Shutdown,
-}
-
-/// A registered channel, typed by its data.
-#[derive(Debug)]
-pub struct ChannelHandle<D> {
-    name: Bytes,
-    _data: PhantomData<fn(D)>,
-}
-
-impl<D> Clone for ChannelHandle<D> {
-    fn clone(&self) -> Self {
-        ChannelHandle { name: self.name.clone(), _data: PhantomData }
-    }
-}
-
-impl<D> ChannelHandle<D> {
-    /// The channel's name.
-    pub fn name(&self) -> &Bytes {
-        &self.name
-    }
-
-    /// A handle for the channel called `name`, for drivers that hand out handles before
-    /// the gossiper is registered. Data of another type than the registered gossiper's is
-    /// never queued.
-    pub fn named(name: Bytes) -> Self {
-        ChannelHandle { name, _data: PhantomData }
-    }
-}
 
 /// The protocol state machine of one peer.
 pub struct Node {
@@ -399,61 +336,6 @@ impl Node {
         self.connector.direct_peers(active_only)
     }
 
-    /// Registers a gossiper under `name`. A relay-only channel of that name is replaced.
-    pub fn register_channel<G: Gossiper>(
-        &mut self,
-        name: impl Into<Bytes>,
-        gossiper: G,
-    ) -> Result<ChannelHandle<G::Data>, NodeError> {
-        let name = name.into();
-        let taken =
-            name.as_ref() == TOPOLOGY_CHANNEL || self.channels.get(&name).is_some_and(|c| !c.is_relay());
-        if taken {
-            return Err(NodeError::ChannelTaken(String::from_utf8_lossy(&name).into_owned()));
-        }
-        self.channels.insert(name.clone(), Box::new(AppChannel::new(gossiper)));
-        Ok(ChannelHandle { name, _data: PhantomData })
-    }
-
-    /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the
-    /// spanning tree rooted at us.
-    pub fn broadcast<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
-        // A broadcast we originate goes to every neighbour.
-        let us = self.config.name;
-        let conns: Vec<ConnId> = self.by_name.values().copied().collect();
-        self.queue_channel(&ch.name, &conns, Slot::Broadcast(us), &(Box::new(data) as Erased));
-        self.after_input(now);
-    }
-
-    /// Gossips `data` to a weighted random subset of neighbours (Go's
-    /// `GossipNeighbourSubset`).
-    pub fn gossip<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
-        let us = self.config.name;
-        let channel = ch.name.clone();
-        self.relay(Relay::Channel { channel, slot: Slot::Gossip, exclude: us, data: Box::new(data) }, now);
-        self.after_input(now);
-    }
-
-    /// Sends `payload` to `dest` over the next hop, now (unicasts bypass the send slots).
-    pub fn unicast<D>(
-        &mut self,
-        ch: &ChannelHandle<D>,
-        dest: PeerName,
-        payload: &[u8],
-        now: Instant,
-    ) -> Result<(), NodeError> {
-        if self.shut_down {
-            return Err(NodeError::Shutdown);
-        }
-        if dest == self.config.name {
-            return Err(NodeError::UnicastToSelf);
-        }
-        let (us, kind) = (self.config.name, GossipKind::Unicast { destination: dest });
-        let r = self.send_to_hop(dest, |out| message::encode_gossip(out, kind, &ch.name, us, payload));
-        self.after_input(now);
-        r
-    }
-
     /// Closes every connection and stops dialling. Peers learn of our departure from
     /// the closed connections.
     pub fn shutdown(&mut self, now: Instant) {
@@ -484,60 +366,4 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periodic_gossip_of_peers_started_together_is_spread_over_the_interval() {
-        let t0 = Instant::from_secs(10);
-        let mut firsts = BTreeSet::new();
-        for seed in 0..20 {
-            let config = Config::new(PeerName::from_u64(seed + 1).unwrap(), "n");
-            let interval = config.gossip_interval;
-            let n = Node::new(config, Node::seed_from_u64(seed), t0).unwrap();
-            let first = n.poll_timeout().unwrap();
-            assert!(first >= t0 + interval / 2 && first < t0 + interval, "{first:?}");
-            firsts.insert(first);
-        }
-        assert!(firsts.len() >= 19, "{firsts:?}");
-    }
-
-    #[test]
-    fn node_can_move_between_threads() {
-        fn assert_send<T: Send>() {}
-        assert_send::<Node>();
-    }
-
-    #[test]
-    fn the_zero_name_is_refused() {
-        let c = Config::new(PeerName::UNKNOWN, "x");
-        assert_eq!(Node::new(c, [0; 32], Instant::ZERO).err(), Some(NodeError::ZeroName));
-    }
-
-    #[test]
-    fn channels_cannot_be_registered_twice_or_as_topology() {
-        let mut n =
-            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
-        let c = crate::counter::Counter::new(n.name());
-        assert!(n.register_channel("topology", c.gossiper()).is_err());
-        assert!(n.register_channel("default", c.gossiper()).is_ok());
-        assert_eq!(
-            n.register_channel("default", c.gossiper()).err(),
-            Some(NodeError::ChannelTaken("default".into()))
-        );
-    }
-
-    #[test]
-    fn unicast_errors_are_typed() {
-        let mut n =
-            Node::new(Config::new(PeerName::from_u64(1).unwrap(), "x"), [0; 32], Instant::ZERO).unwrap();
-        let c = crate::counter::Counter::new(n.name());
-        let ch = n.register_channel("default", c.gossiper()).unwrap();
-        let me = n.name();
-        assert_eq!(n.unicast(&ch, me, b"x", Instant::ZERO), Err(NodeError::UnicastToSelf));
-        let other = PeerName::from_u64(2).unwrap();
-        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::NoRoute(other)));
-        n.shutdown(Instant::ZERO);
-        assert_eq!(n.unicast(&ch, other, b"x", Instant::ZERO), Err(NodeError::Shutdown));
-    }
-}
+mod tests;

@@ -1,0 +1,98 @@
+//! The application's channels: registering a gossiper, and broadcast, gossip and
+//! unicast on its channel (behaviour.md §5.1).
+
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+
+use super::routing::Relay;
+use super::{Node, NodeError, TOPOLOGY_CHANNEL};
+use crate::connection::ConnId;
+use crate::gossip::{AppChannel, Erased, GossipData, Gossiper, Slot};
+use crate::name::PeerName;
+use crate::time::Instant;
+use crate::wire::message::{self, GossipKind};
+
+/// A registered channel, typed by its data.
+#[derive(Debug)]
+pub struct ChannelHandle<D> {
+    name: Bytes,
+    _data: PhantomData<fn(D)>,
+}
+
+impl<D> Clone for ChannelHandle<D> {
+    fn clone(&self) -> Self {
+        ChannelHandle { name: self.name.clone(), _data: PhantomData }
+    }
+}
+
+impl<D> ChannelHandle<D> {
+    /// The channel's name.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// A handle for the channel called `name`, for drivers that hand out handles before
+    /// the gossiper is registered. Data of another type than the registered gossiper's is
+    /// never queued.
+    pub fn named(name: Bytes) -> Self {
+        ChannelHandle { name, _data: PhantomData }
+    }
+}
+
+impl Node {
+    /// Registers a gossiper under `name`. A relay-only channel of that name is replaced.
+    pub fn register_channel<G: Gossiper>(
+        &mut self,
+        name: impl Into<Bytes>,
+        gossiper: G,
+    ) -> Result<ChannelHandle<G::Data>, NodeError> {
+        let name = name.into();
+        let taken =
+            name.as_ref() == TOPOLOGY_CHANNEL || self.channels.get(&name).is_some_and(|c| !c.is_relay());
+        if taken {
+            return Err(NodeError::ChannelTaken(String::from_utf8_lossy(&name).into_owned()));
+        }
+        self.channels.insert(name.clone(), Box::new(AppChannel::new(gossiper)));
+        Ok(ChannelHandle { name, _data: PhantomData })
+    }
+
+    /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the
+    /// spanning tree rooted at us.
+    pub fn broadcast<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
+        // A broadcast we originate goes to every neighbour.
+        let us = self.config.name;
+        let conns: Vec<ConnId> = self.by_name.values().copied().collect();
+        self.queue_channel(&ch.name, &conns, Slot::Broadcast(us), &(Box::new(data) as Erased));
+        self.after_input(now);
+    }
+
+    /// Gossips `data` to a weighted random subset of neighbours (Go's
+    /// `GossipNeighbourSubset`).
+    pub fn gossip<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
+        let us = self.config.name;
+        let channel = ch.name.clone();
+        self.relay(Relay::Channel { channel, slot: Slot::Gossip, exclude: us, data: Box::new(data) }, now);
+        self.after_input(now);
+    }
+
+    /// Sends `payload` to `dest` over the next hop, now (unicasts bypass the send slots).
+    pub fn unicast<D>(
+        &mut self,
+        ch: &ChannelHandle<D>,
+        dest: PeerName,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), NodeError> {
+        if self.shut_down {
+            return Err(NodeError::Shutdown);
+        }
+        if dest == self.config.name {
+            return Err(NodeError::UnicastToSelf);
+        }
+        let (us, kind) = (self.config.name, GossipKind::Unicast { destination: dest });
+        let r = self.send_to_hop(dest, |out| message::encode_gossip(out, kind, &ch.name, us, payload));
+        self.after_input(now);
+        r
+    }
+}

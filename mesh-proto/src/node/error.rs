@@ -1,0 +1,42 @@
+//! Errors of the application's calls.
+
+use crate::name::PeerName;
+
+/// Why an application call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// Our own name must not be the all-zero sentinel.
+    #[error("peer name 00:00:00:00:00:00 is reserved")]
+    ZeroName,
+    /// A gossiper is already registered under this name (or it is `topology`).
+    #[error("channel {0:?} is already registered")]
+    ChannelTaken(String),
+    /// The destination is not reachable.
+    #[error("no route to {0}")]
+    NoRoute(PeerName),
+    /// Unicasts to ourselves are an error, as in Go.
+    #[error("cannot unicast to ourselves")]
+    UnicastToSelf,
+    /// The next hop has no registered connection.
+    #[error("next hop {hop} towards {dest} is not connected")]
+    NotConnected {
+        /// The destination.
+        dest: PeerName,
+        /// The next hop.
+        hop: PeerName,
+    },
+    /// The message does not fit in a frame.
+    #[error("message of {len} bytes does not fit in a frame (limit {max})")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The frame limit.
+        max: usize,
+    },
+    /// Too much is already buffered for the next hop.
+    #[error("connection to {0} is congested")]
+    Congested(PeerName),
+    /// The node has been shut down.
+    #[error("the node is shut down")]
+    Shutdown,
+}
