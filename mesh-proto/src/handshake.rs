@@ -13,7 +13,7 @@
 //! The driver enforces [`Handshake::deadline`]: 10 s for the preamble, then 60 s for the
 //! rest, as Go does.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::config::{
     HANDSHAKE_READ_TIMEOUT, MAX_HANDSHAKE_FRAME_LEN, PREAMBLE_LEN, PREAMBLE_TIMEOUT, PUBLIC_KEY_LEN, TAG_LEN,
@@ -141,6 +141,9 @@ pub enum Progress {
     Done(Box<Outcome>),
 }
 
+/// The longest fixed-size handshake field.
+const FIELD_MAX: usize = if PREAMBLE_LEN > PUBLIC_KEY_LEN { PREAMBLE_LEN } else { PUBLIC_KEY_LEN };
+
 /// One connection's handshake.
 #[derive(Debug)]
 pub struct Handshake {
@@ -150,7 +153,9 @@ pub struct Handshake {
     keys: Option<KeyPair>,
     local_conn_id: u64,
     features_plain: Vec<u8>,
-    recv: BytesMut,
+    /// The part of the current fixed-size field (preamble, flag, public key) received so
+    /// far; what follows the fields goes to `frames`.
+    field: heapless::Vec<u8, FIELD_MAX>,
     frames: FrameDecoder,
     out: Vec<u8>,
     deadline: Instant,
@@ -209,7 +214,7 @@ impl Handshake {
             keys,
             local_conn_id,
             features_plain,
-            recv: BytesMut::new(),
+            field: heapless::Vec::new(),
             frames: FrameDecoder::new(MAX_HANDSHAKE_FRAME_LEN),
             out,
             deadline: now + PREAMBLE_TIMEOUT,
@@ -265,15 +270,11 @@ impl Handshake {
     }
 
     fn advance(&mut self, data: &[u8], now: Instant) -> Result<Progress, HandshakeError> {
-        if self.stage == Stage::Features {
-            self.frames.push(data);
-        } else {
-            self.recv.extend_from_slice(data);
-        }
+        let mut rest = data;
         loop {
             match self.stage {
                 Stage::Preamble => {
-                    let Some(bytes) = self.take_exact::<PREAMBLE_LEN>() else {
+                    let Some(bytes) = self.take_field::<PREAMBLE_LEN>(&mut rest) else {
                         return Ok(Progress::Pending);
                     };
                     let theirs = Preamble::decode(&bytes)?;
@@ -282,7 +283,7 @@ impl Handshake {
                     self.stage = Stage::Flag;
                 }
                 Stage::Flag => {
-                    let Some([flag]) = self.take_exact::<1>() else {
+                    let Some([flag]) = self.take_field::<1>(&mut rest) else {
                         return Ok(Progress::Pending);
                     };
                     let we_encrypt = self.keys.is_some();
@@ -296,11 +297,11 @@ impl Handshake {
                     }
                     self.stage = if they_encrypt { Stage::PublicKey } else { Stage::Features };
                     if self.stage == Stage::Features {
-                        self.start_frames();
+                        self.start_frames(&mut rest);
                     }
                 }
                 Stage::PublicKey => {
-                    let Some(remote) = self.take_exact::<PUBLIC_KEY_LEN>() else {
+                    let Some(remote) = self.take_field::<PUBLIC_KEY_LEN>(&mut rest) else {
                         return Ok(Progress::Pending);
                     };
                     let (Some(keys), Some(password)) = (&self.keys, &self.config.password) else {
@@ -317,9 +318,10 @@ impl Handshake {
                     self.out.extend_from_slice(&frame);
                     self.session = Some(session);
                     self.stage = Stage::Features;
-                    self.start_frames();
+                    self.start_frames(&mut rest);
                 }
                 Stage::Features => {
+                    self.start_frames(&mut rest);
                     let Some(mut body) = self.frames.next_frame()? else {
                         return Ok(Progress::Pending);
                     };
@@ -345,19 +347,30 @@ impl Handshake {
         }
     }
 
-    fn take_exact<const N: usize>(&mut self) -> Option<[u8; N]> {
-        if self.recv.len() < N {
+    /// Completes the current fixed-size field of `N` bytes from `rest`, consuming what
+    /// it takes; `None` until all `N` bytes are in.
+    fn take_field<const N: usize>(&mut self, rest: &mut &[u8]) -> Option<[u8; N]> {
+        const { assert!(N <= FIELD_MAX) };
+        let take = (N - self.field.len()).min(rest.len());
+        let (head, tail) = rest.split_at(take);
+        *rest = tail;
+        // Cannot overflow: the field holds fewer than N <= FIELD_MAX bytes before this.
+        let _ = self.field.extend_from_slice(head);
+        if self.field.len() < N {
             return None;
         }
         let mut a = [0u8; N];
-        self.recv.copy_to_slice(&mut a);
+        a.copy_from_slice(&self.field);
+        self.field.clear();
         Some(a)
     }
 
-    /// Moves bytes that arrived early into the frame decoder.
-    fn start_frames(&mut self) {
-        let early = self.recv.split();
-        self.frames.push(&early);
+    /// Hands what follows the fixed-size fields to the frame decoder.
+    fn start_frames(&mut self, rest: &mut &[u8]) {
+        if !rest.is_empty() {
+            self.frames.push(rest);
+            *rest = &[];
+        }
     }
 }
 
@@ -391,5 +404,53 @@ mod tests {
         assert!(matches!(h.handle_data(b"weave\x01\x02", t1), Ok(Progress::Pending)));
         assert_eq!(h.deadline(), t1 + HANDSHAKE_READ_TIMEOUT);
         assert_eq!(h.handle_timeout(t1 + HANDSHAKE_READ_TIMEOUT), Err(HandshakeError::Timeout(Stage::Flag)));
+    }
+
+    /// Runs a listener against a dialer's whole first flight (plus `extra` bytes after
+    /// it) delivered in pieces of `piece` bytes; the listener's outcome.
+    fn listen_in_pieces(password: Option<&str>, piece: usize, extra: &[u8]) -> Outcome {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let t0 = Instant::ZERO;
+        let mut d = Handshake::new(config(Role::Dialer, 1, password), &mut rng, t0);
+        let mut l = Handshake::new(config(Role::Listener, 2, password), &mut rng, t0);
+        let mut flight = d.take_output().unwrap();
+        if password.is_some() {
+            // The dialer seals its features once it has the listener's key.
+            let reply = l.take_output().unwrap();
+            assert!(matches!(d.handle_data(&reply, t0), Ok(Progress::Pending)));
+            flight.extend_from_slice(&d.take_output().unwrap());
+        }
+        flight.extend_from_slice(extra);
+        let mut done = None;
+        for chunk in flight.chunks(piece) {
+            assert!(done.is_none(), "bytes after completion go to the leftover, not here");
+            match l.handle_data(chunk, t0) {
+                Ok(Progress::Pending) => {}
+                Ok(Progress::Done(o)) => done = Some(*o),
+                Err(e) => panic!("piece {piece}: {e}"),
+            }
+        }
+        done.unwrap_or_else(|| panic!("piece {piece}: not done"))
+    }
+
+    #[test]
+    fn the_fixed_size_fields_and_features_complete_however_the_bytes_are_cut() {
+        for password in [None, Some("pw")] {
+            let whole = listen_in_pieces(password, usize::MAX, b"");
+            assert_eq!(whole.remote.name, PeerName::from_u64(1).unwrap());
+            for piece in [1, 2, 3, 5, 7, 8, 31, 32, 33, 40] {
+                let cut = listen_in_pieces(password, piece, b"");
+                assert_eq!(cut.remote, whole.remote, "piece {piece}, password {password:?}");
+                assert!(cut.leftover.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_past_the_features_frame_are_left_over_when_they_arrive_with_it() {
+        for password in [None, Some("pw")] {
+            let o = listen_in_pieces(password, usize::MAX, b"\x00\x00\x00\x01\x05");
+            assert_eq!(&o.leftover[..], b"\x00\x00\x00\x01\x05", "password {password:?}");
+        }
     }
 }
