@@ -20,8 +20,7 @@ fuzz_target!(|data: &[u8]| {
             name: n(2),
             uid: 22,
             version: 3,
-            short_id: 2,
-            has_short_id: true,
+            short_id: Some(2),
             ..Default::default()
         },
         connections: vec![ConnectionSummary { name: n(1), established: true, ..Default::default() }],

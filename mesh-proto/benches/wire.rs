@@ -42,8 +42,7 @@ fn records(peers: u64, degree: u64) -> Vec<PeerRecord> {
                 nickname: Bytes::from(format!("host-{i}")),
                 uid: 0x1234_5678_9abc_def0 ^ i,
                 version: 40 + i,
-                short_id: (i % 4096) as u16,
-                has_short_id: true,
+                short_id: Some((i % 4096) as u16),
             },
             connections: (1..=degree)
                 .map(|d| {

@@ -337,8 +337,12 @@ impl Connector {
                 unindex(&mut self.by_addr, &old.addrs);
             }
         }
-        for p in peers.iter().filter(|p| p.name != us) {
-            if self.advertised.get(&p.name).is_some_and(|a| a.uid == p.uid && a.version == p.version) {
+        for p in peers.iter().filter(|p| p.summary.name != us) {
+            if self
+                .advertised
+                .get(&p.summary.name)
+                .is_some_and(|a| a.uid == p.summary.uid && a.version == p.summary.version)
+            {
                 continue;
             }
             let addrs: Vec<(String, PeerName)> =
@@ -346,8 +350,8 @@ impl Connector {
             for (key, remote) in &addrs {
                 *self.by_addr.entry(key.clone()).or_default().entry(*remote).or_default() += 1;
             }
-            let new = Advertised { uid: p.uid, version: p.version, addrs };
-            if let Some(old) = self.advertised.insert(p.name, new) {
+            let new = Advertised { uid: p.summary.uid, version: p.summary.version, addrs };
+            if let Some(old) = self.advertised.insert(p.summary.name, new) {
                 unindex(&mut self.by_addr, &old.addrs);
             }
         }
@@ -830,16 +834,16 @@ mod tests {
         // Peer 2 dialled peer 3 (four connections in all): gossip places 3 at 10.0.0.3.
         let mut table = Peers::new(us, Bytes::new(), 1, 1);
         let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
-        two.version = 1;
+        two.summary.version = 1;
         let mut full = record_with_connection(3, 2, "10.0.0.2:40000", false);
-        full.version = 1;
+        full.summary.version = 1;
         for k in 4..7 {
             full.connections.insert(
                 PeerName::from_u64(k).unwrap(),
                 RemoteConnection { addr: Bytes::from_static(b"x"), outbound: false, established: true },
             );
         }
-        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        let rec = |p: &Peer| PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() };
         table.apply_records(&[rec(&two), rec(&full)]);
         let dial = |c: &mut Connector, table: &Peers, at: Instant, reachable: bool| {
             let d = c.check(at, &[], table, DialBudget::UNLIMITED, |_| 0, |p| reachable && p == three).0;
@@ -857,7 +861,7 @@ mod tests {
         assert!(dial(&mut c, &table, later, true).is_empty());
         // It lost a connection: it may have room now.
         full.connections.remove(&PeerName::from_u64(6).unwrap());
-        full.version = 2;
+        full.summary.version = 2;
         table.apply_records(&[rec(&full)]);
         assert_eq!(dial(&mut c, &table, later, true).len(), 1);
     }
@@ -868,13 +872,13 @@ mod tests {
         let t0 = Instant::from_secs(1);
         let us = PeerName::from_u64(1).unwrap();
         let name = |n| PeerName::from_u64(n).unwrap();
-        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        let rec = |p: &Peer| PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() };
         let mut table = Peers::new(us, Bytes::new(), 1, 1);
         // Peers 2 and 4 both place someone at 10.0.0.3 (3 and 5: one record is stale).
         let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
         let mut four = record_with_connection(4, 5, "10.0.0.3:6783", true);
-        two.version = 1;
-        four.version = 1;
+        two.summary.version = 1;
+        four.summary.version = 1;
         table.apply_records(&[rec(&two), rec(&four)]);
         let expected_at = |c: &mut Connector, table: &Peers, live: &[LiveConnection], at: Instant| {
             let (d, _) = c.check(at, live, table, DialBudget::UNLIMITED, |_| 0, |_| false);
@@ -889,9 +893,9 @@ mod tests {
         c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
         // New versions move the addresses; the old ones leave the index.
         two.connections.clear();
-        two.version = 2;
+        two.summary.version = 2;
         four = record_with_connection(4, 6, "10.0.0.6:6783", true);
-        four.version = 2;
+        four.summary.version = 2;
         table.apply_records(&[rec(&two), rec(&four)]);
         let later = later + Duration::from_secs(10);
         let dials = expected_at(&mut c, &table, &[], later);
@@ -1052,19 +1056,19 @@ mod tests {
         let mut c = Connector::new(6783, true);
         let t0 = Instant::from_secs(1);
         let us = PeerName::from_u64(1).unwrap();
-        let rec = |p: &Peer| PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+        let rec = |p: &Peer| PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() };
         let mut table = Peers::new(us, Bytes::new(), 1, 1);
         let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
-        two.version = 1;
+        two.summary.version = 1;
         table.apply_records(&[rec(&two)]);
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
         assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.3:6783"]);
         // Its new incarnation (a higher UID, the same version) dialled peer 5 instead.
         let mut again = record_with_connection(2, 5, "10.0.0.5:6783", true);
-        again.uid = 8;
-        again.version = 1;
+        again.summary.uid = 8;
+        again.summary.version = 1;
         table.apply_records(&[rec(&again)]);
-        assert_eq!(table.get(&PeerName::from_u64(2).unwrap()).map(|p| p.uid), Some(8));
+        assert_eq!(table.get(&PeerName::from_u64(2).unwrap()).map(|p| p.summary.uid), Some(8));
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
         assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.5:6783"]);
     }

@@ -29,18 +29,8 @@ pub struct RemoteConnection {
 /// One record of the table.
 #[derive(Clone, Debug)]
 pub struct Peer {
-    /// Name.
-    pub name: PeerName,
-    /// Nickname.
-    pub nickname: Bytes,
-    /// Incarnation id; 0 for a placeholder.
-    pub uid: u64,
-    /// Version as last accepted.
-    pub version: u64,
-    /// Short id, meaningful with `has_short_id`.
-    pub short_id: u16,
-    /// Whether the short id is known.
-    pub has_short_id: bool,
+    /// Its summary as last accepted (the version is the one adopted, or ours as bumped).
+    pub summary: PeerSummary,
     /// Its connections as it last reported them, by remote name.
     pub connections: BTreeMap<PeerName, RemoteConnection>,
     /// Local references (not gossiped): ourselves, and connections bound to the record.
@@ -51,17 +41,10 @@ pub struct Peer {
     encoded: std::cell::OnceCell<(Bytes, Bytes)>,
 }
 
+/// By content: the cached encoding and local references are not part of a record.
 impl PartialEq for Peer {
     fn eq(&self, o: &Self) -> bool {
-        (
-            self.name,
-            &self.nickname,
-            self.uid,
-            self.version,
-            self.short_id,
-            self.has_short_id,
-            &self.connections,
-        ) == (o.name, &o.nickname, o.uid, o.version, o.short_id, o.has_short_id, &o.connections)
+        (&self.summary, &self.connections) == (&o.summary, &o.connections)
     }
 }
 
@@ -79,7 +62,7 @@ impl Peer {
     pub fn encoded(&self) -> &(Bytes, Bytes) {
         self.encoded.get_or_init(|| {
             let mut summary = Vec::new();
-            wire::put_summary_message(&mut summary, &self.summary().as_ref());
+            wire::put_summary_message(&mut summary, &self.summary.as_ref());
             let mut list = Vec::new();
             let conns = self.connections.iter().map(|(name, c)| ConnectionRef {
                 name: *name,
@@ -94,24 +77,13 @@ impl Peer {
 
     /// The record a handshake proposes for a remote: version 0, no connections yet.
     pub fn candidate(name: PeerName, nickname: Bytes, uid: u64, short_id: Option<u16>) -> Peer {
-        Peer {
-            nickname,
-            uid,
-            short_id: short_id.unwrap_or(0),
-            has_short_id: short_id.is_some(),
-            ..Peer::placeholder(name)
-        }
+        Peer { summary: PeerSummary { name, nickname, uid, version: 0, short_id }, ..Peer::placeholder(name) }
     }
 
     /// A placeholder: a name we only saw as a connection target.
     pub fn placeholder(name: PeerName) -> Peer {
         Peer {
-            name,
-            nickname: Bytes::new(),
-            uid: 0,
-            version: 0,
-            short_id: 0,
-            has_short_id: false,
+            summary: PeerSummary { name, ..PeerSummary::default() },
             connections: BTreeMap::new(),
             local_refs: 0,
             encoded: std::cell::OnceCell::new(),
@@ -120,11 +92,7 @@ impl Peer {
 
     fn adopt(&mut self, s: &SummaryRef<'_>, conns: &[ConnectionRef<'_>]) {
         self.encoded = std::cell::OnceCell::new();
-        self.nickname = Bytes::copy_from_slice(s.nickname);
-        self.uid = s.uid;
-        self.version = s.version;
-        self.short_id = s.short_id;
-        self.has_short_id = s.has_short_id;
+        self.summary = s.to_owned();
         // Entries are keyed by remote name: duplicates collapse and the last one wins.
         self.connections = conns
             .iter()
@@ -137,18 +105,6 @@ impl Peer {
                 (c.name, rc)
             })
             .collect();
-    }
-
-    /// The gossiped summary of this record.
-    pub fn summary(&self) -> PeerSummary {
-        PeerSummary {
-            name: self.name,
-            nickname: self.nickname.clone(),
-            uid: self.uid,
-            version: self.version,
-            short_id: self.short_id,
-            has_short_id: self.has_short_id,
-        }
     }
 
     /// The gossiped connection list of this record, in name order.
@@ -166,7 +122,7 @@ impl Peer {
 
     /// Whether this is a placeholder (never described by its owner).
     pub fn is_placeholder(&self) -> bool {
-        self.uid == 0
+        self.summary.uid == 0
     }
 
     /// The number of local references.
@@ -177,9 +133,10 @@ impl Peer {
     /// Whether a received record beats this one: higher version, then higher UID, then
     /// having a short id where this has none.
     fn is_beaten_by(&self, s: &SummaryRef<'_>) -> bool {
-        s.version > self.version
-            || (s.version == self.version && s.uid > self.uid)
-            || (s.version == self.version && s.uid == self.uid && s.has_short_id && !self.has_short_id)
+        let me = &self.summary;
+        s.version > me.version
+            || (s.version == me.version && s.uid > me.uid)
+            || (s.version == me.version && s.uid == me.uid && s.short_id.is_some() && me.short_id.is_none())
     }
 }
 
@@ -290,11 +247,7 @@ pub struct Peers {
 impl Peers {
     /// A table holding only our own record.
     pub fn new(ours: PeerName, nickname: Bytes, uid: u64, short_id: u16) -> Peers {
-        let mut me = Peer::placeholder(ours);
-        me.nickname = nickname;
-        me.uid = uid;
-        me.short_id = short_id;
-        me.has_short_id = true;
+        let mut me = Peer::candidate(ours, nickname, uid, Some(short_id));
         me.local_refs = 1; // permanent: we are never collected
         let mut short_ids = ShortIdIndex::default();
         short_ids.add(ours, short_id);
@@ -311,6 +264,12 @@ impl Peers {
     /// Our record.
     pub fn ours(&self) -> &Peer {
         &self.table[&self.ours]
+    }
+
+    /// Our short id. Our record is given one at creation and only ever moved to another,
+    /// so unlike a remote's it is never absent.
+    pub fn our_short_id(&self) -> u16 {
+        self.ours().summary.short_id.expect("our record always has a short id")
     }
 
     fn ours_mut(&mut self) -> &mut Peer {
@@ -352,7 +311,7 @@ impl Peers {
     /// Increments our version (a local change).
     pub fn bump_our_version(&mut self) {
         let me = self.ours_mut();
-        me.version = me.version.saturating_add(1);
+        me.summary.version = me.summary.version.saturating_add(1);
     }
 
     /// Records a registered connection of ours (or replaces its entry).
@@ -382,20 +341,20 @@ impl Peers {
     /// restarted peer) and whether our short id was displaced; `None` if the name is
     /// unknown and new peers are not accepted.
     pub fn bind(&mut self, candidate: Peer, accept_new: bool) -> Option<(u64, IndexChange)> {
-        let name = candidate.name;
+        let name = candidate.summary.name;
         let mut change = IndexChange::default();
         if !self.table.contains_key(&name) {
             if !accept_new {
                 return None;
             }
-            if candidate.has_short_id {
-                change = self.short_ids.add(name, candidate.short_id);
+            if let Some(id) = candidate.summary.short_id {
+                change = self.short_ids.add(name, id);
             }
             self.table.insert(name, candidate);
         }
         let rec = self.table.get_mut(&name)?;
         rec.local_refs = rec.local_refs.saturating_add(1);
-        Some((rec.uid, change))
+        Some((rec.summary.uid, change))
     }
 
     /// Releases a reference taken by [`Peers::bind`].
@@ -423,7 +382,7 @@ impl Peers {
     /// our version, but are never adopted and create no placeholders.
     pub fn apply(&mut self, records: &[RecordRef<'_>]) -> Applied {
         let mut out = Applied::default();
-        let our_uid = self.ours().uid;
+        let our_uid = self.ours().summary.uid;
         // Step 2: records for unknown names are new; with duplicates the last copy wins.
         let mut new_index: BTreeMap<PeerName, usize> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -444,8 +403,8 @@ impl Peers {
         // Step 4: insert new records and placeholders, and index their short ids.
         for (name, &i) in &new_index {
             let rec = Peer::from_record(&records[i]);
-            if rec.has_short_id {
-                let ch = self.short_ids.add(*name, rec.short_id);
+            if let Some(id) = rec.summary.short_id {
+                let ch = self.short_ids.add(*name, id);
                 out.short_id_displaced |= ch.displaced == Some(self.ours);
             }
             self.table.insert(*name, rec);
@@ -460,8 +419,8 @@ impl Peers {
             let s = &r.summary;
             if s.name == self.ours {
                 let me = self.ours_mut();
-                if s.uid != our_uid && s.version >= me.version {
-                    me.version = s.version.saturating_add(1);
+                if s.uid != our_uid && s.version >= me.summary.version {
+                    me.summary.version = s.version.saturating_add(1);
                     out.bumped_self = true;
                 }
                 continue;
@@ -474,9 +433,9 @@ impl Peers {
             if r.skipped || !existing.is_beaten_by(s) {
                 continue;
             }
-            let old_sid = existing.has_short_id.then_some(existing.short_id);
+            let old_sid = existing.summary.short_id;
             existing.adopt(s, &r.connections);
-            let new_sid = existing.has_short_id.then_some(existing.short_id);
+            let new_sid = existing.summary.short_id;
             out.improved.insert(s.name);
             if old_sid != new_sid {
                 if let Some(id) = old_sid {
@@ -516,14 +475,14 @@ impl Peers {
         let doomed: Vec<PeerName> = self
             .table
             .values()
-            .filter(|p| p.local_refs == 0 && !reachable.contains(&p.name))
-            .map(|p| p.name)
+            .filter(|p| p.local_refs == 0 && !reachable.contains(&p.summary.name))
+            .map(|p| p.summary.name)
             .collect();
         let mut removed = Vec::with_capacity(doomed.len());
         for name in &doomed {
             if let Some(p) = self.table.remove(name) {
-                if p.has_short_id {
-                    self.short_ids.remove(p.name, p.short_id);
+                if let Some(id) = p.summary.short_id {
+                    self.short_ids.remove(p.summary.name, id);
                 }
                 removed.push(p);
             }
@@ -533,8 +492,7 @@ impl Peers {
 
     /// Whether we are the principal of our own short id.
     pub fn own_short_id_held(&self) -> bool {
-        let me = self.ours();
-        self.short_ids.principal(me.short_id) == Some(self.ours)
+        self.short_ids.principal(self.our_short_id()) == Some(self.ours)
     }
 
     /// Picks a new short id for us if one is free (behaviour.md §3.7): up to ten random
@@ -556,12 +514,11 @@ impl Peers {
             }
         }
         let Some(id) = choice else { return false };
-        let old = self.ours().short_id;
-        self.short_ids.remove(self.ours, old);
+        self.short_ids.remove(self.ours, self.our_short_id());
         self.short_ids.add(self.ours, id);
         let me = self.ours_mut();
-        me.short_id = id;
-        me.version = me.version.saturating_add(1);
+        me.summary.short_id = Some(id);
+        me.summary.version = me.summary.version.saturating_add(1);
         true
     }
 
@@ -570,7 +527,7 @@ impl Peers {
         names
             .into_iter()
             .filter_map(|n| self.table.get(n))
-            .map(|p| PeerRecord { summary: p.summary(), connections: p.connection_summaries() })
+            .map(|p| PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() })
             .collect()
     }
 
@@ -595,8 +552,7 @@ mod tests {
                 nickname: Bytes::from(format!("p{name}")),
                 uid,
                 version,
-                short_id: name as u16,
-                has_short_id: true,
+                short_id: Some(name as u16),
             },
             connections: conns
                 .iter()
@@ -640,15 +596,15 @@ mod tests {
     fn has_short_id_breaks_the_last_tie() {
         let mut p = table();
         let mut r = rec(2, 20, 3, &[]);
-        r.summary.has_short_id = false;
+        r.summary.short_id = None;
         p.apply_records(&[r.clone()]);
         assert!(p.apply_records(&[r.clone()]).improved.is_empty());
-        r.summary.has_short_id = true;
+        r.summary.short_id = Some(2);
         assert_eq!(p.apply_records(&[r.clone()]).improved, [n(2)].into());
         // ... but losing the short id at the same version is not an improvement.
-        r.summary.has_short_id = false;
+        r.summary.short_id = None;
         assert!(p.apply_records(&[r]).improved.is_empty());
-        assert!(p.get(&n(2)).unwrap().has_short_id);
+        assert_eq!(p.get(&n(2)).unwrap().summary.short_id, Some(2));
     }
 
     #[test]
@@ -659,14 +615,14 @@ mod tests {
         // Same UID: ignored, whatever the version.
         let a = p.apply_records(&[rec(1, 100, 10, &[])]);
         assert!(!a.bumped_self && a.improved.is_empty());
-        assert_eq!(p.ours().version, 2);
+        assert_eq!(p.ours().summary.version, 2);
         // An older incarnation with a lower version: ignored.
         assert!(!p.apply_records(&[rec(1, 55, 1, &[])]).bumped_self);
         // An older incarnation with version >= ours: we bump beyond it.
         let a = p.apply_records(&[rec(1, 55, 2, &[])]);
         assert!(a.bumped_self && a.improved.is_empty() && a.received.contains(&n(1)));
-        assert_eq!(p.ours().version, 3);
-        assert_eq!(p.ours().uid, 100, "nothing is adopted from a record about us");
+        assert_eq!(p.ours().summary.version, 3);
+        assert_eq!(p.ours().summary.uid, 100, "nothing is adopted from a record about us");
     }
 
     #[test]
@@ -675,13 +631,13 @@ mod tests {
         // The last copy becomes the record; the earlier copy is compared against it.
         // [v5, v4]: v4 is inserted, then v5 beats it.
         let a = p.apply_records(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
-        assert_eq!(p.get(&n(2)).unwrap().version, 5);
+        assert_eq!(p.get(&n(2)).unwrap().summary.version, 5);
         assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(3)));
         assert_eq!(a.improved, [n(2)].into());
         // [v3, v4]: v4 is inserted, and v3 loses against it.
         let mut p = table();
         p.apply_records(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
-        assert_eq!(p.get(&n(2)).unwrap().version, 4);
+        assert_eq!(p.get(&n(2)).unwrap().summary.version, 4);
         assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(4)));
     }
 
@@ -694,7 +650,7 @@ mod tests {
         );
         p.apply_records(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
         // 4 is not reachable from us (3 does not report 4).
-        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [n(4)]);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.summary.name).collect::<Vec<_>>(), [n(4)]);
         // Dropping one of two paths to 3 keeps it.
         p.set_our_connection(
             n(3),
@@ -707,7 +663,7 @@ mod tests {
         p.bind(Peer::placeholder(n(3)), false).unwrap();
         assert!(p.garbage_collect().is_empty());
         p.release(n(3));
-        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [n(3)]);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.summary.name).collect::<Vec<_>>(), [n(3)]);
         assert!(p.contains(&n(2)) && p.contains(&n(1)));
     }
 
@@ -733,21 +689,21 @@ mod tests {
         // Few ids taken: always succeeds, and we become principal of the new id.
         let mut seq = [5u32, 5, 6].into_iter().chain(std::iter::repeat(0));
         assert!(p.reassign_short_id(|_| seq.next().unwrap()));
-        assert_eq!(p.ours().short_id, 6);
+        assert_eq!(p.ours().summary.short_id, Some(6));
         assert!(p.own_short_id_held());
-        assert_eq!(p.ours().version, 1);
+        assert_eq!(p.ours().summary.version, 1);
         // Every id taken by lower names: fails and keeps our id.
         let recs: Vec<PeerRecord> = (0..4096u64)
             .map(|i| {
                 let mut r = rec(i + 1, 1, 1, &[]);
-                r.summary.short_id = i as u16;
+                r.summary.short_id = Some(i as u16);
                 r
             })
             .collect();
         let a = p.apply_records(&recs);
         assert!(a.short_id_displaced);
         assert!(!p.reassign_short_id(|m| m - 1));
-        assert_eq!(p.ours().short_id, 6);
+        assert_eq!(p.ours().summary.short_id, Some(6));
         // GC frees every id but the one of our displacer (7 holds id 6 and stays
         // reachable): the deferred reassignment now succeeds.
         p.set_our_connection(
@@ -758,7 +714,7 @@ mod tests {
         assert!(!p.own_short_id_held());
         assert!(p.reassign_short_id(|m| m - 1));
         assert!(p.own_short_id_held());
-        assert_ne!(p.ours().short_id, 6);
+        assert_ne!(p.ours().summary.short_id, Some(6));
     }
 
     #[test]
@@ -771,7 +727,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let mut r = rec(i, 1, 1, &[]);
-            r.summary.short_id = (x % 4096) as u16;
+            r.summary.short_id = Some((x % 4096) as u16);
             recs.push(r);
         }
         p.apply_records(&recs);
@@ -779,7 +735,7 @@ mod tests {
         for id in 0..4096u16 {
             let Some(e) = p.short_ids().get(id) else { continue };
             let claimants: BTreeSet<PeerName> =
-                p.iter().filter(|q| q.has_short_id && q.short_id == id).map(|q| q.name).collect();
+                p.iter().filter(|q| q.summary.short_id == Some(id)).map(|q| q.summary.name).collect();
             assert_eq!(e.principal, claimants.first().copied());
             assert_eq!(e.others.len() + e.principal.iter().count(), claimants.len());
             for c in claimants {
@@ -802,29 +758,32 @@ mod tests {
         // Peer 2 hears of peer 1: it is displaced and moves.
         let a = p2.apply_records(&full(&p1));
         assert!(a.short_id_displaced);
-        let before = p2.ours().version;
+        let before = p2.ours().summary.version;
         assert!(p2.reassign_short_id(|m| (m - 1).min(4000)));
-        assert_ne!(p2.ours().short_id, 7);
-        assert_eq!(p2.ours().version, before + 1);
+        assert_ne!(p2.ours().summary.short_id, Some(7));
+        assert_eq!(p2.ours().summary.version, before + 1);
         // Peer 1, the lower name, keeps its id when it hears of peer 2.
         assert!(!p1.apply_records(&full(&p2)).short_id_displaced);
-        assert_eq!(p1.ours().short_id, 7);
+        assert_eq!(p1.ours().summary.short_id, Some(7));
         // Peer 3 learns the new id from peer 2's update.
         p3.apply_records(&full(&p2));
         let seen = p3.get(&n(2)).unwrap();
-        assert_eq!((seen.short_id, seen.version), (p2.ours().short_id, p2.ours().version));
+        assert_eq!(
+            (seen.summary.short_id, seen.summary.version),
+            (p2.ours().summary.short_id, p2.ours().summary.version)
+        );
     }
 
     #[test]
     fn a_candidate_carries_what_the_handshake_said() {
         let name = PeerName::from_u64(7).unwrap();
         let c = Peer::candidate(name, Bytes::from_static(b"seven"), 77, Some(5));
-        assert_eq!((c.name, c.nickname.as_ref(), c.uid, c.version), (name, &b"seven"[..], 77, 0));
-        assert_eq!(c.summary().short_id, 5);
-        assert!(c.summary().has_short_id);
+        let s = &c.summary;
+        assert_eq!((s.name, s.nickname.as_ref(), s.uid, s.version), (name, &b"seven"[..], 77, 0));
+        assert_eq!(s.short_id, Some(5));
         assert!(c.connections.is_empty() && !c.is_placeholder());
         let plain = Peer::candidate(name, Bytes::new(), 77, None);
-        assert!(!plain.summary().has_short_id);
+        assert_eq!(plain.summary.short_id, None);
     }
 
     #[test]
@@ -842,7 +801,7 @@ mod tests {
         assert!(p.garbage_collect().is_empty(), "a bound record is not collected");
         p.release(two);
         assert_eq!(p.get(&two).unwrap().local_refs(), 0);
-        assert_eq!(p.garbage_collect().iter().map(|r| r.name).collect::<Vec<_>>(), [two]);
+        assert_eq!(p.garbage_collect().iter().map(|r| r.summary.name).collect::<Vec<_>>(), [two]);
         assert!(Peer::placeholder(two).is_placeholder());
     }
 
@@ -884,21 +843,21 @@ mod tests {
         // We are 2 with short id 5; peer 1 first claims 9, then moves to 5.
         let mut p = Peers::new(n(2), Bytes::new(), 2, 5);
         let mut one = rec(1, 11, 1, &[2]);
-        one.summary.short_id = 9;
+        one.summary.short_id = Some(9);
         let a = p.apply_records(std::slice::from_ref(&one));
         assert!(!a.short_id_displaced);
         one.summary.version = 2;
-        one.summary.short_id = 5;
+        one.summary.short_id = Some(5);
         let a = p.apply_records(std::slice::from_ref(&one));
         assert!(a.short_id_displaced, "{a:?}");
         assert_eq!(p.short_ids().get(5).and_then(|e| e.principal), Some(n(1)));
         assert_eq!(p.short_ids().get(9).and_then(|e| e.principal), None, "9 was released");
         // A higher name moving onto 9 and then 5 displaces nobody.
         let mut three = rec(3, 33, 1, &[2]);
-        three.summary.short_id = 9;
+        three.summary.short_id = Some(9);
         p.apply_records(std::slice::from_ref(&three));
         three.summary.version = 2;
-        three.summary.short_id = 5;
+        three.summary.short_id = Some(5);
         assert!(!p.apply_records(std::slice::from_ref(&three)).short_id_displaced);
     }
 
@@ -909,7 +868,7 @@ mod tests {
         let _ = a.encoded(); // fills a's cache only
         assert_eq!(a, b);
         let mut c = b.clone();
-        c.version = 1;
+        c.summary.version = 1;
         assert_ne!(a, c);
         let mut d = b.clone();
         d.connections

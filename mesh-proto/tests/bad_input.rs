@@ -1103,7 +1103,7 @@ fn node_bad_inputs_after_a_plaintext_handshake() {
         let (mut node, conn, session) = node_with_peer(None);
         assert!(session.is_none());
         assert_eq!(node_closes(what, &mut node, conn, &input), expected, "{what}");
-        assert!(node.inspect().peer(&them).is_none_or(|p| p.uid == 77), "{what}");
+        assert!(node.inspect().peer(&them).is_none_or(|p| p.summary.uid == 77), "{what}");
     }
 
     // A long run of heartbeats, then an oversize frame, in one read.

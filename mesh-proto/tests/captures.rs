@@ -104,8 +104,10 @@ fn records(peers: &Value) -> Vec<PeerRecord> {
                 nickname: Bytes::copy_from_slice(text(&p["nickname"]).as_bytes()),
                 uid: p["uid"].as_u64().unwrap(),
                 version: p["version"].as_u64().unwrap(),
-                short_id: u16::try_from(p["short_id"].as_u64().unwrap()).unwrap(),
-                has_short_id: p["has_short_id"].as_bool().unwrap(),
+                short_id: p["has_short_id"]
+                    .as_bool()
+                    .unwrap()
+                    .then(|| u16::try_from(p["short_id"].as_u64().unwrap()).unwrap()),
             },
             connections: p["connections"]
                 .as_array()

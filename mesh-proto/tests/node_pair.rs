@@ -576,7 +576,7 @@ fn a_peer_that_restarted_unnoticed_is_recognised_when_it_reconnects() {
     let s = net.nodes[0].stats();
     // (Our own redial can meet it again before its new record arrives: counted again.)
     assert!(s.restarts_detected >= 1, "{s:?}");
-    assert_eq!(net.nodes[0].inspect().peer(&name(1)).map(|p| p.uid), Some(net.nodes[1].uid()));
+    assert_eq!(net.nodes[0].inspect().peer(&name(1)).map(|p| p.summary.uid), Some(net.nodes[1].uid()));
     assert!(net.conn(0, 1).is_some());
 }
 
@@ -791,7 +791,7 @@ fn topology_frame(
 fn topology_broadcast(net: &Net, at: usize, source: PeerName, about: PeerName) -> Vec<u8> {
     use mesh_proto::wire::{message::GossipKind, topology::PeerRecord};
     let p = net.nodes[at].inspect().peer(&about).unwrap();
-    let record = PeerRecord { summary: p.summary(), connections: p.connection_summaries() };
+    let record = PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() };
     topology_frame(GossipKind::Broadcast, source, &[record])
 }
 
@@ -935,7 +935,7 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
-    let ours = net.nodes[0].inspect().ours().summary();
+    let ours = net.nodes[0].inspect().ours().summary.clone();
     // Node 1 "gossips" a record of node 0 from an earlier life, ahead of our version.
     let stale = PeerRecord {
         summary: PeerSummary { uid: ours.uid ^ 1, version: ours.version + 5, ..ours.clone() },
@@ -947,8 +947,8 @@ fn a_record_of_an_older_incarnation_of_us_makes_us_announce_a_newer_version() {
     net.nodes[0].handle_data(conn, &bytes, now);
     net.run_for(Duration::from_secs(2));
     let seen = net.nodes[1].inspect().peer(&name(0)).unwrap();
-    assert_eq!(seen.uid, ours.uid, "node 1 knows the real node 0");
-    assert!(seen.version > ours.version + 5, "{} vs {}", seen.version, ours.version + 5);
+    assert_eq!(seen.summary.uid, ours.uid, "node 1 knows the real node 0");
+    assert!(seen.summary.version > ours.version + 5, "{} vs {}", seen.summary.version, ours.version + 5);
 }
 
 #[test]
@@ -997,10 +997,10 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     let mut net = Net::new(2, |_, _| {});
     net.dial(0, 1);
     net.run_for(Duration::from_secs(3));
-    let mine = net.nodes[1].inspect().ours().summary().short_id;
+    let mine = net.nodes[1].inspect().ours().summary.clone().short_id;
     // Node 0 (the lower name) announces a newer record of itself claiming node 1's id.
     let p = net.nodes[0].inspect().ours();
-    let mut summary = p.summary();
+    let mut summary = p.summary.clone();
     summary.version += 10;
     summary.short_id = mine;
     let record = PeerRecord { summary, connections: p.connection_summaries() };
@@ -1010,5 +1010,5 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     net.nodes[1].handle_data(conn, &bytes, now);
     net.pump();
     assert_eq!(net.nodes[1].stats().short_id_reassignments, 1);
-    assert_ne!(net.nodes[1].inspect().ours().summary().short_id, mine);
+    assert_ne!(net.nodes[1].inspect().ours().summary.clone().short_id, mine);
 }

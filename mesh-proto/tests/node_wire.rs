@@ -60,7 +60,7 @@ fn node_joins_a_recorded_go_peer() {
     );
     let go_uid: u64 =
         capture["dialer_stream_parsed"]["frames"][0]["features"]["UID"].as_str().unwrap().parse().unwrap();
-    assert_eq!(node.inspect().peer(&bravo).unwrap().uid, go_uid);
+    assert_eq!(node.inspect().peer(&bravo).unwrap().summary.uid, go_uid);
     // bravo's broadcast {0a: 1, 0b: 1} was merged.
     assert_eq!(counter.snapshot(), Counts([(alpha, 1), (bravo, 1)].into()));
 

@@ -30,16 +30,14 @@ fn kind() -> impl Strategy<Value = GossipKind> {
 }
 
 fn record() -> impl Strategy<Value = PeerRecord> {
-    let summary = (peer_name(), bytes(20), any::<u64>(), any::<u64>(), 0u16..4096, any::<bool>()).prop_map(
-        |(name, nick, uid, version, short_id, has_short_id)| PeerSummary {
+    let summary = (peer_name(), bytes(20), any::<u64>(), any::<u64>(), prop::option::of(0u16..4096))
+        .prop_map(|(name, nick, uid, version, short_id)| PeerSummary {
             name,
             nickname: nick.into(),
             uid,
             version,
             short_id,
-            has_short_id,
-        },
-    );
+        });
     let conn = (peer_name(), bytes(30), any::<bool>(), any::<bool>()).prop_map(
         |(name, addr, outbound, established)| ConnectionSummary {
             name,

@@ -16,8 +16,8 @@ fn n(i: u64) -> PeerName {
 
 fn view(p: &Peers, skip: PeerName) -> Vec<(PeerName, u64, u64, Vec<PeerName>)> {
     p.iter()
-        .filter(|r| r.name != skip)
-        .map(|r| (r.name, r.uid, r.version, r.connections.keys().copied().collect()))
+        .filter(|r| r.summary.name != skip)
+        .map(|r| (r.summary.name, r.summary.uid, r.summary.version, r.connections.keys().copied().collect()))
         .collect()
 }
 
@@ -55,8 +55,7 @@ fn full_topology_round_trips_through_random_changes() {
                 name,
                 uid: name.to_u64(),
                 version: *version,
-                short_id: 1,
-                has_short_id: true,
+                short_id: Some(1),
                 nickname: Bytes::new(),
             },
             connections: conns
@@ -114,8 +113,8 @@ fn full_topology_round_trips_through_random_changes() {
         assert_eq!(view(&skimming, outside_name), view(&table, outside_name), "skimming peer, step {step}");
         // Connection details survive too.
         for r in table.iter() {
-            assert_eq!(persistent.get(&r.name).unwrap().connections, r.connections, "step {step}");
-            assert_eq!(skimming.get(&r.name).unwrap().connections, r.connections, "step {step}");
+            assert_eq!(persistent.get(&r.summary.name).unwrap().connections, r.connections, "step {step}");
+            assert_eq!(skimming.get(&r.summary.name).unwrap().connections, r.connections, "step {step}");
         }
     }
 }
@@ -130,8 +129,7 @@ fn records_no_newer_than_ours_are_skimmed() {
             name: n(i),
             uid: i,
             version,
-            short_id: i as u16,
-            has_short_id: true,
+            short_id: Some(i as u16),
             nickname: Bytes::new(),
         },
         connections: to

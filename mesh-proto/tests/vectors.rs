@@ -592,8 +592,7 @@ fn records(peers: &Value) -> Vec<PeerRecord> {
                 nickname: Bytes::copy_from_slice(p["nickname"].as_str().unwrap().as_bytes()),
                 uid: u64v(&p["uid"]),
                 version: u64v(&p["version"]),
-                short_id: u64v(&p["short_id"]) as u16,
-                has_short_id: p["has_short_id"].as_bool().unwrap(),
+                short_id: p["has_short_id"].as_bool().unwrap().then(|| u64v(&p["short_id"]) as u16),
             },
             connections: p["connections"]
                 .as_array()

@@ -961,7 +961,14 @@ impl Sim {
             let view: Vec<_> = node
                 .inspect()
                 .peers()
-                .map(|p| (p.name, p.uid, p.version, p.connections.keys().copied().collect::<Vec<_>>()))
+                .map(|p| {
+                    (
+                        p.summary.name,
+                        p.summary.uid,
+                        p.summary.version,
+                        p.connections.keys().copied().collect::<Vec<_>>(),
+                    )
+                })
                 .collect();
             let names: BTreeSet<PeerName> = view.iter().map(|v| v.0).collect();
             if names != expect {

@@ -105,10 +105,10 @@ fn restarted_peer_is_relearnt_without_a_version_war() {
     converge(&mut sim, &ids, Duration::from_secs(120));
     let name = sim.name(victim);
     for id in &ids {
-        assert_eq!(sim.node(*id).unwrap().inspect().peer(&name).unwrap().uid, new_uid);
+        assert_eq!(sim.node(*id).unwrap().inspect().peer(&name).unwrap().summary.uid, new_uid);
     }
     // No version war: once converged, the restarted peer's version stays put.
-    let v = sim.node(victim).unwrap().inspect().ours().version;
+    let v = sim.node(victim).unwrap().inspect().ours().summary.version;
     let t0 = sim.now();
     sim.run_for(Duration::from_secs(120));
     if std::env::var("DBG").is_ok() {
@@ -120,7 +120,7 @@ fn restarted_peer_is_relearnt_without_a_version_war() {
             }
         }
     }
-    assert_eq!(sim.node(victim).unwrap().inspect().ours().version, v);
+    assert_eq!(sim.node(victim).unwrap().inspect().ours().summary.version, v);
     assert!(sim.topology_converged(&ids));
     assert!(ids.iter().any(|i| sim.node(*i).unwrap().stats().restarts_detected > 0));
 }

@@ -156,7 +156,7 @@ fn three_routers_line_then_triangle_then_one_isolated() {
     let cn = sim.name(c);
     assert!(sim.node(a).unwrap().inspect().peer(&cn).is_none());
     assert!(sim.node(b).unwrap().inspect().peer(&cn).is_none());
-    assert_eq!(sim.node(c).unwrap().inspect().peers().map(|p| p.name).collect::<Vec<_>>(), [cn]);
+    assert_eq!(sim.node(c).unwrap().inspect().peers().map(|p| p.summary.name).collect::<Vec<_>>(), [cn]);
     assert!(sim.node(c).unwrap().connected_peers().is_empty());
 }
 

@@ -39,14 +39,13 @@ impl Node {
     /// Starts our side of the handshake on `id`; bytes a paced connection buffered are
     /// fed to it at once.
     pub(super) fn start_handshake(&mut self, id: ConnId, role: Role, now: Instant) {
-        let me = self.peers.ours();
         let Some(c) = self.conns.get(&id) else { return };
         let config = HandshakeConfig {
             role,
             name: self.config.name,
             nickname: self.config.nickname.clone(),
             uid: self.uid,
-            short_id: me.short_id,
+            short_id: self.peers.our_short_id(),
             trusts_remote: c.trusts_remote,
             password: self.config.password.clone(),
             versions: Preamble::OURS,

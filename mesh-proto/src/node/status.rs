@@ -25,8 +25,8 @@ impl Node {
             name: self.config.name,
             nickname: self.config.nickname.clone(),
             uid: self.uid,
-            short_id: me.short_id,
-            version: me.version,
+            short_id: self.peers.our_short_id(),
+            version: me.summary.version,
             port: self.config.port,
             peers: self.peer_statuses(),
             unicast_routes: routes.unicast.iter().map(|(d, h)| (*d, *h)).collect(),
@@ -46,7 +46,7 @@ impl Node {
 
     fn peer_statuses(&self) -> Vec<PeerStatus> {
         let names: BTreeMap<PeerName, Bytes> =
-            self.peers.iter().map(|p| (p.name, p.nickname.clone())).collect();
+            self.peers.iter().map(|p| (p.summary.name, p.summary.nickname.clone())).collect();
         let connection = |(n, c): (&PeerName, &crate::topology::RemoteConnection)| PeerConnectionStatus {
             name: *n,
             nickname: names.get(n).cloned().unwrap_or_default(),
@@ -57,11 +57,12 @@ impl Node {
         self.peers
             .iter()
             .map(|p| PeerStatus {
-                name: p.name,
-                nickname: p.nickname.clone(),
-                uid: p.uid,
-                short_id: p.short_id,
-                version: p.version,
+                name: p.summary.name,
+                nickname: p.summary.nickname.clone(),
+                uid: p.summary.uid,
+                // No short id shows as 0, as Go shows a peer that never had one.
+                short_id: p.summary.short_id.unwrap_or(0),
+                version: p.summary.version,
                 connections: p.connections.iter().map(connection).collect(),
             })
             .collect()

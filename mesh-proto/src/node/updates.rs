@@ -73,7 +73,7 @@ impl Node {
         // Discovered addresses outlive the records collected here (DISCOVERY_MEMORY).
         let live = self.live_connections();
         self.connector.remember(now, &live, &removed, self.config.name);
-        let removed: Vec<PeerName> = removed.into_iter().map(|p| p.name).collect();
+        let removed: Vec<PeerName> = removed.into_iter().map(|p| p.summary.name).collect();
         self.stats.gc_removed += removed.len() as u64;
         self.routes_changed(now);
         for name in &removed {

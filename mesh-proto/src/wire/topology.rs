@@ -19,22 +19,27 @@ pub const CONNECTION_SUMMARY_TYPE_ID: i64 = 67;
 /// Type id Go uses for `[]connectionSummary`.
 pub const CONNECTION_LIST_TYPE_ID: i64 = 68;
 
-/// One peer's record as gossiped.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct PeerSummary {
+/// One peer's record as gossiped, generic over where its nickname lives: owned
+/// ([`Bytes`], the default) or borrowed from a received payload ([`SummaryRef`]). One
+/// definition keeps the owned and borrowed forms, and the peers table built on them, from
+/// drifting apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerSummary<N = Bytes> {
     /// The peer's name.
     pub name: PeerName,
     /// Its nickname (any bytes).
-    pub nickname: Bytes,
+    pub nickname: N,
     /// Its incarnation id; 0 for a placeholder.
     pub uid: u64,
     /// Its version.
     pub version: u64,
-    /// Its short id, meaningful when `has_short_id`.
-    pub short_id: u16,
-    /// Whether the short id is known.
-    pub has_short_id: bool,
+    /// Its short id; `None` where Go says `HasShortID` false (its `ShortID` then means
+    /// nothing, so it is not kept).
+    pub short_id: Option<u16>,
 }
+
+/// A summary borrowed from a received payload.
+pub type SummaryRef<'a> = PeerSummary<&'a [u8]>;
 
 /// One connection in a peer's reported list.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -56,23 +61,6 @@ pub struct PeerRecord {
     pub summary: PeerSummary,
     /// Its connections as it reported them.
     pub connections: Vec<ConnectionSummary>,
-}
-
-/// A summary borrowed from a received payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SummaryRef<'a> {
-    /// The peer's name.
-    pub name: PeerName,
-    /// Its nickname.
-    pub nickname: &'a [u8],
-    /// Its incarnation id.
-    pub uid: u64,
-    /// Its version.
-    pub version: u64,
-    /// Its short id.
-    pub short_id: u16,
-    /// Whether the short id is known.
-    pub has_short_id: bool,
 }
 
 /// A connection entry borrowed from a received payload.
@@ -100,16 +88,28 @@ pub struct RecordRef<'a> {
     pub skipped: bool,
 }
 
-impl PeerSummary {
+impl<N: AsRef<[u8]>> PeerSummary<N> {
     /// A borrowed view.
     pub fn as_ref(&self) -> SummaryRef<'_> {
-        SummaryRef {
+        PeerSummary {
             name: self.name,
-            nickname: &self.nickname,
+            nickname: self.nickname.as_ref(),
             uid: self.uid,
             version: self.version,
             short_id: self.short_id,
-            has_short_id: self.has_short_id,
+        }
+    }
+}
+
+impl SummaryRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> PeerSummary {
+        PeerSummary {
+            name: self.name,
+            nickname: Bytes::copy_from_slice(self.nickname),
+            uid: self.uid,
+            version: self.version,
+            short_id: self.short_id,
         }
     }
 }
@@ -140,16 +140,8 @@ impl PeerRecord {
 impl RecordRef<'_> {
     /// An owned copy.
     pub fn to_owned(&self) -> PeerRecord {
-        let s = &self.summary;
         PeerRecord {
-            summary: PeerSummary {
-                name: s.name,
-                nickname: Bytes::copy_from_slice(s.nickname),
-                uid: s.uid,
-                version: s.version,
-                short_id: s.short_id,
-                has_short_id: s.has_short_id,
-            },
+            summary: self.summary.to_owned(),
             connections: self
                 .connections
                 .iter()
@@ -164,7 +156,9 @@ impl RecordRef<'_> {
     }
 }
 
-/// Appends one `peerSummary` value message (type 66; its definition not included).
+/// Appends one `peerSummary` value message (type 66; its definition not included). No
+/// short id is written as `ShortID` 0 and `HasShortID` false, both omitted as zero, which
+/// is what Go writes for a peer without one.
 pub fn put_summary_message(out: &mut Vec<u8>, s: &SummaryRef<'_>) {
     gob::put_message(out, |o| {
         gob::put_int(o, PEER_SUMMARY_TYPE_ID);
@@ -173,8 +167,8 @@ pub fn put_summary_message(out: &mut Vec<u8>, s: &SummaryRef<'_>) {
             .bytes(1, s.nickname)
             .uint(2, s.uid)
             .uint(3, s.version)
-            .uint(4, s.short_id.into())
-            .bool(5, s.has_short_id)
+            .uint(4, s.short_id.unwrap_or(0).into())
+            .bool(5, s.short_id.is_some())
             .end();
     });
 }
@@ -408,17 +402,18 @@ struct RawSummary<'a> {
 }
 
 impl<'a> RawSummary<'a> {
+    /// The range check applies even when `HasShortID` is false: such a record was always
+    /// refused, and this keeps it so.
     fn validate(self) -> Result<SummaryRef<'a>, TopologyError> {
         if self.short_id >= u64::from(SHORT_ID_SPACE) {
             return Err(TopologyError::ShortId(self.short_id));
         }
-        Ok(SummaryRef {
+        Ok(PeerSummary {
             name: PeerName::from_bytes(self.name)?,
             nickname: self.nickname,
             uid: self.uid,
             version: self.version,
-            short_id: self.short_id as u16,
-            has_short_id: self.has_short_id,
+            short_id: self.has_short_id.then_some(self.short_id as u16),
         })
     }
 }
@@ -429,4 +424,69 @@ struct RawConnection<'a> {
     addr: &'a [u8],
     outbound: bool,
     established: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An update of one summary (fields as given) and an empty connection list.
+    fn update(short_id: u64, has_short_id: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = UpdateEncoder::new();
+        enc.define_summary(&mut out);
+        gob::put_message(&mut out, |o| {
+            gob::put_int(o, PEER_SUMMARY_TYPE_ID);
+            StructWriter::new(o)
+                .bytes(0, &PeerName::from_u64(1).unwrap().to_bytes())
+                .uint(2, 1)
+                .uint(4, short_id)
+                .bool(5, has_short_id)
+                .end();
+        });
+        enc.define_list(&mut out);
+        put_connection_list_message(&mut out, std::iter::empty());
+        out
+    }
+
+    #[test]
+    fn short_id_without_has_short_id_is_absent() {
+        let r = decode(&update(5, false)).unwrap();
+        assert_eq!(r[0].summary.short_id, None);
+        // Still range-checked, as before the flag and the id became one field.
+        assert_eq!(decode(&update(4096, false)), Err(TopologyError::ShortId(4096)));
+        let r = decode(&update(0, true)).unwrap();
+        assert_eq!(r[0].summary.short_id, Some(0));
+    }
+
+    #[test]
+    fn no_short_id_encodes_as_go_writes_it() {
+        let summary = |short_id| PeerSummary {
+            name: PeerName::from_u64(1).unwrap(),
+            uid: 1,
+            short_id,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        encode(&mut out, &[PeerRecord { summary: summary(None), connections: Vec::new() }]);
+        assert_eq!(out, update(0, false));
+        let mut out = Vec::new();
+        encode(&mut out, &[PeerRecord { summary: summary(Some(0)), connections: Vec::new() }]);
+        assert_eq!(out, update(0, true));
+    }
+
+    #[test]
+    fn owned_and_borrowed_summaries_convert_both_ways() {
+        let owned = PeerSummary {
+            name: PeerName::from_u64(9).unwrap(),
+            nickname: Bytes::from_static(b"nine"),
+            uid: 3,
+            version: 4,
+            short_id: Some(7),
+        };
+        let view: SummaryRef<'_> = owned.as_ref();
+        assert_eq!(view.nickname, b"nine");
+        assert_eq!(view.to_owned(), owned);
+        assert_eq!(view.as_ref(), view);
+    }
 }

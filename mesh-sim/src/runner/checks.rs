@@ -227,7 +227,7 @@ impl Runner<'_> {
                 let v: Vec<String> = n
                     .inspect()
                     .peers()
-                    .map(|p| format!("{}v{}c{}", p.name, p.version, p.connections.len()))
+                    .map(|p| format!("{}v{}c{}", p.summary.name, p.summary.version, p.connections.len()))
                     .collect();
                 views.push(format!("n{i}: [{}]", v.join(" ")));
             }

@@ -732,10 +732,9 @@ impl<'a> Runner<'a> {
             let mut first: Option<u64> = None;
             for &i in c {
                 let node = self.sim.node(self.members[i])?;
-                let fp = node
-                    .inspect()
-                    .peers()
-                    .fold(FNV_OFFSET, |h, p| fnv(fnv(fnv(h, p.name.to_u64()), p.uid), p.version));
+                let fp = node.inspect().peers().fold(FNV_OFFSET, |h, p| {
+                    fnv(fnv(fnv(h, p.summary.name.to_u64()), p.summary.uid), p.summary.version)
+                });
                 match first {
                     None => {
                         let names: BTreeSet<PeerName> = c.iter().map(|i| peer_name(*i)).collect();
@@ -1030,7 +1029,8 @@ impl<'a> Runner<'a> {
     /// Whether live member `i`'s table holds exactly the peers in `expect`.
     fn knows_exactly(&self, i: usize, expect: &BTreeSet<PeerName>) -> bool {
         self.sim.node(self.members[i]).is_some_and(|n| {
-            n.inspect().peer_count() == expect.len() && n.inspect().peers().all(|p| expect.contains(&p.name))
+            n.inspect().peer_count() == expect.len()
+                && n.inspect().peers().all(|p| expect.contains(&p.summary.name))
         })
     }
 
