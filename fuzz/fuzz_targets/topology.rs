@@ -16,13 +16,7 @@ fuzz_target!(|data: &[u8]| {
     peers
         .set_our_connection(n(2), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
     peers.apply_records(&[PeerRecord {
-        summary: PeerSummary {
-            name: n(2),
-            uid: 22,
-            version: 3,
-            short_id: Some(2),
-            ..Default::default()
-        },
+        summary: PeerSummary { name: n(2), uid: 22, version: 3, short_id: Some(2), ..Default::default() },
         connections: vec![ConnectionSummary { name: n(1), established: true, ..Default::default() }],
     }]);
     let applied = peers.apply(&records);

@@ -240,7 +240,8 @@ impl Node {
     }
 
     /// Time passed; harmless if nothing is due. Connections' own deadlines run first,
-    /// then the node's timers in [`Timer::ORDER`].
+    /// then the node's timers in a fixed order: accept pacing, route recalculation,
+    /// topology update, garbage collection, periodic gossip, connector.
     pub fn handle_timeout(&mut self, now: Instant) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
