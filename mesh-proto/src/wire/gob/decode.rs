@@ -310,14 +310,7 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
             if delta == 0 {
                 return Ok(());
             }
-            let next = current as i128 + delta as i128;
-            let Some((name, ty)) = usize::try_from(next).ok().and_then(|i| fields.get(i)) else {
-                return Err(GobError::BadField {
-                    field: next.clamp(0, u64::MAX as i128) as u64,
-                    count: fields.len(),
-                });
-            };
-            current = next as i64;
+            let (name, ty) = next_field(fields, &mut current, delta)?;
             let mut ff = self.child(*ty)?;
             field(name, &mut ff)?;
             ff.finish()?;
@@ -332,6 +325,20 @@ impl<'r, 't, 'a> Field<'r, 't, 'a> {
         }
         Ok(())
     }
+}
+
+/// The field that the delta-encoded field number `delta` after `current` names; moves
+/// `current` to it.
+fn next_field<'f, T>(fields: &'f [T], current: &mut i64, delta: u64) -> Result<&'f T> {
+    let next = *current as i128 + delta as i128;
+    let Some(f) = usize::try_from(next).ok().and_then(|i| fields.get(i)) else {
+        return Err(GobError::BadField {
+            field: next.clamp(0, u64::MAX as i128) as u64,
+            count: fields.len(),
+        });
+    };
+    *current = next as i64;
+    Ok(f)
 }
 
 /// Skips one value of type `ty` without allocating.
@@ -372,14 +379,7 @@ fn skip(types: &Types, r: &mut Reader<'_>, ty: i64, depth: usize, limits: &GobLi
                     if delta == 0 {
                         break;
                     }
-                    let next = current as i128 + delta as i128;
-                    let Some((_, fty)) = usize::try_from(next).ok().and_then(|i| fields.get(i)) else {
-                        return Err(GobError::BadField {
-                            field: next.clamp(0, u64::MAX as i128) as u64,
-                            count: fields.len(),
-                        });
-                    };
-                    current = next as i64;
+                    let (_, fty) = next_field(fields, &mut current, delta)?;
                     skip(types, r, *fty, depth + 1, limits)?;
                 }
             }
