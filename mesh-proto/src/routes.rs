@@ -195,6 +195,11 @@ impl Routes {
         self.broadcast_all.entry(source).or_insert_with(|| graph.broadcast_next_hops(us, source, Mode::All))
     }
 
+    /// The cached hops of `source` ([`Routes::broadcast_all`] fills them).
+    pub fn broadcast_cached(&self, source: PeerName) -> &[PeerName] {
+        self.broadcast_all.get(&source).map_or(&[], Vec::as_slice)
+    }
+
     /// Where to relay a broadcast from `source`, without filling the cache (for
     /// read-only views; the same answer as [`Routes::broadcast_all`]).
     pub fn broadcast_hops(&self, source: PeerName) -> Vec<PeerName> {

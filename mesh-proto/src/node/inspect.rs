@@ -32,14 +32,13 @@ impl Node {
         Inspect { node: self }
     }
 
-    /// The registered connections among our next hops on `source`'s broadcast tree
-    /// (routes as they are).
-    pub(super) fn broadcast_hops(&self, source: PeerName) -> Vec<PeerName> {
+    /// The registered neighbours among `hops`, our next hops on `source`'s broadcast
+    /// tree (every neighbour but `source` when broadcasts are sabotaged to flood).
+    pub(super) fn registered_hops(&self, source: PeerName, hops: &[PeerName]) -> Vec<PeerName> {
         if self.broken(Sabotage::FloodBroadcasts) {
             return self.by_name.keys().copied().filter(|n| *n != source).collect();
         }
-        let hops = self.routing.routes.broadcast_hops(source);
-        hops.into_iter().filter(|n| self.by_name.contains_key(n)).collect()
+        hops.iter().copied().filter(|n| self.by_name.contains_key(n)).collect()
     }
 }
 
@@ -78,7 +77,7 @@ impl<'a> Inspect<'a> {
     /// registered connections among our next hops on `source`'s tree (relaying uses
     /// exactly this).
     pub fn broadcast_relays(&self, source: PeerName) -> Vec<PeerName> {
-        self.node.broadcast_hops(source)
+        self.node.registered_hops(source, &self.node.routing.routes.broadcast_hops(source))
     }
 
     /// Bytes handed to the driver for `conn` and not yet reported written, plus bytes
