@@ -50,7 +50,6 @@ pub struct MeshBuilder<R: Runtime> {
     config: Config,
     listen: SocketAddr,
     peers: Vec<String>,
-    connect_timeout: Duration,
     wiring: Wiring<R::Stream>,
     registrations: Vec<Registration>,
 }
@@ -72,7 +71,6 @@ impl<R: Runtime> MeshBuilder<R> {
             config: Config::new(name, name.to_string()),
             listen: SocketAddr::from(([0, 0, 0, 0], mesh_proto::config::DEFAULT_PORT)),
             peers: Vec::new(),
-            connect_timeout: Duration::from_secs(10),
             wiring: Wiring::new(),
             registrations: Vec::new(),
         }
@@ -121,9 +119,10 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
-    /// How long a dial may take (default 10 s).
+    /// How long a dial may take before the node gives up on it and retries later
+    /// (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.config.connect_timeout = timeout;
         self
     }
 
@@ -178,7 +177,7 @@ impl<R: Runtime> MeshBuilder<R> {
             self.rt.clone(),
         );
         self.rt.spawn(acceptor.instrument(span.clone()));
-        let d = Driver::new(self.rt.clone(), node, origin, w, self.connect_timeout);
+        let d = Driver::new(self.rt.clone(), node, origin, w);
         self.rt.spawn(d.run().instrument(span.clone()));
         span.in_scope(|| info!(%local_addr, "mesh started"));
         let Wiring { input_tx, all_done, .. } = self.wiring;

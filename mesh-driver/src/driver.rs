@@ -62,7 +62,6 @@ pub(crate) struct Driver<R: Runtime> {
     pub stop: async_channel::Receiver<()>,
     pub stop_tx: Option<async_channel::Sender<()>>,
     pub guard: TaskGuard,
-    pub connect_timeout: Duration,
     conns: BTreeMap<ConnId, ConnHandle>,
     subscribers: Vec<async_channel::Sender<Event>>,
 }
@@ -189,13 +188,7 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
 }
 
 impl<R: Runtime> Driver<R> {
-    pub(crate) fn new(
-        rt: R,
-        node: Node,
-        origin: StdInstant,
-        wiring: &Wiring<R::Stream>,
-        connect_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(rt: R, node: Node, origin: StdInstant, wiring: &Wiring<R::Stream>) -> Self {
         Driver {
             rt,
             node,
@@ -205,7 +198,6 @@ impl<R: Runtime> Driver<R> {
             stop: wiring.stop.clone(),
             stop_tx: Some(wiring.stop_tx.clone()),
             guard: wiring.guard.clone(),
-            connect_timeout,
             conns: BTreeMap::new(),
             subscribers: Vec::new(),
         }
@@ -342,22 +334,11 @@ impl<R: Runtime> Driver<R> {
                     debug!(%conn, %addr, "dialling");
                     let (rt, tx, stop, guard) =
                         (self.rt.clone(), self.input_tx.clone(), self.stop.clone(), self.guard.clone());
-                    let timeout = self.connect_timeout;
+                    // No timer here: the node gives the dial up at its connect timeout
+                    // and answers a connection that arrives later with a close.
                     self.rt.spawn(async move {
                         let _guard = guard;
-                        let deadline = StdInstant::now() + timeout;
-                        let attempt = async {
-                            let connect = std::pin::pin!(rt.connect(addr));
-                            let sleep = std::pin::pin!(rt.sleep_until(deadline));
-                            match future::select(connect, sleep).await {
-                                Either::Left((r, _)) => r,
-                                Either::Right(_) => Err(std::io::Error::new(
-                                    std::io::ErrorKind::TimedOut,
-                                    "connect timed out",
-                                )),
-                            }
-                        };
-                        if let Some(result) = or_stop(&stop, attempt).await {
+                        if let Some(result) = or_stop(&stop, rt.connect(addr)).await {
                             let _ = tx.send(Input::Dialed(conn, result)).await;
                         }
                     });

@@ -84,6 +84,11 @@ pub const SHORT_ID_SPACE: u16 = 1 << SHORT_ID_BITS;
 /// Random picks tried before scanning for a free short id.
 pub const SHORT_ID_RANDOM_PICKS: u32 = 10;
 
+/// Ours: a dial that has neither connected nor failed after this long is given up
+/// (closed with [`crate::CloseReason::DialTimeout`]) and retried with back-off. Go sets
+/// no dial timeout; the OS gives up after about two minutes (behaviour.md §3).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Ours: outbound bytes of a connection must drain within this time, or it is closed.
 /// Go has no send timeout at all (weaveworks/mesh#125).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -194,6 +199,8 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Outbound bytes that do not drain within this time close the connection.
     pub send_timeout: Duration,
+    /// A dial that has not connected within this time is given up.
+    pub connect_timeout: Duration,
     /// Most relay-only channels kept at once (the least recently used one is dropped).
     pub max_relay_channels: usize,
     /// Test builds only: mechanisms switched off on purpose (see [`crate::sabotage`]).
@@ -215,6 +222,7 @@ impl Config {
             gossip_interval: GOSSIP_INTERVAL,
             max_frame_len: MAX_FRAME_LEN,
             send_timeout: SEND_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
             max_relay_channels: MAX_RELAY_CHANNELS,
             #[cfg(feature = "sabotage")]
             sabotage: Default::default(),

@@ -28,8 +28,8 @@ impl fmt::Display for ConnId {
 pub(crate) enum Phase {
     /// Accepted; the handshake starts when the accept bucket gives a token.
     Paced { buffered: Vec<u8> },
-    /// Outbound; waiting for the driver's dial.
-    Dialing,
+    /// Outbound; waiting for the driver's dial, which is given up at `deadline`.
+    Dialing { deadline: Instant },
     /// Introducing ourselves.
     Handshaking(Box<Handshake>),
     /// Past the handshake.
@@ -105,7 +105,8 @@ impl Connection {
     /// timeout or next heartbeat (the send timeout is [`Connection::oldest_unwritten`]'s).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Paced { .. } | Phase::Dialing => None,
+            Phase::Paced { .. } => None,
+            Phase::Dialing { deadline } => Some(*deadline),
             Phase::Handshaking(h) => Some(h.deadline()),
             Phase::Running(r) => Some(r.receive_deadline.min(r.heartbeat_at)),
         }

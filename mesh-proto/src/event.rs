@@ -82,6 +82,9 @@ pub enum CloseReason {
     /// The driver could not connect.
     #[error("dial failed: {0}")]
     DialFailed(String),
+    /// The dial neither connected nor failed within the connect timeout.
+    #[error("dial timed out after {0:?}")]
+    DialTimeout(std::time::Duration),
     /// The handshake failed (wrong password, version, features, timeout...).
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),

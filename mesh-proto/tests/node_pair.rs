@@ -1012,3 +1012,70 @@ fn a_lower_name_claiming_our_short_id_makes_us_pick_another() {
     assert_eq!(net.nodes[1].stats().short_id_reassignments, 1);
     assert_ne!(net.nodes[1].inspect().ours().summary.clone().short_id, mine);
 }
+
+/// The connections node `i` saw closed, with their reasons.
+fn closed_conns(net: &Net, i: usize) -> Vec<(ConnId, CloseReason)> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionClosed { conn, reason, .. } => Some((*conn, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_dial_that_never_answers_is_given_up_at_the_connect_timeout_and_retried() {
+    let timeout = Duration::from_secs(3);
+    let mut net = Net::new(1, |_, c| c.connect_timeout = timeout);
+    let t0 = net.now;
+    net.dial(0, SILENT);
+    assert_eq!(net.nodes[0].poll_timeout(), Some(t0 + timeout), "the dial's deadline is the node's next");
+    net.run_until(t0 + timeout - Duration::from_millis(1));
+    assert!(net.closes(0).is_empty());
+    net.run_until(t0 + timeout);
+    assert_eq!(net.closes(0), [CloseReason::DialTimeout(timeout)]);
+    assert_eq!(net.nodes[0].status().terminations, 0, "a dial that never connected ended nothing");
+    let st = net.nodes[0].status();
+    let target = st.connections.iter().find(|c| c.addr == addr(SILENT)).expect("the target is listed");
+    assert!(target.info.starts_with("dial timed out after 3s, retry at"), "{}", target.info);
+    // The connector backs off and dials again, and gives that dial up too.
+    net.run_for(Duration::from_secs(60));
+    let given_up = net.closes(0).len();
+    assert!(given_up >= 2, "{:?}", net.closes(0));
+    assert!(net.closes(0).iter().all(|r| *r == CloseReason::DialTimeout(timeout)));
+    assert!(net.nodes[0].stats().backoffs >= 1);
+}
+
+#[test]
+fn a_dial_that_connects_after_the_node_gave_up_is_closed_and_never_registered() {
+    let mut net = Net::new(1, |_, _| {});
+    let t0 = net.now;
+    net.dial(0, SILENT);
+    net.run_until(t0 + mesh_proto::config::CONNECT_TIMEOUT);
+    let [(late, CloseReason::DialTimeout(_))] = closed_conns(&net, 0)[..] else {
+        panic!("{:?}", net.events[0]);
+    };
+    // The socket connects now: the node answers with a close, and nothing else.
+    let now = net.now;
+    net.nodes[0].handle_dialed(late, now);
+    let mut outs = Vec::new();
+    while let Some(o) = net.nodes[0].poll_output() {
+        outs.push(o);
+    }
+    assert_eq!(outs, [Output::Close { conn: late }]);
+    assert!(net.nodes[0].connected_peers().is_empty());
+    // A late failure of the same dial changes nothing.
+    net.nodes[0].handle_dial_failed(late, "refused", now);
+    assert!(net.nodes[0].poll_output().is_none());
+    assert_eq!(net.closes(0).len(), 1);
+}
+
+#[test]
+fn a_dial_that_connects_in_time_is_not_given_up() {
+    let mut net = Net::new(2, |_, c| c.connect_timeout = Duration::from_millis(1));
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(30));
+    assert!(net.conn(0, 1).is_some(), "{:?}", net.events[0]);
+    assert!(!net.closes(0).iter().any(|r| matches!(r, CloseReason::DialTimeout(_))));
+}

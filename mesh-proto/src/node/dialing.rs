@@ -73,7 +73,8 @@ impl Node {
         for d in dials {
             let id = self.new_conn_id();
             let trusts = d.addr.parse::<SocketAddr>().is_ok_and(|a| self.trusts(a.ip()));
-            let mut conn = Connection::new(d.addr.clone(), true, d.accept_new_peer, trusts, Phase::Dialing);
+            let dialing = Phase::Dialing { deadline: now + self.config.connect_timeout };
+            let mut conn = Connection::new(d.addr.clone(), true, d.accept_new_peer, trusts, dialing);
             conn.expected_peer = d.expected;
             self.conns.insert(id, conn);
             self.outputs.push_back(Output::Dial { conn: id, addr: d.addr });

@@ -52,7 +52,7 @@ impl Node {
         };
         let mut h = Handshake::new(config, self.rng.crypto(), now);
         let Some(c) = self.conns.get_mut(&id) else { return };
-        let buffered = match std::mem::replace(&mut c.phase, Phase::Dialing) {
+        let buffered = match std::mem::replace(&mut c.phase, Phase::Paced { buffered: Vec::new() }) {
             Phase::Paced { buffered } => buffered,
             _ => Vec::new(),
         };
@@ -70,7 +70,7 @@ impl Node {
     pub(super) fn on_data(&mut self, id: ConnId, data: &[u8], now: Instant) {
         let Some(c) = self.conns.get_mut(&id) else { return };
         match &mut c.phase {
-            Phase::Dialing => {}
+            Phase::Dialing { .. } => {}
             Phase::Paced { buffered } => {
                 // A paced connection may only have sent its handshake so far.
                 let len = buffered.len() + data.len();
@@ -289,7 +289,7 @@ impl Node {
         }
     }
 
-    /// The connection's own deadlines: send timeout, handshake, receive, heartbeat.
+    /// The connection's own deadlines: send timeout, dial, handshake, receive, heartbeat.
     pub(super) fn conn_timers(&mut self, id: ConnId, now: Instant) {
         let send_timeout = self.config.send_timeout;
         let keep = self.broken(Sabotage::NeverCloseSlowReader);
@@ -298,6 +298,9 @@ impl Node {
             return self.close(id, CloseReason::SendTimeout, now);
         }
         match &mut c.phase {
+            Phase::Dialing { deadline } if *deadline <= now => {
+                self.close(id, CloseReason::DialTimeout(self.config.connect_timeout), now);
+            }
             Phase::Handshaking(h) => {
                 if let Err(e) = h.handle_timeout(now) {
                     self.close(id, CloseReason::Handshake(e), now);

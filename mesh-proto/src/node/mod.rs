@@ -196,10 +196,13 @@ impl Node {
         id
     }
 
-    /// The dial of `conn` succeeded.
+    /// The dial of `conn` succeeded. A dial the node already gave up on (its connect
+    /// timeout passed, or the node shut down) is answered with [`Output::Close`].
     pub fn handle_dialed(&mut self, conn: ConnId, now: Instant) {
-        if matches!(self.conns.get(&conn).map(|c| &c.phase), Some(Phase::Dialing)) {
-            self.start_handshake(conn, crate::handshake::Role::Dialer, now);
+        match self.conns.get(&conn).map(|c| &c.phase) {
+            Some(Phase::Dialing { .. }) => self.start_handshake(conn, crate::handshake::Role::Dialer, now),
+            Some(_) => {}
+            None => self.outputs.push_back(Output::Close { conn }),
         }
         self.after_input(now);
     }

@@ -82,7 +82,7 @@ impl Node {
                     let nickname = String::from_utf8_lossy(&r.remote.nickname);
                     (ConnectionState::Established, format!("{enc}none {}({nickname})", r.remote.name))
                 }
-                Phase::Dialing => (ConnectionState::Connecting, String::new()),
+                Phase::Dialing { .. } => (ConnectionState::Connecting, String::new()),
                 _ => (ConnectionState::Pending, String::new()),
             };
             let conn = Some(*id);

@@ -73,7 +73,8 @@ impl Node {
         if conn.outbound {
             self.report_attempt(&conn.addr, &reason, refused, now);
         }
-        if !matches!(reason, CloseReason::DialFailed(_) | CloseReason::ConnectToSelf) {
+        let attempt_only = matches!(reason, CloseReason::DialFailed(_) | CloseReason::DialTimeout(_));
+        if !attempt_only && !matches!(reason, CloseReason::ConnectToSelf) {
             self.terminations += 1;
         }
         self.connector_dirty = true;
@@ -88,8 +89,12 @@ impl Node {
 
     /// Tells the connector how an attempt on `addr` ended, for its retry schedule.
     fn report_attempt(&mut self, addr: &str, reason: &CloseReason, refused: bool, now: Instant) {
-        if let CloseReason::DialFailed(e) = reason {
-            let e = e.clone();
+        let failed = match reason {
+            CloseReason::DialFailed(e) => Some(e.clone()),
+            CloseReason::DialTimeout(_) => Some(reason.to_string()),
+            _ => None,
+        };
+        if let Some(e) = failed {
             self.connector.attempt_failed(addr, e, now, |n| self.rng.below(n));
             return;
         }
