@@ -11,8 +11,8 @@ use core::time::Duration;
 pub const PROTOCOL_MAGIC: [u8; 5] = *b"weave";
 /// The lowest protocol version this implementation speaks.
 pub const PROTOCOL_MIN_VERSION: u8 = 2;
-/// The highest protocol version this implementation speaks.
-pub const PROTOCOL_MAX_VERSION: u8 = 2;
+/// The highest protocol version this implementation speaks (3: ours, between Rust peers).
+pub const PROTOCOL_MAX_VERSION: u8 = 3;
 /// Length of the preamble: magic, minimum version, maximum version.
 pub const PREAMBLE_LEN: usize = 7;
 
@@ -23,6 +23,9 @@ pub const DEFAULT_PORT: u16 = 6783;
 pub const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for the rest of the handshake (flag, key, features), from the preamble.
 pub const HANDSHAKE_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Ours: deadline for the rest of a version 3 handshake (hello, confirmation,
+/// features: three small flights), from the preamble.
+pub const V3_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval between heartbeats on a registered connection.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Silence after which a registered connection is closed (2 × heartbeat).
@@ -185,8 +188,17 @@ pub struct Config {
     /// The port we listen on: direct peers given without a port and peers discovered
     /// through inbound connections are dialled on it.
     pub port: u16,
-    /// `None`: plaintext. `Some`, even empty: every connection is encrypted.
+    /// `Some`, even empty: every connection is encrypted and authenticated by this
+    /// password. `None`: version 2 connections are plaintext, and version 3 ones are
+    /// encrypted without a password: confidential against eavesdroppers, authenticating
+    /// nothing.
     pub password: Option<bytes::Bytes>,
+    /// The lowest protocol version accepted: 2 (default, Go's) or 3, which refuses Go
+    /// peers and version-2-only Rust peers with [`crate::wire::header::HeaderError::BelowMinimum`].
+    pub min_protocol_version: u8,
+    /// The highest protocol version offered: 3 (default; Rust peers that both offer it
+    /// use it) or 2, to behave as a version-2-only peer.
+    pub max_protocol_version: u8,
     /// Most registered connections; 0 means no limit.
     pub conn_limit: usize,
     /// Whether to dial peers learnt from the topology.
@@ -216,6 +228,8 @@ impl Config {
             nickname: nickname.into(),
             port: DEFAULT_PORT,
             password: None,
+            min_protocol_version: PROTOCOL_MIN_VERSION,
+            max_protocol_version: PROTOCOL_MAX_VERSION,
             conn_limit: 0,
             peer_discovery: true,
             trusted_subnets: Vec::new(),
@@ -230,9 +244,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The version range this configuration advertises, if it is one this
+    /// implementation speaks (within [2, 3], minimum at most maximum).
+    pub fn versions(&self) -> Option<crate::wire::header::Preamble> {
+        let (min, max) = (self.min_protocol_version, self.max_protocol_version);
+        let speaks = PROTOCOL_MIN_VERSION..=PROTOCOL_MAX_VERSION;
+        (speaks.contains(&min) && speaks.contains(&max) && min <= max)
+            .then_some(crate::wire::header::Preamble { min, max })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_within_two_and_three() {
+        let mut c = Config::new(crate::name::PeerName::from_u64(1).unwrap(), "");
+        assert_eq!(c.versions(), Some(crate::wire::header::Preamble::OURS));
+        c.max_protocol_version = 2;
+        assert_eq!(c.versions(), Some(crate::wire::header::Preamble::V2_ONLY));
+        c.min_protocol_version = 3;
+        assert_eq!(c.versions(), None);
+        c.max_protocol_version = 3;
+        assert_eq!(c.versions().map(|p| (p.min, p.max)), Some((3, 3)));
+        c.max_protocol_version = 4;
+        assert_eq!(c.versions(), None);
+        c.min_protocol_version = 1;
+        c.max_protocol_version = 2;
+        assert_eq!(c.versions(), None);
+    }
 
     #[test]
     fn subnets() {

@@ -7,7 +7,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::crypto::{Session, TAG_LEN};
+use crate::crypto::CryptoError;
+use crate::handshake::Security;
+use crate::sealing::Sealing;
 use crate::gossip::SendSlots;
 use crate::handshake::Handshake;
 use crate::name::PeerName;
@@ -39,7 +41,10 @@ pub(crate) enum Phase {
 pub(crate) struct Running {
     pub(crate) remote: RemoteFeatures,
     pub(crate) conn_key: u64,
-    pub(crate) session: Option<Session>,
+    /// The negotiated protocol version.
+    pub(crate) version: u8,
+    pub(crate) security: Security,
+    pub(crate) session: Option<Sealing>,
     pub(crate) frames: FrameDecoder,
     /// Holds a reference on the remote's record.
     pub(crate) bound: bool,
@@ -64,6 +69,8 @@ pub(crate) struct Connection {
     /// Transmits handed to the driver and not yet reported written: (when, bytes).
     pub(crate) in_flight: VecDeque<(Instant, usize)>,
     pub(crate) in_flight_bytes: usize,
+    /// The sealer refused a frame (its counter at the limit): the next flush closes.
+    pub(crate) seal_failed: Option<CryptoError>,
 }
 
 impl Connection {
@@ -84,6 +91,7 @@ impl Connection {
             out: Vec::new(),
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            seal_failed: None,
         }
     }
 
@@ -122,9 +130,13 @@ impl Connection {
         &mut self,
         max_len: usize,
         body: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), AppendError> {
         let Phase::Running(r) = &mut self.phase else { return Ok(()) };
-        append_frame(&mut self.out, r.session.as_mut(), max_len, body)
+        let r = append_frame(&mut self.out, r.session.as_mut(), max_len, body);
+        if let Err(AppendError::Crypto(e)) = &r {
+            self.seal_failed = Some(e.clone());
+        }
+        r
     }
 
     /// Takes the frames built so far as one transmit, remembering them as in flight.
@@ -158,25 +170,38 @@ impl Connection {
     }
 }
 
+/// Why a frame could not be appended.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// The body is over the frame limit; nothing was appended.
+    Frame(FrameError),
+    /// The sealer refused (its counter is at its limit); the connection must close.
+    Crypto(CryptoError),
+}
+
 /// Appends one frame to `out`, building the body in place and sealing it in place.
 pub(crate) fn append_frame(
     out: &mut Vec<u8>,
-    session: Option<&mut Session>,
+    session: Option<&mut Sealing>,
     max_len: usize,
     body: impl FnOnce(&mut Vec<u8>),
-) -> Result<(), FrameError> {
+) -> Result<(), AppendError> {
     let start = out.len();
-    let head = LEN_PREFIX + if session.is_some() { TAG_LEN } else { 0 };
-    out.resize(start + head, 0);
+    let (head, tail) = session.as_ref().map_or((0, 0), |s| (s.head(), s.tail()));
+    out.resize(start + LEN_PREFIX + head, 0);
     body(out);
+    out.resize(out.len() + tail, 0);
     let len = out.len() - start - LEN_PREFIX;
     if let Err(e) = frame::check_len(len, max_len) {
         out.truncate(start);
-        return Err(e);
+        return Err(AppendError::Frame(e));
     }
     out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     if let Some(s) = session {
-        s.sealer.seal_in_place(&mut out[start + LEN_PREFIX..]);
+        if let Err(e) = s.seal_frame(&mut out[start..]) {
+            out.truncate(start);
+            return Err(AppendError::Crypto(e));
+        }
     }
     Ok(())
 }

@@ -56,6 +56,13 @@ pub enum CryptoError {
         /// The sequence number it was expected to carry.
         seq: u64,
     },
+    /// A version 3 direction sealed as many frames as it may; the connection must close
+    /// (the next one has fresh keys).
+    #[error("{limit} frames sealed in one direction: the connection must be renewed before its counter could wrap")]
+    Exhausted {
+        /// The limit.
+        limit: u64,
+    },
     /// A sealed frame is shorter than its tag.
     #[error("sealed frame of {len} bytes is shorter than the 16-byte tag")]
     Short {
@@ -117,6 +124,23 @@ impl KeyPair {
                 return Err(CryptoError::LowOrderKey);
             }
             Ok(hsalsa_beforenm(raw.as_bytes()))
+        }
+    }
+}
+
+impl KeyPair {
+    /// The raw X25519 result with `remote_public` (version 3 feeds it to its key
+    /// schedule). Refuses low-order remote keys.
+    pub fn raw_shared(&self, remote_public: &[u8; PUBLIC_KEY_LEN]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        #[cfg(fuzzing)]
+        return bypass::mixed(&self.public, remote_public);
+        #[cfg(not(fuzzing))]
+        {
+            let raw = self.secret.diffie_hellman(&PublicKey::from(*remote_public));
+            if !raw.was_contributory() {
+                return Err(CryptoError::LowOrderKey);
+            }
+            Ok(Zeroizing::new(*raw.as_bytes()))
         }
     }
 }
@@ -295,6 +319,14 @@ mod bypass {
         ours: &[u8; PUBLIC_KEY_LEN],
         theirs: &[u8; PUBLIC_KEY_LEN],
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        Ok(hsalsa_beforenm(&mixed(ours, theirs)?))
+    }
+
+    /// The stand-in's raw key agreement: `ours XOR theirs`; an all-zero key is low-order.
+    pub(super) fn mixed(
+        ours: &[u8; PUBLIC_KEY_LEN],
+        theirs: &[u8; PUBLIC_KEY_LEN],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         if theirs == &[0; PUBLIC_KEY_LEN] {
             return Err(CryptoError::LowOrderKey);
         }
@@ -302,7 +334,7 @@ mod bypass {
         for (m, (a, b)) in mixed.iter_mut().zip(ours.iter().zip(theirs)) {
             *m = a ^ b;
         }
-        Ok(hsalsa_beforenm(&mixed))
+        Ok(mixed)
     }
 
     /// What identifies the session key in every tag.

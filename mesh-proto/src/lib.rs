@@ -140,14 +140,23 @@ mod gossip;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
 mod handshake;
+// Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
+#[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
+mod key_schedule;
 mod name;
 mod node;
+// Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
+#[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
+mod pake;
 mod random;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
 mod routes;
 #[cfg(feature = "sabotage")]
 pub mod sabotage;
+// Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
+#[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
+mod sealing;
 // Without the feature the names exist only so that the core's checks compile to `false`.
 #[cfg(not(feature = "sabotage"))]
 #[allow(dead_code, unreachable_pub)]
@@ -165,7 +174,8 @@ pub use connector::AddressError;
 pub use crypto::CryptoError;
 pub use event::{CloseReason, Event, Output};
 pub use gossip::{GossipData, GossipError, Gossiper};
-pub use handshake::{HandshakeError, Stage};
+pub use handshake::{HandshakeError, Security, Stage};
+pub use pake::PakeError;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
 pub use status::{ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
@@ -191,6 +201,18 @@ pub mod fuzzing {
     /// One connection's introduction as a state machine over bytes.
     pub mod handshake {
         pub use crate::handshake::*;
+    }
+    /// Version 3's key schedule.
+    pub mod key_schedule {
+        pub use crate::key_schedule::*;
+    }
+    /// Version 3's key exchange.
+    pub mod pake {
+        pub use crate::pake::*;
+    }
+    /// Frame sealing of either version.
+    pub mod sealing {
+        pub use crate::sealing::*;
     }
     /// Routes computed from a peers table.
     pub mod routes {

@@ -12,7 +12,7 @@ use crate::name::PeerName;
 pub struct Status {
     /// Always `weave`.
     pub protocol: &'static str,
-    /// The protocol versions we accept (2 to 2).
+    /// The protocol versions we accept, lowest and highest ([2, 3] unless configured).
     pub protocol_versions: (u8, u8),
     /// Whether a password is configured (even empty).
     pub encryption: bool,
@@ -111,6 +111,12 @@ pub struct ConnectionStatus {
     pub info: String,
     /// The connection id, for live connections.
     pub conn: Option<ConnId>,
+    /// The negotiated protocol version (2 or 3), once the handshake is done.
+    pub protocol_version: Option<u8>,
+    /// What protects the connection, once the handshake is done. Its `Display` says it in
+    /// words, e.g. version 3 without a password is "confidential against eavesdroppers,
+    /// authenticating nothing".
+    pub security: Option<crate::handshake::Security>,
 }
 
 pub(crate) fn target_state(state: TargetState, has_error: bool) -> Option<ConnectionState> {

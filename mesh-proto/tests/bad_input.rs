@@ -14,6 +14,7 @@ use mesh_proto::Instant;
 use mesh_proto::config::{MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN};
 use mesh_proto::counter::{Counter, Counts};
 use mesh_proto::fuzzing::crypto::{CryptoError, KeyPair, Session};
+use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role, Stage};
 use mesh_proto::wire::features::{self, FeaturesError, RemoteFeatures};
 use mesh_proto::wire::frame::{FrameDecoder, FrameError};
@@ -150,7 +151,7 @@ fn config(password: Option<&str>) -> HandshakeConfig {
         short_id: 1,
         trusts_remote: false,
         password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
-        versions: Preamble::OURS,
+        versions: Preamble::V2_ONLY,
     }
 }
 
@@ -251,7 +252,7 @@ fn handshake_bad_inputs() {
         assert_eq!(
             handshake_err("old versions", None, &[b'w', b'e', b'a', b'v', b'e', min, max]),
             HandshakeError::Header(HeaderError::Incompatible {
-                ours: Preamble::OURS,
+                ours: Preamble::V2_ONLY,
                 theirs: Preamble { min, max }
             })
         );
@@ -967,7 +968,7 @@ fn node_with_peer(password: Option<&str>) -> (Node, ConnId, Option<Session>) {
             short_id: 7,
             trusts_remote: false,
             password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
-            versions: Preamble::OURS,
+            versions: Preamble::V2_ONLY,
         },
         Some(KeyPair::from_secret([4; 32])),
         3,
@@ -988,7 +989,11 @@ fn node_with_peer(password: Option<&str>) -> (Node, ConnId, Option<Session>) {
     let outcome = outcome.expect("the peer's handshake completes");
     assert_eq!(outcome.remote.name, PeerName::from_u64(US).unwrap());
     assert_eq!(node.connected_peers(), vec![PeerName::from_u64(THEM).unwrap()]);
-    (node, conn, outcome.session)
+    let session = outcome.session.map(|s| match s {
+        Sealing::V2(s) => s,
+        Sealing::V3(_) => panic!("a version 2 peer"),
+    });
+    (node, conn, session)
 }
 
 fn transmitted(node: &mut Node) -> Vec<u8> {

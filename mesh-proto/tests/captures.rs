@@ -10,6 +10,7 @@ use bytes::Bytes;
 use mesh_proto::Instant;
 use mesh_proto::counter::Counts;
 use mesh_proto::fuzzing::crypto::{self, KeyPair, Session};
+use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, Progress, Role};
 use mesh_proto::wire::features::{self, RemoteFeatures};
 use mesh_proto::wire::frame::FrameDecoder;
@@ -370,7 +371,7 @@ fn handshake_with_recorded_keys_reads_the_go_stream() {
         let plain = go_side.opener.open(&sealed[4..]).unwrap();
         assert_eq!(features::decode_map(&plain).unwrap().len(), 7);
 
-        let session = o.session.as_mut().expect("encrypted");
+        let Some(Sealing::V2(session)) = o.session.as_mut() else { panic!("a version 2 session") };
         let mut rest = FrameDecoder::new(MAX_FRAME_LEN);
         rest.push(&o.leftover);
         let recorded = v[their_side]["frames"].as_array().unwrap();

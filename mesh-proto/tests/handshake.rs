@@ -13,6 +13,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn config(role: Role, n: u64, password: Option<&str>) -> HandshakeConfig {
+    config_v(role, n, password, Preamble::V2_ONLY)
+}
+
+fn config_v(role: Role, n: u64, password: Option<&str>, versions: Preamble) -> HandshakeConfig {
     HandshakeConfig {
         role,
         name: PeerName::from_u64(n).unwrap(),
@@ -21,7 +25,7 @@ fn config(role: Role, n: u64, password: Option<&str>) -> HandshakeConfig {
         short_id: n as u16,
         trusts_remote: n % 2 == 0,
         password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
-        versions: Preamble::OURS,
+        versions,
     }
 }
 
@@ -72,8 +76,12 @@ fn run(a: HandshakeConfig, b: HandshakeConfig, tamper: impl Fn(&mut Vec<u8>)) ->
 }
 
 fn assert_connected(a: Res, b: Res, encrypted: bool) {
+    assert_connected_v(a, b, encrypted, 2);
+}
+
+fn assert_connected_v(a: Res, b: Res, encrypted: bool, version: u8) {
     let (mut a, mut b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.version, 2);
+    assert_eq!((a.version, b.version), (version, version));
     assert_eq!(a.remote.name, PeerName::from_u64(2).unwrap());
     assert_eq!(b.remote.name, PeerName::from_u64(1).unwrap());
     assert_eq!(&a.remote.nickname[..], b"peer2");
@@ -86,10 +94,10 @@ fn assert_connected(a: Res, b: Res, encrypted: bool) {
     assert_eq!(b.session.is_some(), encrypted);
     if let (Some(sa), Some(sb)) = (a.session.as_mut(), b.session.as_mut()) {
         // Sequence 1 in each direction after the features frame.
-        let sealed = sa.sealer.seal(&[0]);
-        assert_eq!(sb.opener.open(&sealed).unwrap(), [0]);
-        let sealed = sb.sealer.seal(b"\x00");
-        assert_eq!(Message::decode(&sa.opener.open(&sealed).unwrap()).unwrap(), Message::Heartbeat);
+        let sealed = sa.frame(&[0]).unwrap();
+        assert_eq!(sb.open(&sealed[4..]).unwrap(), [0]);
+        let sealed = sb.frame(b"\x00").unwrap();
+        assert_eq!(Message::decode(&sa.open(&sealed[4..]).unwrap()).unwrap(), Message::Heartbeat);
     }
 }
 
@@ -157,7 +165,7 @@ fn incompatible_versions_fail_on_both_sides() {
     let mut old = config(Role::Listener, 2, None);
     old.versions = Preamble { min: 1, max: 1 };
     let (a, b) = run(config(Role::Dialer, 1, None), old, |_| {});
-    let ours = Preamble::OURS;
+    let ours = Preamble::V2_ONLY;
     let theirs = Preamble { min: 1, max: 1 };
     assert_eq!(a.unwrap_err(), HandshakeError::Header(HeaderError::Incompatible { ours, theirs }));
     assert_eq!(

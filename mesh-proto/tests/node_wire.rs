@@ -31,26 +31,42 @@ fn drain(node: &mut Node) -> (Vec<u8>, Vec<Event>) {
 
 #[test]
 fn node_joins_a_recorded_go_peer() {
+    // As a version-2-only peer (everything sent at once, as before version 3), and as a
+    // default one offering [2, 3], which waits for Go's preamble to send the rest.
+    node_joins_a_recorded_go_peer_offering(2);
+    node_joins_a_recorded_go_peer_offering(3);
+}
+
+fn node_joins_a_recorded_go_peer_offering(max_version: u8) {
     let capture = load("capture-unencrypted.json");
     let alpha = PeerName::parse("00:00:00:00:00:0a").unwrap();
     let bravo = PeerName::parse("00:00:00:00:00:0b").unwrap();
     let mut config = Config::new(alpha, "alpha-rs");
     config.peer_discovery = false;
+    config.max_protocol_version = max_version;
     let t0 = Instant::from_secs(1);
     let mut node = Node::new(config, Node::seed_from_u64(1), t0).unwrap();
     let counter = Counter::new(alpha);
     node.register_channel("default", counter.gossiper()).unwrap();
 
     let conn = node.handle_accepted("127.0.0.1:50000".parse().unwrap(), t0);
-    let (hello, _) = drain(&mut node);
-    assert_eq!(&hello[..8], b"weave\x02\x02\x00");
+    let (mut hello, _) = drain(&mut node);
+    let mut chunks = capture["chunks"].as_array().unwrap().iter().filter(|c| c["dir"] == "D2L");
+    if max_version == 3 {
+        // Only the preamble until Go's arrives: Go offers at most 2, so version 2 follows.
+        assert_eq!(hello, b"weave\x02\x03");
+        let first = chunks.next().unwrap();
+        node.handle_data(conn, &hex::decode(first["hex"].as_str().unwrap()).unwrap(), t0);
+        hello.extend(drain(&mut node).0);
+    }
+    assert_eq!(&hello[5..8], [2, max_version, 0], "our range, then the plaintext flag");
     let mut ours = FrameDecoder::new(1 << 20);
     ours.push(&hello[8..]);
     let f = features::decode(&ours.next_frame().unwrap().unwrap()).unwrap();
     assert_eq!(f.name, alpha);
 
-    // Everything the Go dialer (bravo) wrote, in the chunks it was read in.
-    for c in capture["chunks"].as_array().unwrap().iter().filter(|c| c["dir"] == "D2L") {
+    // Everything (else) the Go dialer (bravo) wrote, in the chunks it was read in.
+    for c in chunks {
         node.handle_data(conn, &hex::decode(c["hex"].as_str().unwrap()).unwrap(), t0);
     }
     let (sent, events) = drain(&mut node);
@@ -109,6 +125,8 @@ fn a_wrong_password_learns_why_even_when_its_features_arrive_with_its_key() {
     let us = PeerName::from_u64(0x0a).unwrap();
     let mut config = Config::new(us, "right");
     config.password = Some(bytes::Bytes::from_static(b"right"));
+    // Version 2's order of events: a version-2-only peer pipelines its key.
+    config.max_protocol_version = 2;
     let t0 = Instant::from_secs(1);
     let mut node = Node::new(config, Node::seed_from_u64(3), t0).unwrap();
     let conn = node.handle_accepted("127.0.0.1:50001".parse().unwrap(), t0);
@@ -122,7 +140,7 @@ fn a_wrong_password_learns_why_even_when_its_features_arrive_with_its_key() {
         short_id: 7,
         trusts_remote: false,
         password: Some(bytes::Bytes::from_static(b"wrong")),
-        versions: Preamble::OURS,
+        versions: Preamble::V2_ONLY,
     };
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
     let mut intruder = Handshake::new(intruder_config, &mut rng, t0);

@@ -8,6 +8,14 @@ pub enum NodeError {
     /// Our own name must not be the all-zero sentinel.
     #[error("peer name 00:00:00:00:00:00 is reserved")]
     ZeroName,
+    /// The configured protocol versions are not a range within [2, 3].
+    #[error("protocol versions [{min}, {max}] are not a range within the supported [2, 3]")]
+    BadVersions {
+        /// The configured minimum.
+        min: u8,
+        /// The configured maximum.
+        max: u8,
+    },
     /// A gossiper is already registered under this name (or it is `topology`).
     #[error("channel {0:?} is already registered")]
     ChannelTaken(String),

@@ -9,7 +9,6 @@ use bytes::{Buf, Bytes};
 use super::Node;
 use crate::config::{HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN, RECEIVE_TIMEOUT};
 use crate::connection::{ConnId, Connection, Phase, Running};
-use crate::crypto::TAG_LEN;
 use crate::event::{CloseReason, Event, Output};
 use crate::gossip::Slot;
 use crate::handshake::{Handshake, HandshakeConfig, Outcome, Progress, Role};
@@ -48,7 +47,8 @@ impl Node {
             short_id: self.peers.our_short_id(),
             trusts_remote: c.trusts_remote,
             password: self.config.password.clone(),
-            versions: Preamble::OURS,
+            // Checked by `Node::new`.
+            versions: self.config.versions().unwrap_or(Preamble::OURS),
         };
         let mut h = Handshake::new(config, self.rng.crypto(), now);
         let Some(c) = self.conns.get_mut(&id) else { return };
@@ -110,10 +110,13 @@ impl Node {
                 Err(e) => return self.close(id, CloseReason::Frame(e), now),
             };
             if let Some(s) = r.session.as_mut() {
-                if let Err(e) = s.opener.open_in_place(&mut body) {
-                    return self.close(id, CloseReason::Crypto(e), now);
+                match s.open_body(&mut body) {
+                    Ok(range) => {
+                        body.truncate(range.end);
+                        body.advance(range.start);
+                    }
+                    Err(e) => return self.close(id, CloseReason::Crypto(e), now),
                 }
-                body.advance(TAG_LEN);
             }
             r.receive_deadline = now + RECEIVE_TIMEOUT;
             self.stats.frames_received += 1;
@@ -140,7 +143,7 @@ impl Node {
     /// Moves `id` into the running phase; what the next steps need, and the record the
     /// remote described.
     fn enter_running(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<(Arrival, Peer)> {
-        let Outcome { remote, session, leftover, .. } = outcome;
+        let Outcome { remote, session, leftover, version, security, .. } = outcome;
         let c = self.conns.get_mut(&id)?;
         let name = remote.name;
         let arrival = Arrival {
@@ -158,6 +161,8 @@ impl Node {
         c.phase = Phase::Running(Box::new(Running {
             remote,
             conn_key: arrival.conn_key,
+            version,
+            security,
             session,
             frames: FrameDecoder::new(self.config.max_frame_len),
             bound: false,

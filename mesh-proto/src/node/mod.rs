@@ -104,6 +104,9 @@ impl Node {
         if config.name.is_unknown() {
             return Err(NodeError::ZeroName);
         }
+        if config.versions().is_none() {
+            return Err(NodeError::BadVersions { min: config.min_protocol_version, max: config.max_protocol_version });
+        }
         let mut rng = Random::from_seed(seed);
         let uid = loop {
             let u = rng.next_u64();

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::{Node, NodeError, Stats, TOPOLOGY_CHANNEL};
 use crate::config::{MAX_QUEUED_BYTES, TOPOLOGY_CHUNK, WRITE_WINDOW};
-use crate::connection::{ConnId, Connection};
+use crate::connection::{AppendError, ConnId, Connection};
 use crate::event::{CloseReason, Output};
 use crate::gossip::{Erased, Slot};
 use crate::name::PeerName;
@@ -37,7 +37,8 @@ impl Node {
             return Err(NodeError::Congested(hop));
         }
         c.append_frame(max, body).map_err(|e| match e {
-            FrameError::TooLarge { len, max } => NodeError::TooLarge { len: len as usize, max },
+            AppendError::Frame(FrameError::TooLarge { len, max }) => NodeError::TooLarge { len: len as usize, max },
+            // A sealer at its limit: the flush closes the connection and it is redialled.
             _ => NodeError::Congested(hop),
         })?;
         self.stats.frames_sent += 1;
@@ -82,6 +83,9 @@ impl Node {
     pub(super) fn flush(&mut self, id: ConnId, now: Instant) {
         while self.write_next_slot(id) {}
         let Some(c) = self.conns.get_mut(&id) else { return };
+        if let Some(e) = c.seal_failed.take() {
+            return self.close(id, CloseReason::Crypto(e), now);
+        }
         // Direct sends stop at MAX_QUEUED_BYTES and slots at the write window, so only a
         // bug could pass this; a slow reader is closed by the send timeout instead.
         if c.queued() > 2 * MAX_QUEUED_BYTES + self.config.max_frame_len {

@@ -7,9 +7,9 @@ use bytes::Bytes;
 
 use super::Node;
 use crate::connection::Phase;
+use crate::handshake::Security;
 use crate::name::PeerName;
 use crate::status::{self, ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
-use crate::wire::header::Preamble;
 
 impl Node {
     /// A diagnostic snapshot.
@@ -19,7 +19,7 @@ impl Node {
         let routes = &self.routing.routes;
         Status {
             protocol: "weave",
-            protocol_versions: (Preamble::OURS.min, Preamble::OURS.max),
+            protocol_versions: (self.config.min_protocol_version, self.config.max_protocol_version),
             encryption: self.config.password.is_some(),
             peer_discovery: self.config.peer_discovery,
             name: self.config.name,
@@ -72,12 +72,16 @@ impl Node {
     fn connection_statuses(&self) -> Vec<ConnectionStatus> {
         let mut connections: Vec<ConnectionStatus> = Vec::new();
         for (id, c) in &self.conns {
+            let negotiated = c.running().map(|r| (r.version, r.security));
             let (state, info) = match &c.phase {
                 Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => {
-                    let enc = match (&self.config.password, c.trusts_remote && r.remote.trusts_us) {
-                        (None, _) => "",
-                        (Some(_), false) => "encrypted ",
-                        (Some(_), true) => "unencrypted ",
+                    // Go's wording for version 2; version 3 always encrypts.
+                    let enc = match (r.security, c.trusts_remote && r.remote.trusts_us) {
+                        (Security::Plaintext, _) => "",
+                        (Security::V2Password, false) => "encrypted ",
+                        (Security::V2Password, true) => "unencrypted ",
+                        (Security::V3Password, _) => "encrypted v3 ",
+                        (Security::V3Unauthenticated, _) => "encrypted v3 unauthenticated ",
                     };
                     let nickname = String::from_utf8_lossy(&r.remote.nickname);
                     (ConnectionState::Established, format!("{enc}none {}({nickname})", r.remote.name))
@@ -92,6 +96,8 @@ impl Node {
                 state,
                 info,
                 conn,
+                protocol_version: negotiated.map(|n| n.0),
+                security: negotiated.map(|n| n.1),
             });
         }
         let live_addrs: BTreeSet<&str> = self.conns.values().map(|c| c.addr.as_str()).collect();
@@ -114,6 +120,8 @@ impl Node {
                 state,
                 info,
                 conn: None,
+                protocol_version: None,
+                security: None,
             });
         }
         connections.sort_by(|a, b| (&a.addr, a.conn).cmp(&(&b.addr, b.conn)));

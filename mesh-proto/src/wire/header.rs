@@ -3,8 +3,9 @@
 //! Each side sends `weave`, its minimum and its maximum version. The negotiated version
 //! is the smaller maximum, provided it is at least the larger minimum. [`negotiate`] is
 //! Go's arithmetic exactly, so it reproduces every case of `header.json`; the handshake
-//! then insists on version 2, the only one this implementation speaks, so neither version
-//! 0 (which crashes Go) nor the unauthenticated version 1 can be reached.
+//! then insists on a version this implementation speaks (2, Go's, or 3, ours between Rust
+//! peers), so neither version 0 (which crashes Go) nor the unauthenticated version 1 can
+//! be reached. We advertise [2, 3] by default: Go (at most 2) gets version 2.
 
 use crate::config::{PREAMBLE_LEN, PROTOCOL_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
 
@@ -32,13 +33,26 @@ pub enum HeaderError {
         theirs: Preamble,
     },
     /// The ranges overlap only on a version this implementation does not speak.
-    #[error("negotiated protocol version {0} is not supported (only 2 is)")]
+    #[error("negotiated protocol version {0} is not supported (only 2 and 3 are)")]
     Unsupported(u8),
+    /// The remote speaks nothing as new as the minimum we were configured to require
+    /// (`min_protocol_version`), typically a Go peer or a Rust peer capped at version 2.
+    #[error("the remote speaks at most protocol version {remote_max}; this peer requires version {our_min} or later")]
+    BelowMinimum {
+        /// The remote's highest version.
+        remote_max: u8,
+        /// Our configured minimum.
+        our_min: u8,
+    },
 }
 
 impl Preamble {
-    /// The range this implementation advertises: [2, 2].
+    /// The range this implementation advertises by default: [2, 3].
     pub const OURS: Preamble = Preamble { min: PROTOCOL_MIN_VERSION, max: PROTOCOL_MAX_VERSION };
+
+    /// A version-2-only peer's range, [2, 2] (`max_protocol_version(2)`): it sends what
+    /// this implementation sent before version 3 existed.
+    pub const V2_ONLY: Preamble = Preamble { min: 2, max: 2 };
 
     /// The 7 bytes that announce this range.
     pub fn encode(self) -> [u8; PREAMBLE_LEN] {
@@ -72,8 +86,13 @@ pub fn negotiate(ours: Preamble, theirs: Preamble) -> Result<u8, HeaderError> {
     Ok(hi)
 }
 
-/// Negotiation as this implementation does it: Go's rule, then version 2 or nothing.
+/// Negotiation as this implementation does it: Go's rule, then version 2 or 3 or
+/// nothing; a remote whose versions all lie below our configured minimum (but that would
+/// otherwise be served) is refused as [`HeaderError::BelowMinimum`].
 pub fn negotiate_supported(ours: Preamble, theirs: Preamble) -> Result<u8, HeaderError> {
+    if theirs.max < ours.min && theirs.max >= PROTOCOL_MIN_VERSION && theirs.min <= theirs.max {
+        return Err(HeaderError::BelowMinimum { remote_max: theirs.max, our_min: ours.min });
+    }
     let v = negotiate(ours, theirs)?;
     if !(PROTOCOL_MIN_VERSION..=PROTOCOL_MAX_VERSION).contains(&v) {
         return Err(HeaderError::Unsupported(v));
@@ -91,10 +110,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ours_is_two_two() {
-        assert_eq!(Preamble::OURS.encode(), *b"weave\x02\x02");
+    fn ours_is_two_three_and_go_gets_two() {
+        assert_eq!(Preamble::OURS.encode(), *b"weave\x02\x03");
+        assert_eq!(Preamble::V2_ONLY.encode(), *b"weave\x02\x02");
         let go = Preamble { min: 1, max: 2 };
         assert_eq!(negotiate_supported(Preamble::OURS, go), Ok(2));
+        assert_eq!(negotiate_supported(Preamble::OURS, Preamble::OURS), Ok(3));
+        assert_eq!(negotiate_supported(Preamble::OURS, Preamble::V2_ONLY), Ok(2));
+        let v3_only = Preamble { min: 3, max: 3 };
+        assert_eq!(negotiate_supported(v3_only, Preamble::OURS), Ok(3));
+        assert_eq!(
+            negotiate_supported(v3_only, go),
+            Err(HeaderError::BelowMinimum { remote_max: 2, our_min: 3 })
+        );
+        assert_eq!(
+            negotiate_supported(v3_only, Preamble::V2_ONLY),
+            Err(HeaderError::BelowMinimum { remote_max: 2, our_min: 3 })
+        );
+        // A future peer that only speaks 4 is simply incompatible.
+        let four = Preamble { min: 4, max: 4 };
+        assert!(matches!(negotiate_supported(Preamble::OURS, four), Err(HeaderError::Incompatible { .. })));
         let old = Preamble { min: 1, max: 1 };
         assert!(matches!(negotiate_supported(Preamble::OURS, old), Err(HeaderError::Incompatible { .. })));
         // Even a broken "ours" that reached 0 would be refused.
