@@ -8,11 +8,11 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::crypto::CryptoError;
-use crate::handshake::Security;
-use crate::sealing::Sealing;
 use crate::gossip::SendSlots;
 use crate::handshake::Handshake;
+use crate::handshake::Security;
 use crate::name::PeerName;
+use crate::sealing::Sealing;
 use crate::time::Instant;
 use crate::wire::features::RemoteFeatures;
 use crate::wire::frame::{self, FrameDecoder, FrameError, LEN_PREFIX};

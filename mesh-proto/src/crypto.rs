@@ -58,7 +58,9 @@ pub enum CryptoError {
     },
     /// A version 3 direction sealed as many frames as it may; the connection must close
     /// (the next one has fresh keys).
-    #[error("{limit} frames sealed in one direction: the connection must be renewed before its counter could wrap")]
+    #[error(
+        "{limit} frames sealed in one direction: the connection must be renewed before its counter could wrap"
+    )]
     Exhausted {
         /// The limit.
         limit: u64,
@@ -131,7 +133,10 @@ impl KeyPair {
 impl KeyPair {
     /// The raw X25519 result with `remote_public` (version 3 feeds it to its key
     /// schedule). Refuses low-order remote keys.
-    pub fn raw_shared(&self, remote_public: &[u8; PUBLIC_KEY_LEN]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    pub fn raw_shared(
+        &self,
+        remote_public: &[u8; PUBLIC_KEY_LEN],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         #[cfg(fuzzing)]
         return bypass::mixed(&self.public, remote_public);
         #[cfg(not(fuzzing))]

@@ -175,9 +175,9 @@ pub use crypto::CryptoError;
 pub use event::{CloseReason, Event, Output};
 pub use gossip::{GossipData, GossipError, Gossiper};
 pub use handshake::{HandshakeError, Security, Stage};
-pub use pake::PakeError;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
+pub use pake::PakeError;
 pub use status::{ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
 pub use time::Instant;
 

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use mesh_proto::Instant;
 use mesh_proto::fuzzing::crypto::{self, CryptoError, KeyPair, Session};
-use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
+use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::wire::features::{self, FeaturesError, LocalFeatures, RemoteFeatures};
 use mesh_proto::wire::frame::{self, FrameDecoder};
 use mesh_proto::wire::gob::{self, Scalar, Stream};

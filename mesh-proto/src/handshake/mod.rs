@@ -494,9 +494,16 @@ impl Handshake {
         let security = match (&self.v3, version) {
             (Some(v3), 3) => {
                 if remote.conn_id != v3.remote_conn_id {
-                    return Err(HandshakeError::ConnIdMismatch { hello: v3.remote_conn_id, features: remote.conn_id });
+                    return Err(HandshakeError::ConnIdMismatch {
+                        hello: v3.remote_conn_id,
+                        features: remote.conn_id,
+                    });
                 }
-                if self.config.password.is_some() { Security::V3Password } else { Security::V3Unauthenticated }
+                if self.config.password.is_some() {
+                    Security::V3Password
+                } else {
+                    Security::V3Unauthenticated
+                }
             }
             _ if self.config.password.is_some() => Security::V2Password,
             _ => Security::Plaintext,
@@ -625,7 +632,13 @@ mod tests {
     }
 
     /// Delivers `from`'s output to `to` in pieces, `extra` after it.
-    fn deliver(from: &mut Handshake, to: &mut Handshake, done: &mut Option<Outcome>, piece: usize, extra: &mut Option<&[u8]>) {
+    fn deliver(
+        from: &mut Handshake,
+        to: &mut Handshake,
+        done: &mut Option<Outcome>,
+        piece: usize,
+        extra: &mut Option<&[u8]>,
+    ) {
         let mut flight = from.take_output().unwrap_or_default();
         flight.extend_from_slice(extra.take().unwrap_or_default());
         for chunk in flight.chunks(piece) {
@@ -670,7 +683,11 @@ mod tests {
             assert_eq!((d.security, l.security), (security, security));
             assert_eq!(d.session.is_some(), security.encrypted());
         }
-        assert!(Security::V3Unauthenticated.to_string().contains("confidential against eavesdroppers, authenticating nothing"));
+        assert!(
+            Security::V3Unauthenticated
+                .to_string()
+                .contains("confidential against eavesdroppers, authenticating nothing")
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl Handshake {
     }
 
     /// The remote's public key: derive the session, seal and send our features.
-    pub(super) fn on_public_key(&mut self, remote: &[u8; crypto::PUBLIC_KEY_LEN]) -> Result<(), HandshakeError> {
+    pub(super) fn on_public_key(
+        &mut self,
+        remote: &[u8; crypto::PUBLIC_KEY_LEN],
+    ) -> Result<(), HandshakeError> {
         let (Some(keys), Some(password)) = (&self.keys, &self.config.password) else {
             return Err(HandshakeError::AlreadyFailed);
         };

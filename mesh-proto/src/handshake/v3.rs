@@ -83,7 +83,8 @@ impl Handshake {
                 None => HandshakeError::ConfirmationFailed,
             });
         }
-        let session = V3Session { sealer: Direction::new(&keys.send_key), opener: Direction::new(&keys.receive_key) };
+        let session =
+            V3Session { sealer: Direction::new(&keys.send_key), opener: Direction::new(&keys.receive_key) };
         self.session = Some(Sealing::V3(session));
         self.send_features()?;
         self.stage = Stage::Features;

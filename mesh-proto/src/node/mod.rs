@@ -105,7 +105,10 @@ impl Node {
             return Err(NodeError::ZeroName);
         }
         if config.versions().is_none() {
-            return Err(NodeError::BadVersions { min: config.min_protocol_version, max: config.max_protocol_version });
+            return Err(NodeError::BadVersions {
+                min: config.min_protocol_version,
+                max: config.max_protocol_version,
+            });
         }
         let mut rng = Random::from_seed(seed);
         let uid = loop {

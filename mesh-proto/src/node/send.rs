@@ -37,7 +37,9 @@ impl Node {
             return Err(NodeError::Congested(hop));
         }
         c.append_frame(max, body).map_err(|e| match e {
-            AppendError::Frame(FrameError::TooLarge { len, max }) => NodeError::TooLarge { len: len as usize, max },
+            AppendError::Frame(FrameError::TooLarge { len, max }) => {
+                NodeError::TooLarge { len: len as usize, max }
+            }
             // A sealer at its limit: the flush closes the connection and it is redialled.
             _ => NodeError::Congested(hop),
         })?;

@@ -37,7 +37,9 @@ pub enum HeaderError {
     Unsupported(u8),
     /// The remote speaks nothing as new as the minimum we were configured to require
     /// (`min_protocol_version`), typically a Go peer or a Rust peer capped at version 2.
-    #[error("the remote speaks at most protocol version {remote_max}; this peer requires version {our_min} or later")]
+    #[error(
+        "the remote speaks at most protocol version {remote_max}; this peer requires version {our_min} or later"
+    )]
     BelowMinimum {
         /// The remote's highest version.
         remote_max: u8,
