@@ -27,6 +27,8 @@ fn tokio_and_smol_meshes_converge_together() {
         assert!(suite::eventually(&rt, 20, || values() == [5; 4]).await, "{:?}", values());
         for st in [suite::status(&rt, &t1.mesh).await, suite::status(&rt, &s2.mesh).await] {
             assert_eq!(st.peers.len(), 4);
+            // Tokio and smol meshes speak version 3 to each other.
+            suite::assert_versions(&st, &[], 3, mesh_proto::Security::V3Password);
         }
         suite::shutdown(&rt, s1.mesh).await;
         suite::shutdown(&rt, s2.mesh).await;

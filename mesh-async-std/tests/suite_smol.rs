@@ -14,6 +14,11 @@ fn counters_converge_with_password() {
 }
 
 #[test]
+fn versions_2_and_3_mix_and_a_minimum_is_enforced() {
+    smol::block_on(suite::mixed_versions(AsyncIo::default()));
+}
+
+#[test]
 fn a_restarted_peer_with_the_same_name_rejoins() {
     smol::block_on(suite::restart_rejoins(AsyncIo::default()));
 }

@@ -88,10 +88,42 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
-    /// Encrypts every connection with this shared password. An empty password still
-    /// encrypts (as Go) but authenticates nothing.
+    /// Encrypts and authenticates every connection with this shared password (an empty
+    /// one is a password too: it encrypts, as Go does, and anyone can guess it).
+    ///
+    /// Between two Rust peers (protocol version 3) the password is checked by SPAKE2:
+    /// someone who does not know it learns whether one guess was right per handshake,
+    /// and a recording lets them test no other guess offline. With Go peers (version 2)
+    /// anyone who completes one handshake can test guesses offline: choose a long random
+    /// password. Without a password, version 3 connections are still encrypted:
+    /// confidential against eavesdroppers, authenticating nothing.
     pub fn password(mut self, password: impl Into<Bytes>) -> Self {
         self.config.password = Some(password.into());
+        self
+    }
+
+    /// The lowest protocol version to accept (default 2). With 3, Go peers and
+    /// version-2-only peers are refused
+    /// ([`HeaderError::BelowMinimum`](mesh_proto::wire::header::HeaderError::BelowMinimum)),
+    /// and nobody in the middle can force a connection down to version 2.
+    ///
+    /// ```
+    /// # use mesh_driver::MeshBuilder;
+    /// # fn doc<R: mesh_driver::Runtime>(b: MeshBuilder<R>) {
+    /// let b = b.password("a long random secret").min_protocol_version(3);
+    /// assert_eq!(b.config().min_protocol_version, 3);
+    /// # }
+    /// ```
+    pub fn min_protocol_version(mut self, version: u8) -> Self {
+        self.config.min_protocol_version = version;
+        self
+    }
+
+    /// The highest protocol version to offer (default 3). With 2 the peer behaves as a
+    /// version-2-only peer, as before version 3 existed (for tests and mixed meshes).
+    /// [`MeshBuilder::start`] refuses a range outside [2, 3].
+    pub fn max_protocol_version(mut self, version: u8) -> Self {
+        self.config.max_protocol_version = version;
         self
     }
 

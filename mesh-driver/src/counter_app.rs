@@ -39,11 +39,21 @@ pub struct Args {
     /// Address to serve HTTP on; `:8080` means every interface.
     #[arg(long, default_value = ":8080")]
     pub http: String,
-    /// Shared password. Absent: connections are not encrypted. `--password ''` encrypts
-    /// with an empty password, which is what the Go app does when started without
-    /// -password: encrypted, but it authenticates nothing.
+    /// Shared password. Absent: connections with Go peers (protocol version 2) are not
+    /// encrypted, and those between Rust peers (version 3) are encrypted without
+    /// authentication. `--password ''` encrypts with an empty password, which is what the
+    /// Go app does when started without -password: encrypted, but it authenticates
+    /// nothing.
     #[arg(long)]
     pub password: Option<String>,
+    /// Lowest protocol version to accept: 2 (Go's, the default) or 3, which refuses Go
+    /// peers and version-2-only peers, so no one in the middle can force version 2.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub min_protocol: u8,
+    /// Highest protocol version to offer: 3 (the default) or 2, to act as a
+    /// version-2-only peer.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub max_protocol: u8,
     /// Gossip channel name.
     #[arg(long, default_value = "default")]
     pub channel: String,
@@ -123,7 +133,9 @@ pub async fn start<R: Runtime>(rt: R, args: Args) -> Result<App<R>, Box<dyn std:
         .nickname(nickname.clone())
         .listen(mesh_addr)
         .connection_limit(64)
-        .peer_discovery(true);
+        .peer_discovery(true)
+        .min_protocol_version(args.min_protocol)
+        .max_protocol_version(args.max_protocol);
     match args.password {
         None => {}
         Some(p) if p.is_empty() => {

@@ -3,7 +3,7 @@
 use crate::scenario::{Fault, FaultKind, Link, Scenario, Topology, Workload};
 
 /// Names of the built-in scenarios, with a line each.
-pub const BUILTINS: [(&str, &str); 12] = [
+pub const BUILTINS: [(&str, &str); 13] = [
     ("line", "5 peers in a line, no discovery: unicasts and broadcasts relayed through the middle"),
     ("bootstrap", "10 peers joining through one"),
     ("partition-heal", "8 peers split in two halves for a minute, then healed"),
@@ -11,6 +11,10 @@ pub const BUILTINS: [(&str, &str); 12] = [
     ("slow-reader", "a peer stops reading for 200 s and is disconnected"),
     ("wrong-password", "a wrong-password peer and a name-colliding peer try to join"),
     ("simultaneous-dials", "8 peers all dialling each other at once"),
+    (
+        "mixed-versions",
+        "12 peers: version-2-only ones (as Go), ones requiring version 3 that refuse them, and ones offering both",
+    ),
     ("maelstrom-3d", "25 peers, 100 ms links, a steady stream of broadcasts (Maelstrom challenge 3d)"),
     ("steady-25", "25 peers form, then 10 minutes of steady state with periodic gossip"),
     ("steady-100", "100 peers form, then 10 minutes of steady state with periodic gossip"),
@@ -91,6 +95,21 @@ pub fn builtin(name: &str) -> Option<Scenario> {
             workload: some_traffic,
             duration_ms: 30_000,
             quiet_ms: 60_000,
+            ..base
+        },
+        // Peers 0, 3, 6 and 9 offer [2, 3]; 1, 4, 7 and 10 only version 2; 2, 5, 8 and 11
+        // require 3. The version-2-only and the strict peers learn of each other, dial,
+        // and refuse each other for good; everyone still meets through the others.
+        "mixed-versions" => Scenario {
+            nodes: 12,
+            topology: Topology::Random { degree: 2 },
+            password: Some("mixed".into()),
+            v2_only: vec![1, 4, 7, 10],
+            v3_only: vec![2, 5, 8, 11],
+            workload: some_traffic,
+            faults: vec![fault(20_000, Some(40_000), FaultKind::Crash { node: 3 })],
+            duration_ms: 60_000,
+            expect_formed: true,
             ..base
         },
         "maelstrom-3d" => Scenario {

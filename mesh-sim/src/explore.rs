@@ -149,6 +149,19 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         faults.push(Fault { at_ms, until_ms, kind });
     }
     let password = chance(&mut rng, 50).then(|| format!("pw{}", below(&mut rng, 1000)));
+    // Each peer's protocol versions: most offer [2, 3]; some only 2 (as Go peers);
+    // in a third of the runs with no version-2-only peer, some require version 3.
+    let mut v2_only = Vec::new();
+    let mut v3_only = Vec::new();
+    if chance(&mut rng, 40) {
+        v2_only = (0..nodes).filter(|_| chance(&mut rng, 30)).collect();
+    }
+    if v2_only.is_empty() && chance(&mut rng, 33) {
+        v3_only = (0..nodes).filter(|_| chance(&mut rng, 40)).collect();
+    } else if chance(&mut rng, 20) {
+        // And sometimes both, which refuse each other: the others must bridge them.
+        v3_only = (0..nodes).filter(|i| !v2_only.contains(i) && chance(&mut rng, 30)).collect();
+    }
     let connection_limit = if chance(&mut rng, 15) { 2 + below(&mut rng, nodes as u64) as usize } else { 64 };
     let discovery = chance(&mut rng, 80);
     // Bounds get workloads that reach them: bursts of large unicasts fill the queues
@@ -180,6 +193,8 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         nodes,
         topology,
         password,
+        v2_only,
+        v3_only,
         connection_limit,
         discovery,
         gossip_interval_ms: 30_000,
@@ -408,6 +423,12 @@ fn candidates(sc: &Scenario) -> Vec<Scenario> {
     }
     if sc.password.is_some() {
         out.push(Scenario { password: None, ..sc.clone() });
+    }
+    if !sc.v2_only.is_empty() {
+        out.push(Scenario { v2_only: Vec::new(), ..sc.clone() });
+    }
+    if !sc.v3_only.is_empty() {
+        out.push(Scenario { v3_only: Vec::new(), ..sc.clone() });
     }
     if sc.max_relay_channels.is_some() {
         out.push(Scenario { max_relay_channels: None, ..sc.clone() });

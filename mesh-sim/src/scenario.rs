@@ -16,8 +16,14 @@ pub struct Scenario {
     pub nodes: usize,
     /// Who dials whom at start.
     pub topology: Topology,
-    /// Shared password (`None`: plaintext).
+    /// Shared password (`None`: plaintext in version 2, unauthenticated encryption in
+    /// version 3).
     pub password: Option<String>,
+    /// Peers (by index) that offer only protocol version 2, as Go peers do; the others
+    /// offer [2, 3] and speak version 3 to each other.
+    pub v2_only: Vec<usize>,
+    /// Peers (by index) that require version 3: they refuse the version-2-only ones.
+    pub v3_only: Vec<usize>,
     /// Connection limit of each peer.
     pub connection_limit: usize,
     /// Whether peers dial the addresses they learn by gossip.
@@ -61,6 +67,8 @@ impl Default for Scenario {
             nodes: 5,
             topology: Topology::Star,
             password: None,
+            v2_only: Vec::new(),
+            v3_only: Vec::new(),
             connection_limit: 64,
             discovery: true,
             gossip_interval_ms: 30_000,

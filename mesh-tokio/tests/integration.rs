@@ -15,6 +15,11 @@ async fn counters_converge_with_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_2_and_3_mix_and_a_minimum_is_enforced() {
+    suite::mixed_versions(Tokio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_peer_with_the_same_name_rejoins() {
     suite::restart_rejoins(Tokio).await;
 }

@@ -8,9 +8,10 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
-use mesh_proto::HandshakeError;
 use mesh_proto::counter::{Counter, Counts};
+use mesh_proto::wire::header::HeaderError;
 use mesh_proto::{CloseReason, Event, PeerName};
+use mesh_proto::{HandshakeError, Security};
 
 use crate::{Channel, Events, Mesh, MeshBuilder, Runtime};
 
@@ -68,11 +69,25 @@ pub fn name(i: u64) -> PeerName {
     PeerName::from_u64(0x0d00_0000_0000 + i).expect("48-bit name")
 }
 
-/// Starts suite peer `i` on 127.0.0.1:0 with a counter on channel `default`.
+/// Starts suite peer `i` on 127.0.0.1:0 with a counter on channel `default`, offering
+/// the default protocol versions [2, 3].
 pub async fn start<R: Runtime>(rt: &R, i: u64, password: Option<&str>, peers: &[SocketAddr]) -> Peer<R> {
+    start_with(rt, i, password, peers, (2, 3)).await
+}
+
+/// [`start`] with the protocol versions `(min, max)`.
+pub async fn start_with<R: Runtime>(
+    rt: &R,
+    i: u64,
+    password: Option<&str>,
+    peers: &[SocketAddr],
+    versions: (u8, u8),
+) -> Peer<R> {
     let mut b = MeshBuilder::with_runtime(rt.clone(), name(i))
         .nickname(format!("peer{i}"))
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .min_protocol_version(versions.0)
+        .max_protocol_version(versions.1)
         .peers(peers.iter().map(|a| a.to_string()));
     if let Some(p) = password {
         b = b.password(p.to_owned());
@@ -144,6 +159,71 @@ pub async fn counters_converge<R: Runtime>(rt: R, password: Option<&str>) {
     let st = status(&rt, &peers[1].mesh).await;
     assert_eq!(st.encryption, password.is_some());
     assert_eq!(st.peers.len(), 3, "{:?}", st.peers);
+    // Rust peers speak version 3 to each other, encrypted even without a password.
+    let security = if password.is_some() { Security::V3Password } else { Security::V3Unauthenticated };
+    for p in &peers {
+        assert_versions(&status(&rt, &p.mesh).await, &[], 3, security);
+    }
+    for p in peers {
+        shutdown(&rt, p.mesh).await;
+    }
+}
+
+/// Every established connection of `st` (except to the peers in `except`) negotiated
+/// `version` with `security`, and there is at least one.
+pub fn assert_versions(st: &mesh_proto::Status, except: &[PeerName], version: u8, security: Security) {
+    let established: Vec<_> = st
+        .connections
+        .iter()
+        .filter(|c| c.state == mesh_proto::ConnectionState::Established)
+        .filter(|c| !except.iter().any(|n| c.info.contains(&n.to_string())))
+        .collect();
+    assert!(!established.is_empty(), "{}: no established connection: {:?}", st.name, st.connections);
+    for c in established {
+        assert_eq!((c.protocol_version, c.security), (Some(version), Some(security)), "{}: {c:?}", st.name);
+    }
+}
+
+/// A peer offering [2, 3], a version-2-only peer and a peer requiring version 3: the
+/// first speaks version 2 to the second and 3 to the third, the third refuses the second
+/// with a typed reason, and the counters converge through the first.
+pub async fn mixed_versions<R: Runtime>(rt: R) {
+    let both = start_with(&rt, 1, Some("mixed"), &[], (2, 3)).await;
+    let first = both.mesh.local_addr();
+    let old = start_with(&rt, 2, Some("mixed"), &[first], (2, 2)).await;
+    let strict = start_with(&rt, 3, Some("mixed"), &[first], (3, 3)).await;
+    let mut strict_events = events(&rt, &strict.mesh).await;
+    // The strict peer meets the old one directly too, and refuses it.
+    strict.mesh.initiate_connections([old.mesh.local_addr().to_string()], false).await.expect("dial");
+    wait_for_event(&rt, &mut strict_events, 10, "peer 3 to refuse the version-2-only peer", |e| {
+        matches!(
+            e,
+            Event::ConnectionClosed {
+                reason: CloseReason::Handshake(HandshakeError::Header(HeaderError::BelowMinimum {
+                    remote_max: 2,
+                    our_min: 3
+                })),
+                ..
+            }
+        )
+    })
+    .await;
+    let peers = [both, old, strict];
+    for p in &peers {
+        increment(&rt, p).await;
+    }
+    let ok = eventually(&rt, 20, || peers.iter().all(|p| p.counter.value() == 3)).await;
+    assert!(
+        ok,
+        "counters never converged: {:?}",
+        peers.iter().map(|p| p.counter.value()).collect::<Vec<_>>()
+    );
+    let st = status(&rt, &peers[0].mesh).await;
+    assert_eq!(st.protocol_versions, (2, 3));
+    assert_versions(&st, &[name(3)], 2, Security::V2Password);
+    assert_versions(&st, &[name(2)], 3, Security::V3Password);
+    assert_versions(&status(&rt, &peers[1].mesh).await, &[], 2, Security::V2Password);
+    assert_versions(&status(&rt, &peers[2].mesh).await, &[], 3, Security::V3Password);
     for p in peers {
         shutdown(&rt, p.mesh).await;
     }

@@ -172,6 +172,7 @@ impl Node {
             topology: Default::default(),
         }));
         self.stats.handshakes += 1;
+        self.stats.handshakes_v3 += u64::from(version == 3);
         if arrival.outbound {
             self.connector.answered_by(&arrival.addr, name);
         }

@@ -23,6 +23,8 @@ pub struct Stats {
     pub slow_reader_closes: u64,
     /// Handshakes completed.
     pub handshakes: u64,
+    /// Of those, the ones that negotiated protocol version 3.
+    pub handshakes_v3: u64,
     /// Registrations that replaced a connection or lost a tie-break.
     pub tie_breaks: u64,
     /// Connections from peers that had restarted since we last knew them.

@@ -75,12 +75,16 @@ impl Node {
             let negotiated = c.running().map(|r| (r.version, r.security));
             let (state, info) = match &c.phase {
                 Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => {
-                    // Go's wording for version 2; version 3 always encrypts.
-                    let enc = match (r.security, c.trusts_remote && r.remote.trusts_us) {
+                    // Go's wording ("unencrypted": both ends trust each other, so an
+                    // overlay may skip its own encryption; mesh traffic stays sealed),
+                    // and the version 3 marks.
+                    let trusted = c.trusts_remote && r.remote.trusts_us;
+                    let enc = match (r.security, trusted) {
                         (Security::Plaintext, _) => "",
                         (Security::V2Password, false) => "encrypted ",
                         (Security::V2Password, true) => "unencrypted ",
-                        (Security::V3Password, _) => "encrypted v3 ",
+                        (Security::V3Password, false) => "encrypted v3 ",
+                        (Security::V3Password, true) => "unencrypted v3 ",
                         (Security::V3Unauthenticated, _) => "encrypted v3 unauthenticated ",
                     };
                     let nickname = String::from_utf8_lossy(&r.remote.nickname);

@@ -51,13 +51,21 @@ impl Runner<'_> {
     }
 
     /// Whether the live members are connected by who dials whom (either direction).
+    /// Whether peers `a` and `b` share a protocol version: a version-2-only peer and one
+    /// that requires version 3 never connect.
+    pub(super) fn versions_compatible(&self, a: usize, b: usize) -> bool {
+        let v2 = |i: usize| self.sc.v2_only.contains(&i) && !self.sc.v3_only.contains(&i);
+        let v3 = |i: usize| self.sc.v3_only.contains(&i) && !self.sc.v2_only.contains(&i);
+        !(v2(a) && v3(b) || v3(a) && v2(b))
+    }
+
     pub(super) fn dial_graph_connected(&self) -> bool {
         let live = self.live_members();
         let Some(&first) = live.first() else { return true };
         let is_live: BTreeSet<usize> = live.iter().copied().collect();
         let mut adj: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &(a, b) in &self.direct {
-            if is_live.contains(&a) && is_live.contains(&b) {
+            if is_live.contains(&a) && is_live.contains(&b) && self.versions_compatible(a, b) {
                 adj.entry(a).or_default().push(b);
                 adj.entry(b).or_default().push(a);
             }
@@ -204,7 +212,8 @@ impl Runner<'_> {
         self.tally.not_applicable("reconnection", "no live peer dials another live peer");
         let comp_of: BTreeMap<usize, usize> =
             comps.iter().enumerate().flat_map(|(k, c)| c.iter().map(move |i| (*i, k))).collect();
-        let pairs: Vec<(usize, usize)> = self.direct.iter().copied().collect();
+        let pairs: Vec<(usize, usize)> =
+            self.direct.iter().copied().filter(|&(a, b)| self.versions_compatible(a, b)).collect();
         for (a, b) in pairs {
             if let (Some(x), Some(y)) = (comp_of.get(&a), comp_of.get(&b)) {
                 self.tally.examined("reconnection", 1);
@@ -522,6 +531,7 @@ impl Runner<'_> {
         let frames = sum(|s| s.frames_sent);
         for (k, v) in [
             ("handshakes", sum(|s| s.handshakes)),
+            ("handshakes_v3", sum(|s| s.handshakes_v3)),
             ("tie_breaks", sum(|s| s.tie_breaks)),
             ("restarts_detected", sum(|s| s.restarts_detected)),
             ("gc_removed", sum(|s| s.gc_removed)),

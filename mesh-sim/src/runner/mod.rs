@@ -424,6 +424,12 @@ impl<'a> Runner<'a> {
     fn config(sc: &Scenario, i: usize, name: PeerName, password: Option<String>) -> Config {
         let mut c = Config::new(name, format!("n{i}"));
         c.password = password.map(Bytes::from);
+        if sc.v2_only.contains(&i) {
+            c.max_protocol_version = 2;
+        }
+        if sc.v3_only.contains(&i) && !sc.v2_only.contains(&i) {
+            c.min_protocol_version = 3;
+        }
         c.conn_limit = sc.connection_limit;
         c.peer_discovery = sc.discovery;
         c.gossip_interval = Duration::from_millis(sc.gossip_interval_ms);
