@@ -1,7 +1,8 @@
 //! The adapters' benchmark, written once against [`Runtime`] (feature `bench`; each
 //! adapter's `bench` example runs it under its executor):
 //! - unicast throughput between two meshes on loopback: 1 KiB messages plaintext and
-//!   encrypted, 64 KiB messages encrypted;
+//!   encrypted, 64 KiB messages encrypted, each under protocol version 2 (as with Go
+//!   peers: XSalsa20-Poly1305) and version 3 (between Rust peers: ChaCha20-Poly1305);
 //! - idle CPU and resident memory of a 16-peer cluster in one process.
 //!
 //! Arguments: `[MESSAGES [IDLE_SECONDS]]` (`MESSAGES` 0: only the idle cluster, whose
@@ -66,11 +67,16 @@ pub async fn throughput<R: Runtime>(
     messages: u64,
     size: usize,
     password: Option<&str>,
+    max_version: u8,
 ) -> Result<f64, Error> {
     let received = Arc::new(AtomicU64::new(0));
     let (a_name, b_name) = (PeerName::from_u64(0xa1).unwrap(), PeerName::from_u64(0xb1).unwrap());
-    let mut b = MeshBuilder::with_runtime(rt.clone(), b_name).listen("127.0.0.1:0".parse().unwrap());
-    let mut a = MeshBuilder::with_runtime(rt.clone(), a_name).listen("127.0.0.1:0".parse().unwrap());
+    let mut b = MeshBuilder::with_runtime(rt.clone(), b_name)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .max_protocol_version(max_version);
+    let mut a = MeshBuilder::with_runtime(rt.clone(), a_name)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .max_protocol_version(max_version);
     if let Some(p) = password {
         a = a.password(p.to_owned());
         b = b.password(p.to_owned());
@@ -187,12 +193,15 @@ pub async fn run<R: Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
     // MESSAGES = 0 measures the idle cluster alone, in a fresh process.
     if messages > 0 {
         let big = (messages / 40).max(1);
-        for (label, count, size, pw) in [
-            ("1 KiB plaintext", messages, 1024, None),
-            ("1 KiB encrypted", messages, 1024, Some("bench password")),
-            ("64 KiB encrypted", big, 64 * 1024, Some("bench password")),
+        let pw = Some("bench password");
+        for (label, count, size, pw, version) in [
+            ("1 KiB plaintext (v2)", messages, 1024, None, 2),
+            ("1 KiB encrypted (v2)", messages, 1024, pw, 2),
+            ("64 KiB encrypted (v2)", big, 64 * 1024, pw, 2),
+            ("1 KiB encrypted (v3)", messages, 1024, pw, 3),
+            ("64 KiB encrypted (v3)", big, 64 * 1024, pw, 3),
         ] {
-            let rate = throughput(&rt, count, size, pw).await?;
+            let rate = throughput(&rt, count, size, pw, version).await?;
             println!("unicast {label}: {rate:.0} msgs/s ({:.1} MB/s)", rate * size as f64 / 1e6);
         }
     }

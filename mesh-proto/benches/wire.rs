@@ -7,14 +7,16 @@ use mesh_proto::Instant;
 use mesh_proto::PeerName;
 use mesh_proto::fuzzing::crypto::{Session, TAG_LEN};
 use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, Progress, Role};
+use mesh_proto::fuzzing::sealing::{Direction, Sealing, V3Session};
 use mesh_proto::wire::header::Preamble;
 use mesh_proto::wire::topology::{self, ConnectionSummary, PeerRecord, PeerSummary};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::hint::black_box;
 
+/// Version 2 (XSalsa20-Poly1305, Go's) and version 3 (ChaCha20-Poly1305) frames.
 fn seal_open(c: &mut Criterion) {
-    let mut g = c.benchmark_group("seal+open");
+    let mut g = c.benchmark_group("seal+open/v2");
     for size in [1024usize, 64 * 1024] {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
@@ -28,6 +30,25 @@ fn seal_open(c: &mut Criterion) {
                 a.sealer.seal_in_place(&mut buf);
                 z.opener.open_in_place(&mut buf).unwrap();
                 black_box(&buf);
+            });
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("seal+open/v3");
+    for size in [1024usize, 64 * 1024] {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
+            let (k1, k2) = ([3u8; 32], [4u8; 32]);
+            let mut a = Sealing::V3(V3Session { sealer: Direction::new(&k1), opener: Direction::new(&k2) });
+            let mut z = Sealing::V3(V3Session { sealer: Direction::new(&k2), opener: Direction::new(&k1) });
+            // A whole frame: length prefix, plaintext, room for the tag.
+            let mut frame = vec![0u8; 4 + size + TAG_LEN];
+            frame[..4].copy_from_slice(&((size + TAG_LEN) as u32).to_be_bytes());
+            b.iter(|| {
+                frame[4..4 + size].fill(0x5a);
+                a.seal_frame(&mut frame).unwrap();
+                let range = z.open_body(&mut frame[4..]).unwrap();
+                black_box(range);
             });
         });
     }
@@ -84,7 +105,7 @@ fn topology_update(c: &mut Criterion) {
     g.finish();
 }
 
-fn config(role: Role, n: u64, password: Option<&'static str>) -> HandshakeConfig {
+fn config(role: Role, n: u64, password: Option<&'static str>, versions: Preamble) -> HandshakeConfig {
     HandshakeConfig {
         role,
         name: PeerName::from_u64(n).unwrap(),
@@ -93,20 +114,25 @@ fn config(role: Role, n: u64, password: Option<&'static str>) -> HandshakeConfig
         short_id: 1,
         trusts_remote: false,
         password: password.map(|p| Bytes::from_static(p.as_bytes())),
-        versions: Preamble::OURS,
+        versions,
     }
 }
 
 fn handshakes(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake-pair");
     g.throughput(Throughput::Elements(1));
-    for (label, pw) in [("plaintext", None), ("encrypted", Some("s3cret"))] {
+    for (label, pw, versions) in [
+        ("v2-plaintext", None, Preamble::V2_ONLY),
+        ("v2-encrypted", Some("s3cret"), Preamble::V2_ONLY),
+        ("v3-unauthenticated", None, Preamble::OURS),
+        ("v3-password", Some("s3cret"), Preamble::OURS),
+    ] {
         g.bench_function(label, |b| {
             let mut rng = ChaCha20Rng::seed_from_u64(1);
             b.iter(|| {
                 let now = Instant::ZERO;
-                let mut a = Handshake::new(config(Role::Dialer, 1, pw), &mut rng, now);
-                let mut z = Handshake::new(config(Role::Listener, 2, pw), &mut rng, now);
+                let mut a = Handshake::new(config(Role::Dialer, 1, pw, versions), &mut rng, now);
+                let mut z = Handshake::new(config(Role::Listener, 2, pw, versions), &mut rng, now);
                 let (mut da, mut dz) = (false, false);
                 while !(da && dz) {
                     let to_z = a.take_output();

@@ -7,12 +7,12 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::crypto::CryptoError;
+use crate::crypto::{CryptoError, TAG_LEN};
 use crate::gossip::SendSlots;
 use crate::handshake::Handshake;
 use crate::handshake::Security;
 use crate::name::PeerName;
-use crate::sealing::Sealing;
+use crate::sealing::{Sealing, V3Session};
 use crate::time::Instant;
 use crate::wire::features::RemoteFeatures;
 use crate::wire::frame::{self, FrameDecoder, FrameError, LEN_PREFIX};
@@ -71,6 +71,8 @@ pub(crate) struct Connection {
     pub(crate) in_flight_bytes: usize,
     /// The sealer refused a frame (its counter at the limit): the next flush closes.
     pub(crate) seal_failed: Option<CryptoError>,
+    /// Version 3: where the record being filled starts in `out` (at its length prefix).
+    record: Option<usize>,
 }
 
 impl Connection {
@@ -92,6 +94,7 @@ impl Connection {
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
             seal_failed: None,
+            record: None,
         }
     }
 
@@ -125,22 +128,37 @@ impl Connection {
         self.in_flight_bytes + self.out.len()
     }
 
-    /// Appends one frame whose body `body` writes, sealed if the connection encrypts.
+    /// Appends one message whose body `body` writes: a frame of its own, sealed in
+    /// version 2 if the connection encrypts; in version 3 an inner frame of the record
+    /// being filled, sealed when the record is taken out (or full).
     pub(crate) fn append_frame(
         &mut self,
         max_len: usize,
         body: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), AppendError> {
-        let Phase::Running(r) = &mut self.phase else { return Ok(()) };
-        let r = append_frame(&mut self.out, r.session.as_mut(), max_len, body);
-        if let Err(AppendError::Crypto(e)) = &r {
-            self.seal_failed = Some(e.clone());
+        let Connection { phase: Phase::Running(r), out, record, seal_failed, .. } = self else {
+            return Ok(());
+        };
+        let result = match r.session.as_mut() {
+            Some(Sealing::V3(s)) => append_to_record(out, record, s, max_len, body),
+            session => append_frame(out, session, max_len, body),
+        };
+        if let Err(AppendError::Crypto(e)) = &result {
+            *seal_failed = Some(e.clone());
         }
-        r
+        result
     }
 
-    /// Takes the frames built so far as one transmit, remembering them as in flight.
+    /// Takes the frames built so far as one transmit, remembering them as in flight. A
+    /// version 3 record being filled is sealed first.
     pub(crate) fn take_out(&mut self, now: Instant) -> Option<Bytes> {
+        if let Connection { phase: Phase::Running(r), out, record, seal_failed, .. } = self {
+            if let Some(Sealing::V3(s)) = r.session.as_mut() {
+                if let Err(e) = close_record(out, record, s) {
+                    *seal_failed = Some(e);
+                }
+            }
+        }
         if self.out.is_empty() {
             return None;
         }
@@ -177,6 +195,68 @@ pub(crate) enum AppendError {
     Frame(FrameError),
     /// The sealer refused (its counter is at its limit); the connection must close.
     Crypto(CryptoError),
+}
+
+/// Version 3: appends one message as an inner frame (4-byte length, body) of the record
+/// being filled in `out`, opening one if none is. A record's plaintext stays within one
+/// largest message and its prefix (`max_len + 4`): a message that would take it further
+/// goes into a new record, which seals the full one.
+fn append_to_record(
+    out: &mut Vec<u8>,
+    record: &mut Option<usize>,
+    session: &mut V3Session,
+    max_len: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), AppendError> {
+    let opened = record.is_none();
+    let record_start = *record.get_or_insert_with(|| {
+        out.extend_from_slice(&[0; LEN_PREFIX]);
+        out.len() - LEN_PREFIX
+    });
+    let start = out.len();
+    out.resize(start + LEN_PREFIX, 0);
+    body(out);
+    let len = out.len() - start - LEN_PREFIX;
+    if let Err(e) = frame::check_len(len, max_len) {
+        out.truncate(if opened { record_start } else { start });
+        if opened {
+            *record = None;
+        }
+        return Err(AppendError::Frame(e));
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    let plain = out.len() - record_start - LEN_PREFIX;
+    if !opened && plain > max_len + LEN_PREFIX {
+        // Rare (once per `max_len` bytes at most): move the message to a new record.
+        let message = out.split_off(start);
+        close_record(out, record, session).map_err(AppendError::Crypto)?;
+        *record = Some(out.len());
+        out.extend_from_slice(&[0; LEN_PREFIX]);
+        out.extend_from_slice(&message);
+    }
+    Ok(())
+}
+
+/// Version 3: seals the record being filled in `out`, if any: its length prefix, then
+/// the tag after its plaintext. An empty record is dropped.
+fn close_record(
+    out: &mut Vec<u8>,
+    record: &mut Option<usize>,
+    session: &mut V3Session,
+) -> Result<(), CryptoError> {
+    let Some(start) = record.take() else { return Ok(()) };
+    let plain = out.len() - start - LEN_PREFIX;
+    if plain == 0 {
+        out.truncate(start);
+        return Ok(());
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&((plain + TAG_LEN) as u32).to_be_bytes());
+    out.resize(out.len() + TAG_LEN, 0);
+    if let Err(e) = session.sealer.seal_frame(&mut out[start..]) {
+        out.truncate(start);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Appends one frame to `out`, building the body in place and sealing it in place.

@@ -65,6 +65,12 @@ pub enum CryptoError {
         /// The limit.
         limit: u64,
     },
+    /// The AEAD refused to seal (a message beyond its length limit); nothing was sent.
+    #[error("the cipher refused to seal a frame of {len} bytes")]
+    Seal {
+        /// The plaintext's length.
+        len: usize,
+    },
     /// A sealed frame is shorter than its tag.
     #[error("sealed frame of {len} bytes is shorter than the 16-byte tag")]
     Short {
@@ -226,10 +232,14 @@ impl Sealer {
         #[cfg(not(fuzzing))]
         {
             let (tag_slot, msg) = buf.split_at_mut(TAG_LEN);
-            // Encryption with an in-memory buffer cannot fail; the error case is a length
-            // limit far above the 10 MiB frame limit.
-            if let Ok(tag) = self.cipher.encrypt_in_place_detached(Nonce::from_slice(&n), b"", msg) {
-                tag_slot.copy_from_slice(&tag);
+            // Fails only at a length limit far above the 10 MiB frame limit; should it,
+            // the plaintext is wiped (fail closed) and the frame goes out unopenable.
+            match self.cipher.encrypt_in_place_detached(Nonce::from_slice(&n), b"", msg) {
+                Ok(tag) => tag_slot.copy_from_slice(&tag),
+                Err(_) => {
+                    msg.fill(0);
+                    tag_slot.fill(0);
+                }
             }
         }
     }

@@ -104,10 +104,14 @@ impl Direction {
         #[cfg(not(fuzzing))]
         {
             let nonce = v3_nonce(seq);
-            // Cannot fail below ChaCha20-Poly1305's 256 GiB message limit, far above any
-            // frame; should it, the frame goes out unopenable and the remote closes.
-            if let Ok(tag) = self.cipher.encrypt_inout_detached(&Nonce::from(nonce), aad, msg.into()) {
-                tag_slot.copy_from_slice(&tag);
+            // Fails only above ChaCha20-Poly1305's 256 GiB message limit, far above any
+            // frame; should it, nothing of the plaintext is left to go out.
+            match self.cipher.encrypt_inout_detached(&Nonce::from(nonce), aad, msg.into()) {
+                Ok(tag) => tag_slot.copy_from_slice(&tag),
+                Err(_) => {
+                    msg.fill(0);
+                    return Err(CryptoError::Seal { len: msg.len() });
+                }
             }
         }
         Ok(())

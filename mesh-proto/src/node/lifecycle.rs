@@ -14,11 +14,28 @@ use crate::gossip::Slot;
 use crate::handshake::{Handshake, HandshakeConfig, Outcome, Progress, Role};
 use crate::name::PeerName;
 use crate::sabotage::Sabotage;
+use crate::sealing::Sealing;
 use crate::time::Instant;
 use crate::topology::{Peer, RemoteConnection};
-use crate::wire::frame::{FrameDecoder, FrameError};
+use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX};
 use crate::wire::header::Preamble;
 use crate::wire::message::{self, Message};
+
+/// Version 3: takes the next inner frame (4-byte length, body) off a record's plaintext.
+fn inner_frame(rest: &mut Bytes, max_len: usize) -> Result<Bytes, FrameError> {
+    if rest.len() < LEN_PREFIX {
+        return Err(FrameError::Truncated { have: rest.len(), need: LEN_PREFIX });
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    if len > max_len {
+        return Err(FrameError::TooLarge { len: len as u64, max: max_len });
+    }
+    if rest.len() < LEN_PREFIX + len {
+        return Err(FrameError::Truncated { have: rest.len(), need: LEN_PREFIX + len });
+    }
+    rest.advance(LEN_PREFIX);
+    Ok(rest.split_to(len))
+}
 
 /// What the steps of handshake completion need to know about the new connection.
 struct Arrival {
@@ -100,7 +117,8 @@ impl Node {
         }
     }
 
-    /// Opens and handles every complete frame `id` has buffered.
+    /// Opens and handles every complete frame `id` has buffered: in version 2 a frame is
+    /// one message, in version 3 a record of inner frames, one message each.
     fn read_frames(&mut self, id: ConnId, now: Instant) {
         loop {
             let Some(r) = self.conns.get_mut(&id).and_then(Connection::running_mut) else { return };
@@ -109,6 +127,7 @@ impl Node {
                 Ok(None) => return,
                 Err(e) => return self.close(id, CloseReason::Frame(e), now),
             };
+            let records = matches!(r.session, Some(Sealing::V3(_)));
             if let Some(s) = r.session.as_mut() {
                 match s.open_body(&mut body) {
                     Ok(range) => {
@@ -119,16 +138,40 @@ impl Node {
                 }
             }
             r.receive_deadline = now + RECEIVE_TIMEOUT;
-            self.stats.frames_received += 1;
             let body = body.freeze();
-            match Message::decode(&body) {
-                Err(e) => return self.close(id, CloseReason::Message(e), now),
-                Ok(Message::Gossip(g)) => self.on_gossip(id, &body, g, now),
-                // Heartbeats only refresh the deadline; overlay and unknown tags and
-                // empty frames are ignored, as by Go with the null overlay.
-                Ok(_) => {}
+            if !records {
+                if !self.on_message(id, body, now) {
+                    return;
+                }
+                continue;
+            }
+            let mut rest = body;
+            while !rest.is_empty() {
+                let message = match inner_frame(&mut rest, self.config.max_frame_len) {
+                    Ok(m) => m,
+                    Err(e) => return self.close(id, CloseReason::Frame(e), now),
+                };
+                if !self.on_message(id, message, now) {
+                    return;
+                }
             }
         }
+    }
+
+    /// Handles one message received on `id`; false if the connection is gone.
+    fn on_message(&mut self, id: ConnId, body: Bytes, now: Instant) -> bool {
+        self.stats.frames_received += 1;
+        match Message::decode(&body) {
+            Err(e) => {
+                self.close(id, CloseReason::Message(e), now);
+                return false;
+            }
+            Ok(Message::Gossip(g)) => self.on_gossip(id, &body, g, now),
+            // Heartbeats only refresh the deadline; overlay and unknown tags and
+            // empty frames are ignored, as by Go with the null overlay.
+            Ok(_) => {}
+        }
+        self.conns.contains_key(&id)
     }
 
     /// The handshake of `id` succeeded: bind, check, tie-break, admit, register.
@@ -144,6 +187,11 @@ impl Node {
     /// remote described.
     fn enter_running(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<(Arrival, Peer)> {
         let Outcome { remote, session, leftover, version, security, .. } = outcome;
+        let frames = match &session {
+            // A record holds up to one largest message and its prefix, and a tag.
+            Some(Sealing::V3(_)) => FrameDecoder::for_records(self.config.max_frame_len),
+            _ => FrameDecoder::new(self.config.max_frame_len),
+        };
         let c = self.conns.get_mut(&id)?;
         let name = remote.name;
         let arrival = Arrival {
@@ -164,7 +212,7 @@ impl Node {
             version,
             security,
             session,
-            frames: FrameDecoder::new(self.config.max_frame_len),
+            frames,
             bound: false,
             since: now,
             heartbeat_at: now + HEARTBEAT_INTERVAL,

@@ -80,7 +80,9 @@ pub struct Node {
     pacing: AcceptPacing,
     updates: UpdateSchedule,
     outputs: VecDeque<Output>,
-    to_flush: BTreeSet<ConnId>,
+    to_flush: send::FlushQueue,
+    /// The time of the last input, for the flush that [`Node::poll_output`] does.
+    input_now: Instant,
     next_conn: u64,
     terminations: u64,
     shut_down: bool,
@@ -142,7 +144,8 @@ impl Node {
             pacing: AcceptPacing::new(now),
             updates: UpdateSchedule::default(),
             outputs: VecDeque::new(),
-            to_flush: BTreeSet::new(),
+            to_flush: send::FlushQueue::default(),
+            input_now: now,
             next_conn: 1,
             terminations: 0,
             shut_down: false,
@@ -286,8 +289,17 @@ impl Node {
         }
     }
 
-    /// The next output, if any. Drain after every input.
+    /// The next output, if any. Drain after every input, or after a batch of them:
+    /// what the inputs of a batch queued for a connection leaves as one transmit (in
+    /// version 3, one sealed record), once the other outputs are taken.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        let now = self.input_now;
+        while let Some(id) = self.to_flush.pop_first() {
+            self.flush(id, now);
+        }
         self.outputs.pop_front()
     }
 
@@ -306,16 +318,15 @@ impl Node {
         conns.flatten().chain(self.timers.next()).min()
     }
 
-    /// Ends the input: the connector re-checks if something it depends on changed, and
-    /// every connection with something to send is flushed.
+    /// Ends the input: the connector re-checks if something it depends on changed.
+    /// Connections with something to send are flushed by the next [`Node::poll_output`]
+    /// that finds no other output, so the frames of a batch of inputs share a transmit.
     fn after_input(&mut self, now: Instant) {
         if self.connector_dirty && !self.shut_down {
             self.connector_dirty = false;
             self.run_connector(now);
         }
-        while let Some(id) = self.to_flush.pop_first() {
-            self.flush(id, now);
-        }
+        self.input_now = now;
     }
 
     // ------------------------------------------------------------------ application

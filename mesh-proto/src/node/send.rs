@@ -85,6 +85,7 @@ impl Node {
     pub(super) fn flush(&mut self, id: ConnId, now: Instant) {
         while self.write_next_slot(id) {}
         let Some(c) = self.conns.get_mut(&id) else { return };
+        let data = c.take_out(now);
         if let Some(e) = c.seal_failed.take() {
             return self.close(id, CloseReason::Crypto(e), now);
         }
@@ -93,7 +94,7 @@ impl Node {
         if c.queued() > 2 * MAX_QUEUED_BYTES + self.config.max_frame_len {
             return self.close(id, CloseReason::SendBufferFull, now);
         }
-        if let Some(data) = c.take_out(now) {
+        if let Some(data) = data {
             self.stats.bytes_sent += data.len() as u64;
             self.outputs.push_back(Output::Transmit { conn: id, data });
         }
@@ -180,4 +181,35 @@ fn write_topology(
         }
     }
     write(&mut chunk, &mut len, c);
+}
+
+/// The connections with something to send, flushed in the order they were first given
+/// something (so a batch of inputs transmits in the order a flush per input would).
+#[derive(Default)]
+pub(super) struct FlushQueue {
+    order: std::collections::VecDeque<ConnId>,
+    members: BTreeSet<ConnId>,
+}
+
+impl FlushQueue {
+    /// Queues `id` unless it is queued already.
+    pub(super) fn insert(&mut self, id: ConnId) {
+        if self.members.insert(id) {
+            self.order.push_back(id);
+        }
+    }
+
+    /// Forgets `id` (its connection is gone).
+    pub(super) fn remove(&mut self, id: &ConnId) {
+        if self.members.remove(id) {
+            self.order.retain(|c| c != id);
+        }
+    }
+
+    /// The connection queued first.
+    pub(super) fn pop_first(&mut self) -> Option<ConnId> {
+        let id = self.order.pop_front()?;
+        self.members.remove(&id);
+        Some(id)
+    }
 }

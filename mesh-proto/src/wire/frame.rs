@@ -13,6 +13,10 @@ use crate::config::MAX_FRAME_LEN;
 /// Size of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 
+/// What a version 3 record adds to the messages it carries beyond their own prefixes:
+/// the inner prefix of a largest message and the 16-byte tag.
+pub const RECORD_OVERHEAD: usize = LEN_PREFIX + 16;
+
 /// Why a frame could not be read or written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -57,6 +61,12 @@ impl FrameDecoder {
             pending: None,
             burst: false,
         }
+    }
+
+    /// A decoder of version 3 records: bodies up to one message of `max_len` bytes (at
+    /// most Go's 10 MiB), its 4-byte prefix and a 16-byte tag.
+    pub fn for_records(max_len: usize) -> Self {
+        FrameDecoder { max_len: max_len.min(MAX_FRAME_LEN) + RECORD_OVERHEAD, ..FrameDecoder::new(0) }
     }
 
     /// The body limit in force.
