@@ -30,7 +30,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(preamble handshake frame gob features message topology node)
+  targets=(preamble handshake handshake_v3 frame gob features message topology node)
 fi
 min_execs=${FUZZ_MIN_EXECS:-$((seconds * 50))}
 build=(-O -a)

@@ -13,13 +13,18 @@
 //!   `Frame` (blob), `Flip` (blob, `u16`, `u8`), `Replay`, `Skip`, `Advance` (`u32`),
 //!   `Close`.
 //!
-//! Both sides run the real code; with `--cfg fuzzing` the sealing is the transparent
-//! stand-in documented in `mesh_proto::fuzzing::crypto`, so a forged frame needs the right tag.
+//! Both sides run the real code and offer only version 2 ([`Preamble::V2_ONLY`]), so
+//! this target is about version 2 exactly (version 3 has `handshake_v3`); with
+//! `--cfg fuzzing` the sealing is the transparent stand-in documented in
+//! `mesh_proto::fuzzing::crypto`, so a forged frame needs the right tag.
 
 use bytes::Bytes;
 use mesh_proto::config::MAX_FRAME_LEN;
-use mesh_proto::fuzzing::crypto::{CryptoError, KeyPair, Session, TAG_LEN};
-use mesh_proto::fuzzing::handshake::{Handshake, HandshakeConfig, HandshakeError, Progress, Role};
+use mesh_proto::fuzzing::crypto::{CryptoError, KeyPair};
+use mesh_proto::fuzzing::handshake::{
+    Handshake, HandshakeConfig, HandshakeError, Outcome, Progress, Role, Security,
+};
+use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::wire::frame::{FrameDecoder, FrameError};
 use mesh_proto::wire::header::Preamble;
 use mesh_proto::wire::message::Message;
@@ -205,10 +210,14 @@ pub enum Stopped {
 pub struct Report {
     /// Our handshake finished.
     pub done: bool,
+    /// The version and security it finished with.
+    pub finished: Option<(u8, Security)>,
     /// Why our handshake failed.
     pub failed: Option<HandshakeError>,
     /// The remote's handshake finished.
     pub remote_done: bool,
+    /// Why the remote's handshake failed.
+    pub remote_failed: Option<HandshakeError>,
     /// Frames we opened (or read, in plaintext) after the handshake.
     pub frames: usize,
     /// Of which decoded as protocol messages.
@@ -218,7 +227,13 @@ pub struct Report {
 }
 
 /// The configuration of a handshake by peer `name` (at most 48 bits).
-pub(crate) fn config(role: Role, name: PeerName, uid: u64, password: Password) -> HandshakeConfig {
+pub(crate) fn config(
+    role: Role,
+    name: PeerName,
+    uid: u64,
+    password: Option<Bytes>,
+    versions: Preamble,
+) -> HandshakeConfig {
     HandshakeConfig {
         role,
         name,
@@ -226,20 +241,20 @@ pub(crate) fn config(role: Role, name: PeerName, uid: u64, password: Password) -
         uid,
         short_id: (name.to_u64() % 4096) as u16,
         trusts_remote: false,
-        password: password.bytes(),
-        versions: Preamble::OURS,
+        password,
+        versions,
     }
 }
 
-fn name(v: u64) -> PeerName {
+pub(crate) fn name(v: u64) -> PeerName {
     PeerName::from_u64(v).expect("a valid peer name")
 }
 
 /// Our side.
-enum Local {
+pub(crate) enum Local {
     Handshaking(Box<Handshake>),
     Running {
-        session: Option<Session>,
+        session: Option<Sealing>,
         frames: FrameDecoder,
     },
     /// Failed, closed, or stopped reading.
@@ -251,9 +266,10 @@ pub fn run(input: &Input) -> Report {
     let mut now = Instant::from_secs(1);
     let (ours, theirs) =
         if input.we_dial { (Role::Dialer, Role::Listener) } else { (Role::Listener, Role::Dialer) };
-    let mut us = Handshake::with_parts(config(ours, name(US), 11, input.ours), None, 0x5eed, now);
+    let v2 = Preamble::V2_ONLY;
+    let mut us = Handshake::with_parts(config(ours, name(US), 11, input.ours.bytes(), v2), None, 0x5eed, now);
     let them_keys = KeyPair::from_secret([input.their_key; 32]);
-    let them = config(theirs, name(THEM), 22, input.theirs);
+    let them = config(theirs, name(THEM), 22, input.theirs.bytes(), v2);
     let mut remote = Remote::new(Handshake::with_parts(them, Some(them_keys), 0xc0de, now));
     let mut report = Report::default();
     let mut our_outcome_key = None;
@@ -322,11 +338,16 @@ pub fn run(input: &Input) -> Report {
                     Ok(Progress::Pending) => {}
                     Ok(Progress::Done(outcome)) => {
                         assert_eq!(outcome.version, 2);
+                        let security = if input.ours == Password::None {
+                            Security::Plaintext
+                        } else {
+                            Security::V2Password
+                        };
+                        assert_eq!(outcome.security, security);
                         report.done = true;
+                        report.finished = Some((outcome.version, outcome.security));
                         our_outcome_key = Some((outcome.conn_key(), outcome.remote.name));
-                        let mut frames = FrameDecoder::new(MAX_FRAME_LEN);
-                        frames.push(&outcome.leftover);
-                        local = Local::Running { session: outcome.session, frames };
+                        local = start_reading(*outcome);
                         read_frames(&mut local, &mut report);
                     }
                     Err(e) => {
@@ -343,6 +364,7 @@ pub fn run(input: &Input) -> Report {
         }
     }
     report.remote_done = remote.done();
+    report.remote_failed = remote.failed.clone();
 
     // What an honest remote alone must get.
     if clean {
@@ -373,8 +395,24 @@ pub fn run(input: &Input) -> Report {
     report
 }
 
+/// The running connection after a finished handshake: its sealing, and the leftover
+/// bytes as the start of its stream.
+pub(crate) fn start_reading(outcome: Outcome) -> Local {
+    let mut frames = FrameDecoder::new(MAX_FRAME_LEN);
+    frames.push(&outcome.leftover);
+    Local::Running { session: outcome.session, frames }
+}
+
+/// The sequence number the next received frame must carry.
+fn opener_seq(s: &Sealing) -> u64 {
+    match s {
+        Sealing::V2(s) => s.opener.seq(),
+        Sealing::V3(s) => s.opener.seq(),
+    }
+}
+
 /// Reads what frames are complete, as a running connection does; any failure is final.
-fn read_frames(local: &mut Local, report: &mut Report) {
+pub(crate) fn read_frames(local: &mut Local, report: &mut Report) {
     let Local::Running { session, frames } = local else { return };
     loop {
         let mut body = match frames.next_frame() {
@@ -387,13 +425,22 @@ fn read_frames(local: &mut Local, report: &mut Report) {
         };
         let plain: &[u8] = match session.as_mut() {
             Some(s) => {
-                let seq = s.opener.seq();
-                if let Err(e) = s.opener.open_in_place(&mut body) {
-                    assert_eq!(s.opener.seq(), seq, "a failed open moved the sequence number");
-                    report.stopped = Some(Stopped::Crypto(e));
-                    break;
+                let seq = opener_seq(s);
+                match s.open_body(&mut body) {
+                    Ok(range) => {
+                        assert_eq!(
+                            opener_seq(s),
+                            seq + 1,
+                            "an opened frame did not move the sequence number"
+                        );
+                        &body[range]
+                    }
+                    Err(e) => {
+                        assert_eq!(opener_seq(s), seq, "a failed open moved the sequence number");
+                        report.stopped = Some(Stopped::Crypto(e));
+                        break;
+                    }
                 }
-                &body[TAG_LEN..]
             }
             None => &body,
         };

@@ -1,6 +1,6 @@
 //! What the structured fuzz targets share with the seed writer (`src/bin/seeds.rs`).
 //!
-//! The `frame`, `handshake` and `node` targets take inputs with their own small byte
+//! The `frame`, `handshake`, `handshake_v3` and `node` targets take inputs with their own small byte
 //! encoding instead of a derived `Arbitrary` layout, so that seeds can be built from real
 //! protocol runs and written with [`Input::to_bytes`](handshake::Input::to_bytes), and
 //! the fuzzer's mutations of a seed stay meaningful. Every encoding reads any byte string
@@ -11,5 +11,6 @@
 pub mod codec;
 pub mod frame;
 pub mod handshake;
+pub mod handshake_v3;
 pub mod node;
 mod remote;

@@ -4,11 +4,15 @@
 //! write progress; time; application calls.
 //!
 //! Encoding: byte 0 holds the node's settings (bit 0: encrypted with `pw`; bit 1: peer
-//! discovery; bits 2–4: the connection limit); then operations to the end of the input,
-//! each an opcode byte (taken modulo 20) and its fields, in the order of [`Op`]'s
-//! variants and of their fields. `conn` picks a connection by index (modulo their
-//! number), `password` is a [`Password`] in its two low bits, and `peers` is a count
-//! byte followed by that many blobs.
+//! discovery; bits 2–4: the connection limit; bits 5–6: its [`Versions`]); then
+//! operations to the end of the input, each an opcode byte (taken modulo 20) and its
+//! fields, in the order of [`Op`]'s variants and of their fields. `conn` picks a
+//! connection by index (modulo their number), `password` is a [`Password`] in the two
+//! low bits of its byte, whose bit 2 is `v2_only`, and `peers` is a count byte followed
+//! by that many blobs.
+//!
+//! An honest remote offers versions 2 and 3, as a current Rust peer does, or only
+//! version 2 (`v2_only`), so both versions' handshakes and sealing run against the node.
 //!
 //! Every frame the node sends to an honest remote after its handshake must open and
 //! decode there; the remote panics otherwise.
@@ -20,6 +24,7 @@ use bytes::Bytes;
 use mesh_proto::counter::{Counter, Counts};
 use mesh_proto::fuzzing::crypto::KeyPair;
 use mesh_proto::fuzzing::handshake::{Handshake, Role};
+use mesh_proto::wire::header::Preamble;
 use mesh_proto::{CloseReason, Config, ConnId, Event, Instant, Node, Output, PeerName};
 
 use crate::codec::{Reader, Writer};
@@ -75,7 +80,9 @@ pub enum Op {
         uid: u64,
         /// Its password.
         password: Password,
-        /// Its key byte: its secret key is `[key; 32]`.
+        /// It offers only version 2 (else versions 2 and 3).
+        v2_only: bool,
+        /// Its key byte: its version 2 secret key is `[key; 32]` (with a password).
         key: u8,
     },
     /// Up to `max` bytes (all if 0) of what the remote wrote arrive.
@@ -162,6 +169,35 @@ pub enum Op {
     Status,
 }
 
+/// The protocol versions the node is configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versions {
+    /// 2 and 3, the default.
+    Both,
+    /// Only 2 (`max_protocol_version = 2`).
+    V2Only,
+    /// Only 3 (`min_protocol_version = 3`).
+    V3Only,
+}
+
+impl Versions {
+    fn from_bits(b: u8) -> Self {
+        match b & 3 {
+            1 => Versions::V2Only,
+            2 => Versions::V3Only,
+            _ => Versions::Both,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Versions::Both => 0,
+            Versions::V2Only => 1,
+            Versions::V3Only => 2,
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
@@ -171,6 +207,8 @@ pub struct Input {
     pub discovery: bool,
     /// The connection limit (0–7).
     pub conn_limit: u8,
+    /// The versions the node offers.
+    pub versions: Versions,
     /// What happens, in order.
     pub ops: Vec<Op>,
 }
@@ -193,13 +231,17 @@ fn read_op(r: &mut Reader<'_>) -> Option<Op> {
         1 => Op::Dialed { conn: r.u8()? },
         2 => Op::DialFailed { conn: r.u8()? },
         3 => Op::Data { conn: r.u8()?, bytes: r.blob()? },
-        4 => Op::Hello {
-            conn: r.u8()?,
-            name: r.u64()?,
-            uid: r.u64()?,
-            password: Password::from_bits(r.u8()?),
-            key: r.u8()?,
-        },
+        4 => {
+            let (conn, name, uid, pw) = (r.u8()?, r.u64()?, r.u64()?, r.u8()?);
+            Op::Hello {
+                conn,
+                name,
+                uid,
+                password: Password::from_bits(pw),
+                v2_only: pw & 4 != 0,
+                key: r.u8()?,
+            }
+        }
         5 => Op::Deliver { conn: r.u8()?, max: r.u16()? },
         6 => Op::Frame { conn: r.u8()?, body: r.blob()? },
         7 => Op::Flip { conn: r.u8()?, body: r.blob()?, at: r.u16()?, mask: r.u8()? },
@@ -238,12 +280,12 @@ fn write_op(w: &mut Writer, op: &Op) {
             w.u8(*conn);
             w.blob(bytes);
         }
-        Op::Hello { conn, name, uid, password, key } => {
+        Op::Hello { conn, name, uid, password, v2_only, key } => {
             w.u8(4);
             w.u8(*conn);
             w.u64(*name);
             w.u64(*uid);
-            w.u8(password.bits());
+            w.u8(password.bits() | u8::from(*v2_only) << 2);
             w.u8(*key);
         }
         Op::Deliver { conn, max } => {
@@ -317,14 +359,23 @@ impl Input {
         while let Some(op) = read_op(&mut r) {
             ops.push(op);
         }
-        Input { encrypted: flags & 1 != 0, discovery: flags & 2 != 0, conn_limit: (flags >> 2) & 7, ops }
+        Input {
+            encrypted: flags & 1 != 0,
+            discovery: flags & 2 != 0,
+            conn_limit: (flags >> 2) & 7,
+            versions: Versions::from_bits(flags >> 5),
+            ops,
+        }
     }
 
     /// The bytes that decode to `self`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
         assert!(self.conn_limit < 8, "the connection limit has three bits");
-        w.u8(u8::from(self.encrypted) | u8::from(self.discovery) << 1 | self.conn_limit << 2);
+        w.u8(u8::from(self.encrypted)
+            | u8::from(self.discovery) << 1
+            | self.conn_limit << 2
+            | self.versions.bits() << 5);
         for op in &self.ops {
             write_op(&mut w, op);
         }
@@ -366,6 +417,11 @@ pub fn run(input: &Input) -> Report {
     config.conn_limit = usize::from(input.conn_limit);
     config.peer_discovery = input.discovery;
     config.max_relay_channels = 4;
+    match input.versions {
+        Versions::Both => {}
+        Versions::V2Only => config.max_protocol_version = 2,
+        Versions::V3Only => config.min_protocol_version = 3,
+    }
     let mut now = Instant::from_secs(1);
     let mut node = Node::new(config, [7; 32], now).expect("a valid configuration");
     let counter = Counter::new(us);
@@ -399,14 +455,15 @@ pub fn run(input: &Input) -> Report {
                     node.handle_data(c, bytes, now);
                 }
             }
-            Op::Hello { conn, name: n, uid, password, key } => {
+            Op::Hello { conn, name: n, uid, password, v2_only, key } => {
                 if let Some(c) = pick(&conns, *conn) {
                     let link = links.entry(c).or_default();
                     if link.remote.is_none() && !link.overflow {
                         let role = if link.outbound { Role::Listener } else { Role::Dialer };
                         let keys = KeyPair::from_secret([*key; 32]);
+                        let versions = if *v2_only { Preamble::V2_ONLY } else { Preamble::OURS };
                         let h = Handshake::with_parts(
-                            handshake::config(role, name(*n), *uid, *password),
+                            handshake::config(role, name(*n), *uid, password.bytes(), versions),
                             Some(keys),
                             uid.rotate_left(17) ^ c.0,
                             now,

@@ -5,8 +5,7 @@
 
 use mesh_proto::Instant;
 use mesh_proto::config::MAX_FRAME_LEN;
-use mesh_proto::fuzzing::crypto::TAG_LEN;
-use mesh_proto::fuzzing::handshake::{Handshake, Outcome, Progress};
+use mesh_proto::fuzzing::handshake::{Handshake, HandshakeError, Outcome, Progress};
 use mesh_proto::wire::frame::{FrameDecoder, LEN_PREFIX};
 use mesh_proto::wire::message::Message;
 
@@ -23,19 +22,42 @@ pub(crate) struct Remote {
     reader: FrameDecoder,
     /// Frames it received after its handshake, all opened and decoded.
     pub(crate) checked: usize,
+    /// Everything its handshake wrote (at most [`HANDSHAKE_LOG_LIMIT`] bytes), for
+    /// replays of handshake messages.
+    handshake_log: Vec<u8>,
+    /// Why its handshake failed, if it did.
+    pub(crate) failed: Option<HandshakeError>,
 }
+
+/// How much of a remote's handshake output is kept for replays: far more than a whole
+/// handshake of either version writes.
+const HANDSHAKE_LOG_LIMIT: usize = 4096;
 
 impl Remote {
     /// A remote that has written its first bytes.
     pub(crate) fn new(mut handshake: Handshake) -> Self {
-        Remote {
-            queue: handshake.take_output().unwrap_or_default(),
-            handshake: Some(handshake),
+        let mut r = Remote {
+            queue: Vec::new(),
+            handshake: None,
             outcome: None,
             last: Vec::new(),
             reader: FrameDecoder::new(MAX_FRAME_LEN),
             checked: 0,
+            handshake_log: Vec::new(),
+            failed: None,
+        };
+        if let Some(out) = handshake.take_output() {
+            r.handshake_wrote(&out);
         }
+        r.handshake = Some(handshake);
+        r
+    }
+
+    /// Queues what its handshake wrote, and logs it.
+    fn handshake_wrote(&mut self, out: &[u8]) {
+        self.queue.extend_from_slice(out);
+        let room = HANDSHAKE_LOG_LIMIT.saturating_sub(self.handshake_log.len());
+        self.handshake_log.extend_from_slice(&out[..out.len().min(room)]);
     }
 
     /// Whether its handshake finished.
@@ -49,7 +71,7 @@ impl Remote {
             let r = h.handle_data(data, now);
             // What it built goes out even before a failure, as the node does.
             if let Some(out) = h.take_output() {
-                self.queue.extend_from_slice(&out);
+                self.handshake_wrote(&out);
             }
             match r {
                 Ok(Progress::Pending) => {}
@@ -59,7 +81,10 @@ impl Remote {
                     self.handshake = None;
                     self.check();
                 }
-                Err(_) => self.handshake = None,
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.handshake = None;
+                }
             }
         } else if self.outcome.is_some() {
             self.reader.push(data);
@@ -73,8 +98,8 @@ impl Remote {
         while let Some(mut body) = self.reader.next_frame().expect("the other end sent a bad frame") {
             let plain: &[u8] = match outcome.session.as_mut() {
                 Some(s) => {
-                    s.opener.open_in_place(&mut body).expect("a frame from the other end did not open");
-                    &body[TAG_LEN..]
+                    let range = s.open_body(&mut body).expect("a frame from the other end did not open");
+                    &body[range]
                 }
                 None => &body,
             };
@@ -90,20 +115,16 @@ impl Remote {
 
     /// A frame around `body`, sealed if it has a session; the sequence number moves.
     pub(crate) fn frame(&mut self, body: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity(LEN_PREFIX + TAG_LEN + body.len());
         match self.outcome.as_mut().and_then(|o| o.session.as_mut()) {
-            Some(s) => {
-                f.extend_from_slice(&((TAG_LEN + body.len()) as u32).to_be_bytes());
-                f.extend_from_slice(&[0; TAG_LEN]);
-                f.extend_from_slice(body);
-                s.sealer.seal_in_place(&mut f[LEN_PREFIX..]);
-            }
+            // Sealing fails only once a version 3 direction has sealed 2^48 frames.
+            Some(s) => s.frame(body).expect("the remote sealed a frame"),
             None => {
+                let mut f = Vec::with_capacity(LEN_PREFIX + body.len());
                 f.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 f.extend_from_slice(body);
+                f
             }
         }
-        f
     }
 
     /// `frame` with byte `at` (modulo its length) of the sealed body XORed with `mask`
@@ -133,5 +154,21 @@ impl Remote {
     pub(crate) fn deliver(&mut self, max: u16) -> Vec<u8> {
         let n = if max == 0 { self.queue.len() } else { self.queue.len().min(usize::from(max)) };
         self.queue.drain(..n).collect()
+    }
+
+    /// Replaces queued bytes from `at` on with `bytes`, as far as the queue reaches;
+    /// whether anything changed.
+    pub(crate) fn overwrite(&mut self, at: u16, bytes: &[u8]) -> bool {
+        let at = usize::from(at);
+        let Some(slot) = self.queue.get_mut(at..) else { return false };
+        let n = slot.len().min(bytes.len());
+        let changed = slot[..n] != bytes[..n];
+        slot[..n].copy_from_slice(&bytes[..n]);
+        changed
+    }
+
+    /// Its handshake's output so far (the first [`HANDSHAKE_LOG_LIMIT`] bytes).
+    pub(crate) fn handshake_log(&self) -> &[u8] {
+        &self.handshake_log
     }
 }

@@ -334,7 +334,8 @@ mod bypass {
         ours: &[u8; PUBLIC_KEY_LEN],
         theirs: &[u8; PUBLIC_KEY_LEN],
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        Ok(hsalsa_beforenm(&mixed(ours, theirs)?))
+        let mixed = mixed(ours, theirs)?;
+        Ok(hsalsa_beforenm(&mixed))
     }
 
     /// The stand-in's raw key agreement: `ours XOR theirs`; an all-zero key is low-order.

@@ -1,7 +1,7 @@
-//! Runs every input of a corpus directory through the `handshake` or `node` harness and
-//! counts what they reach: finished handshakes, each failure, each reason a connection
-//! closed. It shows whether fuzzing (not only the seeds) gets to the wrong password, the
-//! frames that fail to open and the replays:
+//! Runs every input of a corpus directory through the `handshake`, `handshake_v3` or
+//! `node` harness and counts what they reach: finished handshakes, each failure, each
+//! reason a connection closed. It shows whether fuzzing (not only the seeds) gets to the
+//! wrong password, the frames that fail to open and the replays:
 //!
 //!   target/<host>/release/outcomes handshake fuzz/corpus/handshake
 //!
@@ -13,6 +13,7 @@ use std::fs;
 use std::path::Path;
 
 use mesh_fuzz::handshake::{self as hs, Password, Step};
+use mesh_fuzz::handshake_v3 as v3;
 use mesh_fuzz::node;
 use mesh_proto::CloseReason;
 
@@ -30,7 +31,28 @@ fn kind(debug: String) -> String {
 }
 
 fn handshake_outcomes(input: &hs::Input) -> Vec<String> {
-    let r = hs::run(input);
+    let sealed = input.steps.iter().any(|s| matches!(s, Step::Frame(_) | Step::Flip { .. }));
+    report_outcomes(&hs::run(input), input.ours != Password::None, sealed)
+}
+
+fn v3_outcomes(input: &v3::Input) -> Vec<String> {
+    let sealed = input.steps.iter().any(|s| matches!(s, v3::Step::Frame(_) | v3::Step::Flip { .. }));
+    let r = v3::run(input);
+    // Without a password version 3 still seals.
+    let encrypted = r.finished.is_some_and(|(_, security)| security.encrypted());
+    let mut out = report_outcomes(&r, encrypted, sealed);
+    if let Some((version, security)) = r.finished {
+        out.push(format!("handshake done: version {version}, {security:?}"));
+    }
+    if input.raw.is_some() {
+        out.push("raw mode".to_owned());
+    }
+    out
+}
+
+/// What a handshake report reaches; `encrypted`: frames are sealed, `sealed`: the input
+/// had the remote seal some.
+fn report_outcomes(r: &hs::Report, encrypted: bool, sealed: bool) -> Vec<String> {
     let mut out = Vec::new();
     if r.done {
         out.push("handshake done".to_owned());
@@ -44,8 +66,7 @@ fn handshake_outcomes(input: &hs::Input) -> Vec<String> {
     if r.frames > 0 {
         out.push("frames opened after the handshake".to_owned());
         // Opened although the remote sealed none of them: the fuzzer forged the tags.
-        let sealed = input.steps.iter().any(|s| matches!(s, Step::Frame(_) | Step::Flip { .. }));
-        if input.ours != Password::None && !sealed {
+        if encrypted && !sealed {
             out.push("forged frames opened (encrypted, no Frame or Flip step)".to_owned());
         }
     }
@@ -79,11 +100,12 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [target, dir] = &args[..] else {
-        eprintln!("usage: outcomes handshake|node DIR");
+        eprintln!("usage: outcomes handshake|handshake_v3|node DIR");
         std::process::exit(2);
     };
     let run: fn(&[u8]) -> Vec<String> = match target.as_str() {
         "handshake" => |d| handshake_outcomes(&hs::Input::from_bytes(d)),
+        "handshake_v3" => |d| v3_outcomes(&v3::Input::from_bytes(d)),
         "node" => |d| node_outcomes(&node::Input::from_bytes(d)),
         _ => {
             eprintln!("outcomes: no harness for {target}");
