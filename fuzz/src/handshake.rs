@@ -423,6 +423,7 @@ pub(crate) fn read_frames(local: &mut Local, report: &mut Report) {
                 break;
             }
         };
+        let records = matches!(session, Some(Sealing::V3(_)));
         let plain: &[u8] = match session.as_mut() {
             Some(s) => {
                 let seq = opener_seq(s);
@@ -445,9 +446,43 @@ pub(crate) fn read_frames(local: &mut Local, report: &mut Report) {
             None => &body,
         };
         report.frames += 1;
-        if Message::decode(plain).is_ok() {
-            report.messages += 1;
+        for m in messages_of(plain, records) {
+            match m {
+                Ok(m) if Message::decode(m).is_ok() => report.messages += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
     }
     *local = Local::Over;
+}
+
+/// The messages of an opened frame: the frame itself in version 2, the inner frames of
+/// a record (4-byte length, body) in version 3; an error ends a malformed record.
+pub(crate) fn messages_of(plain: &[u8], records: bool) -> impl Iterator<Item = Result<&[u8], ()>> {
+    let mut rest = Some(plain);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        if !records {
+            rest = None;
+            return Some(Ok(r));
+        }
+        if r.is_empty() {
+            return None;
+        }
+        let Some(len) = r.get(..4).map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize) else {
+            rest = None;
+            return Some(Err(()));
+        };
+        match r.get(4..4 + len) {
+            Some(m) => {
+                rest = Some(&r[4 + len..]);
+                Some(Ok(m))
+            }
+            None => {
+                rest = None;
+                Some(Err(()))
+            }
+        }
+    })
 }

@@ -6,6 +6,7 @@
 use mesh_proto::Instant;
 use mesh_proto::config::MAX_FRAME_LEN;
 use mesh_proto::fuzzing::handshake::{Handshake, HandshakeError, Outcome, Progress};
+use mesh_proto::fuzzing::sealing::Sealing;
 use mesh_proto::wire::frame::{FrameDecoder, LEN_PREFIX};
 use mesh_proto::wire::message::Message;
 
@@ -41,7 +42,7 @@ impl Remote {
             handshake: None,
             outcome: None,
             last: Vec::new(),
-            reader: FrameDecoder::new(MAX_FRAME_LEN),
+            reader: FrameDecoder::for_records(MAX_FRAME_LEN),
             checked: 0,
             handshake_log: Vec::new(),
             failed: None,
@@ -96,15 +97,19 @@ impl Remote {
     fn check(&mut self) {
         let Some(outcome) = self.outcome.as_mut() else { return };
         while let Some(mut body) = self.reader.next_frame().expect("the other end sent a bad frame") {
-            let plain: &[u8] = match outcome.session.as_mut() {
+            let (plain, records): (&[u8], bool) = match outcome.session.as_mut() {
                 Some(s) => {
+                    let records = matches!(s, Sealing::V3(_));
                     let range = s.open_body(&mut body).expect("a frame from the other end did not open");
-                    &body[range]
+                    (&body[range], records)
                 }
-                None => &body,
+                None => (&body, false),
             };
-            Message::decode(plain).expect("the other end sent a bad message");
-            self.checked += 1;
+            for m in crate::handshake::messages_of(plain, records) {
+                Message::decode(m.expect("the other end sent a bad record"))
+                    .expect("the other end sent a bad message");
+                self.checked += 1;
+            }
         }
     }
 
@@ -117,7 +122,7 @@ impl Remote {
     pub(crate) fn frame(&mut self, body: &[u8]) -> Vec<u8> {
         match self.outcome.as_mut().and_then(|o| o.session.as_mut()) {
             // Sealing fails only once a version 3 direction has sealed 2^48 frames.
-            Some(s) => s.frame(body).expect("the remote sealed a frame"),
+            Some(s) => s.message_frame(body).expect("the remote sealed a frame"),
             None => {
                 let mut f = Vec::with_capacity(LEN_PREFIX + body.len());
                 f.extend_from_slice(&(body.len() as u32).to_be_bytes());

@@ -5,7 +5,9 @@
 //! - Version 3 (docs/protocol-v3.md §7): ChaCha20-Poly1305 with one key per direction;
 //!   a frame is `length ‖ ciphertext ‖ tag`, the 4-byte length is the associated data,
 //!   and the nonce is 4 zero bytes then the direction's frame counter (big-endian),
-//!   starting at 0 with the features frame. A direction seals at most
+//!   starting at 0 with the features frame. After it, a frame's plaintext is a record:
+//!   one or more messages, each as an inner frame (4-byte length, message), sealed
+//!   together (§7.3). A direction seals at most
 //!   [`V3_FRAME_LIMIT`] frames; the connection is then closed
 //!   ([`CryptoError::Exhausted`]) and the next one starts with fresh keys, long before a
 //!   counter could wrap.
@@ -232,6 +234,20 @@ impl Sealing {
         out.resize(out.len() + tail, 0);
         self.seal_frame(&mut out)?;
         Ok(out)
+    }
+
+    /// The frame carrying one message: in version 2 the message is the frame's
+    /// plaintext, in version 3 a record holding the message as its one inner frame.
+    pub fn message_frame(&mut self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match self {
+            Sealing::V2(_) => self.frame(message),
+            Sealing::V3(_) => {
+                let mut inner = Vec::with_capacity(LEN_PREFIX + message.len());
+                inner.extend_from_slice(&(message.len() as u32).to_be_bytes());
+                inner.extend_from_slice(message);
+                self.frame(&inner)
+            }
+        }
     }
 
     /// Opens a body into a new plaintext.

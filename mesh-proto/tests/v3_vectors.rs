@@ -204,11 +204,17 @@ fn generate_case(name: &str, password: Option<&str>) -> Value {
     })
 }
 
-/// Seals [`bodies`] with `sealer`, checks that `opener` opens them, records them.
+/// Inner frame of a record: 4-byte length, then the message (§7.1).
+fn inner(message: &[u8]) -> Vec<u8> {
+    [&(message.len() as u32).to_be_bytes()[..], message].concat()
+}
+
+/// Seals each of [`bodies`] as a record of its own with `sealer`, checks that `opener`
+/// opens them, records them.
 fn seal_bodies(from: &str, sealer: &mut Sealing, opener: &mut Sealing, frames: &mut Vec<Value>) {
     for (seq, body) in (1u64..).zip(bodies()) {
-        let frame = sealer.frame(&body).unwrap();
-        assert_eq!(opener.open(&frame[4..]).unwrap(), body);
+        let frame = sealer.message_frame(&body).unwrap();
+        assert_eq!(opener.open(&frame[4..]).unwrap(), inner(&body));
         frames.push(json!({
             "from": from,
             "seq": seq,
@@ -508,9 +514,10 @@ fn check_case_from_spec(case: &Value) {
         assert_eq!(seq, 1 + i as u64 % 2);
         let (plaintext, frame) = (hx(&f["plaintext"]), hx(&f["frame"]));
         assert_eq!(plaintext, bodies()[i % 2]);
-        assert_eq!(frame.len(), 4 + plaintext.len() + TAG_LEN);
+        // §7.1: a record whose plaintext is the message as its one inner frame.
+        assert_eq!(frame.len(), 4 + 4 + plaintext.len() + TAG_LEN);
         let (key, other) = if from == "dialer" { (&key_dl, &key_ld) } else { (&key_ld, &key_dl) };
-        assert_eq!(open(key, seq, &frame).as_deref(), Some(&plaintext[..]), "{name}: frame {i}");
+        assert_eq!(open(key, seq, &frame), Some(inner(&plaintext)), "{name}: frame {i}");
         // Reflected, replayed as another number, or with another length as associated
         // data, it fails.
         assert!(open(other, seq, &frame).is_none());

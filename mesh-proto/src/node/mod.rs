@@ -17,7 +17,7 @@
 //! - `send`: send slots drained into frames under a write window (§5.2);
 //! - `status`: the diagnostic snapshot.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::Bytes;

@@ -1,5 +1,6 @@
 //! Unit tests of the node's contract.
 use super::*;
+use std::collections::BTreeSet;
 
 #[test]
 fn periodic_gossip_of_peers_started_together_is_spread_over_the_interval() {
