@@ -5,8 +5,9 @@
 //!   peers: XSalsa20-Poly1305) and version 3 (between Rust peers: ChaCha20-Poly1305);
 //! - idle CPU and resident memory of a 16-peer cluster in one process.
 //!
-//! Arguments: `[MESSAGES [IDLE_SECONDS]]` (`MESSAGES` 0: only the idle cluster, whose
-//! memory is then measured cleanly).
+//! Arguments: `[MESSAGES [IDLE_SECONDS [ROW]]]` (`MESSAGES` 0: only the idle cluster,
+//! whose memory is then measured cleanly; `ROW`: only the throughput rows whose label
+//! contains it, e.g. `"64 KiB encrypted (v3)"`, for profiling).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,6 +191,7 @@ pub async fn run<R: Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let messages: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let idle: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(60);
+    let row = args.next().unwrap_or_default();
     // MESSAGES = 0 measures the idle cluster alone, in a fresh process.
     if messages > 0 {
         let big = (messages / 40).max(1);
@@ -201,6 +203,9 @@ pub async fn run<R: Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
             ("1 KiB encrypted (v3)", messages, 1024, pw, 3),
             ("64 KiB encrypted (v3)", big, 64 * 1024, pw, 3),
         ] {
+            if !label.contains(row.as_str()) {
+                continue;
+            }
             let rate = throughput(&rt, count, size, pw, version).await?;
             println!("unicast {label}: {rate:.0} msgs/s ({:.1} MB/s)", rate * size as f64 / 1e6);
         }
