@@ -71,7 +71,7 @@ fn counters_catch_a_node_that_forgets_to_merge_gossip() {
     caught_and_shrunk(
         r#"{"name":"ignore-gossip","nodes":4,"duration_ms":40000,"quiet_ms":60000,
         "workload":{"increments":20},
-        "faults":[{"at_ms":5000,"until_ms":35000,"kind":{"type":"partition","left":[0,1],"right":[2,3]}}]}"#,
+        "faults":[{"at_ms":2000,"until_ms":38000,"kind":{"type":"partition","left":[0,1],"right":[2,3]}}]}"#,
         "ignore_gossip",
         "counters",
     );
