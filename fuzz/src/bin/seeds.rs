@@ -566,9 +566,10 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
             after_heartbeat(vec![Op::Skip { conn: 0 }, Op::Frame { conn: 0, body: vec![0] }]),
             only_close(due.clone()),
         );
-        // A tag byte: version 2's tag leads the sealed body, version 3's follows it.
+        // A tag byte: version 2's tag leads the sealed body, version 3's follows the
+        // record (the message's 4-byte inner prefix, then the message).
         let body = gossip["gossip"][0].clone();
-        let at = if v2_only { 0 } else { body.len() as u16 };
+        let at = if v2_only { 0 } else { body.len() as u16 + 4 };
         node_seed(
             c,
             &format!("{v}tampered_tag"),
@@ -1029,8 +1030,8 @@ fn v3_seeds(here: &Path, v: &Vectors, c: &mut Corpus) {
             after(vec![Step3::Skip, Step3::Frame(broadcast.clone())]),
             open_failed(1, 2),
         );
-        // Version 3's tag follows the plaintext.
-        let tag = broadcast.len() as u16;
+        // Version 3's tag follows the record: the inner prefix (4 bytes), the message.
+        let tag = broadcast.len() as u16 + 4;
         v3_seed(
             c,
             &format!("{role}_bad_tag"),
@@ -1046,7 +1047,8 @@ fn v3_seeds(here: &Path, v: &Vectors, c: &mut Corpus) {
         v3_seed(
             c,
             &format!("{role}_changed_body"),
-            after(vec![Step3::Flip { body: heartbeat.clone(), at: 0, mask: 1 }]),
+            // The message's byte, past its inner prefix.
+            after(vec![Step3::Flip { body: heartbeat.clone(), at: 4, mask: 1 }]),
             |r| r.done && r.frames == 2 && r.stopped.is_none(),
         );
 
