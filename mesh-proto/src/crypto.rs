@@ -123,20 +123,9 @@ impl KeyPair {
         &self,
         remote_public: &[u8; PUBLIC_KEY_LEN],
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        #[cfg(fuzzing)]
-        return bypass::shared_key(&self.public, remote_public);
-        #[cfg(not(fuzzing))]
-        {
-            let raw = self.secret.diffie_hellman(&PublicKey::from(*remote_public));
-            if !raw.was_contributory() {
-                return Err(CryptoError::LowOrderKey);
-            }
-            Ok(hsalsa_beforenm(raw.as_bytes()))
-        }
+        self.raw_shared(remote_public).map(|raw| hsalsa_beforenm(&raw))
     }
-}
 
-impl KeyPair {
     /// The raw X25519 result with `remote_public` (version 3 feeds it to its key
     /// schedule). Refuses low-order remote keys.
     pub fn raw_shared(
@@ -326,17 +315,8 @@ impl Session {
 /// documentation. Nothing here is compiled into a normal build.
 #[cfg(fuzzing)]
 mod bypass {
-    use super::{CryptoError, NONCE_LEN, PUBLIC_KEY_LEN, SESSION_KEY_LEN, TAG_LEN, hsalsa_beforenm};
+    use super::{CryptoError, NONCE_LEN, PUBLIC_KEY_LEN, SESSION_KEY_LEN, TAG_LEN};
     use zeroize::Zeroizing;
-
-    /// Symmetric in the two public keys, so both ends derive the same key.
-    pub(super) fn shared_key(
-        ours: &[u8; PUBLIC_KEY_LEN],
-        theirs: &[u8; PUBLIC_KEY_LEN],
-    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let mixed = mixed(ours, theirs)?;
-        Ok(hsalsa_beforenm(&mixed))
-    }
 
     /// The stand-in's raw key agreement: `ours XOR theirs`; an all-zero key is low-order.
     pub(super) fn mixed(
