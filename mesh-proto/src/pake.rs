@@ -144,8 +144,10 @@ impl Exchange {
                 // The checks above leave nothing for `finish` to refuse: it fails only on
                 // a wrong length, side or an encoding that does not decompress.
                 let key = Zeroizing::new(state.finish(&msg).map_err(|_| PakeError::NotAPoint)?);
+                // A SHA-256 output: 32 bytes, so the slice never fails; if a future
+                // `spake2` changed that, refuse instead of panicking on remote input.
                 let mut out = Zeroizing::new([0u8; 32]);
-                out.copy_from_slice(&key[..32]);
+                out.copy_from_slice(key.get(..32).ok_or(PakeError::NotAPoint)?);
                 Ok(out)
             }
             Exchange::Unauthenticated(keys) => keys.raw_shared(remote).map_err(|e| match e {
