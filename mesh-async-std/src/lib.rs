@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use mesh_driver::{Error, Events, Runtime};
-pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+pub use mesh_proto::{CloseReason, Context, Event, GossipData, GossipError, Gossiper, PeerName, Status};
 
 /// A task handed to a spawner.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -39,3 +39,23 @@ fn a_stuck_wait_fails_instead_of_hanging() {
         std::future::pending::<()>(),
     ));
 }
+
+#[test]
+fn callbacks_that_reenter_their_mesh_do_not_deadlock() {
+    smol::block_on(suite::api::reentrant_callbacks_do_not_deadlock(AsyncIo::default()));
+}
+
+#[test]
+fn members_their_watch_and_waiting_for_peers() {
+    smol::block_on(suite::api::membership(AsyncIo::default()));
+}
+
+#[test]
+fn events_start_with_a_snapshot_and_report_lag() {
+    smol::block_on(suite::api::events_snapshot_and_lag(AsyncIo::default()));
+}
+
+#[test]
+fn dropping_the_last_handle_shuts_the_mesh_down() {
+    smol::block_on(suite::api::dropping_the_last_handle_shuts_down(AsyncIo::default()));
+}

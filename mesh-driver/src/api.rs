@@ -5,6 +5,8 @@
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -13,11 +15,12 @@ use futures_util::Stream;
 use mesh_proto::AddressError;
 use mesh_proto::Subnet;
 use mesh_proto::{
-    ChannelHandle, Config, Event, GossipData, Gossiper, Instant, Node, NodeError, PeerName, Status,
+    ChannelHandle, Config, ConnectionStatus, Event, GossipData, Gossiper, Instant, Member, Node, NodeError,
+    PeerName, Status,
 };
 use tracing::{Instrument, info, info_span};
 
-use crate::driver::{self, Call, Driver, EVENT_QUEUE, Input, Wiring};
+use crate::driver::{self, Call, Driver, EVENT_QUEUE, Input, Subscriber, Watcher, Wiring, in_callback};
 use crate::runtime::Runtime;
 
 /// Why a mesh call failed.
@@ -40,6 +43,21 @@ pub enum Error {
     /// The mesh has shut down.
     #[error("the mesh has shut down")]
     Stopped,
+    /// Called from inside a gossiper callback, where waiting for a node would wait for
+    /// ever on the one busy running the callback. Emit through the callback's
+    /// [`Context`](mesh_proto::Context) instead, or hand the call to a task.
+    #[error("called from inside a gossiper callback: use the callback's Context, or hand the call to a task")]
+    InCallback,
+    /// [`Mesh::wait_for_peers`] ran out of time.
+    #[error("timed out after {timeout:?} waiting for {wanted} reachable peers ({reachable} reachable)")]
+    Timeout {
+        /// How many reachable peers were awaited.
+        wanted: usize,
+        /// How many were reachable at the deadline.
+        reachable: usize,
+        /// The time allowed.
+        timeout: Duration,
+    },
 }
 
 type Registration = Box<dyn FnOnce(&mut Node) -> Result<(), NodeError> + Send>;
@@ -52,6 +70,7 @@ pub struct MeshBuilder<R: Runtime> {
     peers: Vec<String>,
     wiring: Wiring<R::Stream>,
     registrations: Vec<Registration>,
+    event_buffer: usize,
 }
 
 impl<R: Runtime + Default> MeshBuilder<R> {
@@ -73,6 +92,7 @@ impl<R: Runtime> MeshBuilder<R> {
             peers: Vec::new(),
             wiring: Wiring::new(),
             registrations: Vec::new(),
+            event_buffer: EVENT_QUEUE,
         }
     }
 
@@ -158,6 +178,35 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
+    /// Largest frame body sent or accepted after the handshake (default and most:
+    /// 10 MiB; [`MeshBuilder::start`] refuses more).
+    pub fn max_frame_len(mut self, len: usize) -> Self {
+        self.config.max_frame_len = len;
+        self
+    }
+
+    /// Outbound bytes that do not drain within this time close the connection (default
+    /// 60 s).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = timeout;
+        self
+    }
+
+    /// Most relay-only channels (names we have no gossiper for, relayed for others) kept
+    /// at once; the least recently used is dropped (default 256).
+    pub fn max_relay_channels(mut self, max: usize) -> Self {
+        self.config.max_relay_channels = max;
+        self
+    }
+
+    /// Items each [`Events`] subscriber may have unread before it lags (default 1024,
+    /// at least 1): past it events are dropped for that subscriber and counted in an
+    /// [`EventItem::Lagged`].
+    pub fn event_buffer(mut self, items: usize) -> Self {
+        self.event_buffer = items.max(1);
+        self
+    }
+
     /// Peers to connect to at start (`host`, `host:port`, `ip`, `[v6]:port`).
     pub fn peers<S: Into<String>>(mut self, peers: impl IntoIterator<Item = S>) -> Self {
         self.peers.extend(peers.into_iter().map(Into::into));
@@ -172,10 +221,36 @@ impl<R: Runtime> MeshBuilder<R> {
     /// Registers a gossip channel, before any connection exists, so nothing sent on it
     /// is missed. The handle works once the mesh has started.
     pub fn channel<G: Gossiper>(&mut self, name: impl Into<Bytes>, gossiper: G) -> Channel<G::Data, R> {
+        self.channel_with(name, |_| gossiper)
+    }
+
+    /// As [`MeshBuilder::channel`], for a gossiper that keeps a handle to its own channel
+    /// (to send from tasks it starts; inside callbacks it uses its
+    /// [`Context`](mesh_proto::Context)).
+    ///
+    /// ```
+    /// # use mesh_driver::{Channel, MeshBuilder, Runtime};
+    /// # use mesh_proto::counter::Counts;
+    /// # use mesh_proto::Gossiper;
+    /// struct Mine<R: Runtime>(Channel<Counts, R>);
+    /// impl<R: Runtime> Gossiper for Mine<R> {
+    ///     type Data = Counts;
+    /// }
+    /// # fn doc<R: Runtime>(mut b: MeshBuilder<R>) {
+    /// let channel = b.channel_with("mine", |own| Mine(own));
+    /// # }
+    /// ```
+    pub fn channel_with<G: Gossiper>(
+        &mut self,
+        name: impl Into<Bytes>,
+        make: impl FnOnce(Channel<G::Data, R>) -> G,
+    ) -> Channel<G::Data, R> {
         let name = name.into();
         let handle = ChannelHandle::<G::Data>::named(name.clone());
+        let channel = Channel { handle, tx: self.wiring.input_tx.clone(), _rt: PhantomData };
+        let gossiper = make(channel.clone());
         self.registrations.push(Box::new(move |node| node.register_channel(name, gossiper).map(|_| ())));
-        Channel { handle, tx: self.wiring.input_tx.clone(), _rt: PhantomData }
+        channel
     }
 
     /// Binds the listener, starts the node task, and dials the configured peers.
@@ -212,26 +287,45 @@ impl<R: Runtime> MeshBuilder<R> {
         let d = Driver::new(self.rt.clone(), node, origin, w);
         self.rt.spawn(d.run().instrument(span.clone()));
         span.in_scope(|| info!(%local_addr, "mesh started"));
-        let Wiring { input_tx, all_done, .. } = self.wiring;
-        Ok(Mesh { name, local_addr, tx: input_tx, all_done })
+        let Wiring { input_tx, all_done, alive_tx, .. } = self.wiring;
+        let rt = self.rt;
+        let event_buffer = self.event_buffer;
+        Ok(Mesh { rt, name, local_addr, tx: input_tx, all_done, event_buffer, _alive: Arc::new(alive_tx) })
     }
 }
 
 /// A running mesh peer. Cloning gives another handle to the same peer.
+///
+/// Dropping the last handle shuts the peer down, as [`Mesh::shutdown`] does but without
+/// waiting: the listener closes, every connection closes (peers see them end) and the
+/// tasks end. [`Channel`] handles, [`Events`] and [`MembersWatch`] do not keep a peer
+/// running; their calls then return [`Error::Stopped`].
+///
+/// # Calls from callbacks
+/// Every call here and on [`Channel`] made from inside a gossiper callback returns
+/// [`Error::InCallback`] at once: the node it would wait for is the one running the
+/// callback. A callback emits through its [`Context`](mesh_proto::Context).
 pub struct Mesh<R: Runtime> {
+    rt: R,
     name: PeerName,
     local_addr: SocketAddr,
     tx: async_channel::Sender<Input<R::Stream>>,
     all_done: async_channel::Receiver<()>,
+    event_buffer: usize,
+    /// The node task shuts down when the last clone is dropped.
+    _alive: Arc<async_channel::Sender<()>>,
 }
 
 impl<R: Runtime> Clone for Mesh<R> {
     fn clone(&self) -> Self {
         Mesh {
+            rt: self.rt.clone(),
             name: self.name,
             local_addr: self.local_addr,
             tx: self.tx.clone(),
             all_done: self.all_done.clone(),
+            event_buffer: self.event_buffer,
+            _alive: self._alive.clone(),
         }
     }
 }
@@ -247,6 +341,9 @@ async fn call<S, T: Send + 'static>(
     tx: &async_channel::Sender<Input<S>>,
     f: impl FnOnce(&mut Node, Instant) -> T + Send + 'static,
 ) -> Result<T, Error> {
+    if in_callback() {
+        return Err(Error::InCallback);
+    }
     let (reply, rx) = async_channel::bounded(1);
     let call: Call = Box::new(move |node, now| {
         let _ = reply.try_send(f(node, now));
@@ -311,17 +408,87 @@ impl<R: Runtime> Mesh<R> {
         call(&self.tx, move |node, _| f(node)).await
     }
 
-    /// Peer and connection events from now on. A subscriber that falls more than 1024
-    /// events behind misses the excess.
+    /// Peer and connection events: first an [`EventItem::Snapshot`] of the members and
+    /// connections at the moment of subscribing, then every event after it. A
+    /// subscriber that falls [`MeshBuilder::event_buffer`] items behind gets an [`EventItem::Lagged`] with the
+    /// number it missed, where they were missed.
     pub async fn events(&self) -> Result<Events, Error> {
-        let (tx, rx) = async_channel::bounded(EVENT_QUEUE);
-        self.tx.send(Input::Subscribe(tx)).await.map_err(|_| Error::Stopped)?;
-        Ok(Events(Box::pin(rx)))
+        self.events_with_buffer(self.event_buffer).await
+    }
+
+    /// As [`Mesh::events`], with room for `items` unread items (at least 1) instead of
+    /// [`MeshBuilder::event_buffer`]'s.
+    pub async fn events_with_buffer(&self, items: usize) -> Result<Events, Error> {
+        if in_callback() {
+            return Err(Error::InCallback);
+        }
+        let (tx, rx) = async_channel::bounded(items.max(1));
+        let missed = Arc::new(AtomicU64::new(0));
+        let sub = Subscriber { tx, missed: missed.clone() };
+        self.tx.send(Input::Subscribe(sub)).await.map_err(|_| Error::Stopped)?;
+        Ok(Events { rx: Box::pin(rx), missed })
+    }
+
+    /// Every other peer whose record we hold, by name: nickname, whether a route reaches
+    /// it, and the next hop.
+    pub async fn members(&self) -> Result<Vec<Member>, Error> {
+        call(&self.tx, |node, _| node.members()).await
+    }
+
+    /// A watch on [`Mesh::members`]: yields the current members first, then the members
+    /// after every change.
+    pub async fn watch_members(&self) -> Result<MembersWatch, Error> {
+        if in_callback() {
+            return Err(Error::InCallback);
+        }
+        let current = Arc::new(Mutex::new(Vec::new()));
+        let (changed, rx) = async_channel::bounded(1);
+        let w = Watcher { current: current.clone(), changed };
+        self.tx.send(Input::WatchMembers(w)).await.map_err(|_| Error::Stopped)?;
+        Ok(MembersWatch { current, changed: Box::pin(rx) })
+    }
+
+    /// Waits until at least `n` other peers are reachable and returns the members then.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # async fn doc<R: mesh_driver::Runtime>(mesh: mesh_driver::Mesh<R>) -> Result<(), mesh_driver::Error> {
+    /// let members = mesh.wait_for_peers(2, Duration::from_secs(10)).await?;
+    /// assert!(members.iter().filter(|m| m.reachable).count() >= 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] with the number reachable at the deadline.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<Vec<Member>, Error> {
+        let deadline = StdInstant::now() + timeout;
+        let mut watch = self.watch_members().await?;
+        let reachable = |m: &[Member]| m.iter().filter(|m| m.reachable).count();
+        loop {
+            let next = std::pin::pin!(watch.next());
+            let sleep = std::pin::pin!(self.rt.sleep_until(deadline));
+            match futures_util::future::select(next, sleep).await {
+                futures_util::future::Either::Left((Some(members), _)) => {
+                    if reachable(&members) >= n {
+                        return Ok(members);
+                    }
+                }
+                futures_util::future::Either::Left((None, _)) => return Err(Error::Stopped),
+                futures_util::future::Either::Right(_) => break,
+            }
+        }
+        let reachable = reachable(&watch.current());
+        Err(Error::Timeout { wanted: n, reachable, timeout })
     }
 
     /// Closes every connection, stops the listener and waits until every task of this
-    /// mesh has ended. Peers see our connections close.
+    /// mesh has ended. Peers see our connections close. Other handles of this mesh get
+    /// [`Error::Stopped`] from then on.
     pub async fn shutdown(self) -> Result<(), Error> {
+        if in_callback() {
+            return Err(Error::InCallback);
+        }
         let (reply, rx) = async_channel::bounded(1);
         if self.tx.send(Input::Shutdown(reply)).await.is_ok() {
             let _ = rx.recv().await;
@@ -370,28 +537,123 @@ impl<D: GossipData, R: Runtime> Channel<D, R> {
         call(&self.tx, move |node, now| node.gossip(&h, data, now)).await
     }
 
-    /// Sends `payload` to `dest`, routed over several hops if needed.
-    pub async fn unicast(&self, dest: PeerName, payload: impl Into<Bytes>) -> Result<(), Error> {
+    /// Sends `data` to `dest`, routed over several hops if needed: each message of
+    /// `data.encode()` is one unicast, which `dest`'s gossiper gets in `on_unicast`.
+    ///
+    /// # Errors
+    /// [`NodeError::NoRoute`](mesh_proto::NodeError) when `dest` is unreachable, and
+    /// the other unicast errors of the node; messages before the failing one were sent.
+    pub async fn unicast(&self, dest: PeerName, data: D) -> Result<(), Error> {
+        let h = self.handle.clone();
+        Ok(call(&self.tx, move |node, now| {
+            data.encode().iter().try_for_each(|payload| node.unicast(&h, dest, payload, now))
+        })
+        .await??)
+    }
+
+    /// Sends raw bytes to `dest` as one unicast, for channels whose unicasts are not
+    /// their gossip data.
+    pub async fn unicast_bytes(&self, dest: PeerName, payload: impl Into<Bytes>) -> Result<(), Error> {
         let h = self.handle.clone();
         let payload = payload.into();
         Ok(call(&self.tx, move |node, now| node.unicast(&h, dest, &payload, now)).await??)
     }
 }
 
-/// A stream of [`Event`]s.
+/// What the mesh knew when an [`Events`] subscription started.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Every other peer whose record we held.
+    pub members: Vec<Member>,
+    /// Every connection, in whatever state it was.
+    pub connections: Vec<ConnectionStatus>,
+}
+
+/// An item of [`Events`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum EventItem {
+    /// The first item: the state when the subscription started.
+    Snapshot(Snapshot),
+    /// Something happened.
+    Event(Event),
+    /// The subscriber fell behind: this many events were dropped here.
+    Lagged(u64),
+}
+
+/// A stream of [`EventItem`]s: a snapshot, then events.
 #[derive(Debug)]
-pub struct Events(Pin<Box<async_channel::Receiver<Event>>>);
+pub struct Events {
+    rx: Pin<Box<async_channel::Receiver<EventItem>>>,
+    missed: Arc<AtomicU64>,
+}
 
 impl Events {
-    /// The next event; `None` once the mesh has shut down.
-    pub async fn next(&mut self) -> Option<Event> {
-        self.0.recv().await.ok()
+    /// The next item; `None` once the mesh has shut down.
+    pub async fn next(&mut self) -> Option<EventItem> {
+        futures_util::StreamExt::next(self).await
+    }
+
+    /// The next item if one is ready.
+    pub fn try_next(&mut self) -> Option<EventItem> {
+        match self.rx.try_recv() {
+            Ok(item) => Some(item),
+            Err(_) => self.lagged(),
+        }
+    }
+
+    /// Reports the events missed once everything before them was read (the driver
+    /// queues nothing while some are missed, so the gap is here).
+    fn lagged(&self) -> Option<EventItem> {
+        match self.missed.swap(0, Ordering::AcqRel) {
+            0 => None,
+            n => Some(EventItem::Lagged(n)),
+        }
     }
 }
 
 impl Stream for Events {
-    type Item = Event;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.0.as_mut().poll_next(cx)
+    type Item = EventItem;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EventItem>> {
+        if let Ok(item) = self.rx.try_recv() {
+            return Poll::Ready(Some(item));
+        }
+        if let Some(lagged) = self.lagged() {
+            return Poll::Ready(Some(lagged));
+        }
+        self.rx.as_mut().poll_next(cx)
+    }
+}
+
+/// A watch on the members of a mesh ([`Mesh::watch_members`]).
+#[derive(Debug)]
+pub struct MembersWatch {
+    current: Arc<Mutex<Vec<Member>>>,
+    changed: Pin<Box<async_channel::Receiver<()>>>,
+}
+
+impl MembersWatch {
+    /// The members now (as last reported by the mesh).
+    pub fn current(&self) -> Vec<Member> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current members first, then the members after each change (changes that
+    /// come faster than they are read are seen as their latest state); `None` once the
+    /// mesh has shut down.
+    pub async fn next(&mut self) -> Option<Vec<Member>> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+impl Stream for MembersWatch {
+    type Item = Vec<Member>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<Member>>> {
+        match self.changed.as_mut().poll_next(cx) {
+            Poll::Ready(Some(())) => Poll::Ready(Some(self.current())),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

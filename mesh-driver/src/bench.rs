@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use mesh_proto::counter::Counter;
-use mesh_proto::{GossipData, GossipError, Gossiper, NodeError, PeerName};
+use mesh_proto::{Context, GossipData, GossipError, Gossiper, NodeError, PeerName};
 
 use crate::{Error, Mesh, MeshBuilder, Runtime};
 
@@ -36,7 +36,12 @@ impl GossipData for Nothing {
 
 impl Gossiper for Sink {
     type Data = Nothing;
-    fn on_unicast(&mut self, _: PeerName, _: &[u8]) -> Result<(), GossipError> {
+    fn on_unicast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _: PeerName,
+        _: &[u8],
+    ) -> Result<(), GossipError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -98,7 +103,7 @@ pub async fn throughput<R: Runtime>(
     while sent < messages {
         while issued < messages && in_flight.len() < 256 {
             let (ch, p) = (channel.clone(), payload.clone());
-            in_flight.push(async move { ch.unicast(b_name, p).await });
+            in_flight.push(async move { ch.unicast_bytes(b_name, p).await });
             issued += 1;
         }
         match in_flight.next().await {

@@ -6,17 +6,63 @@
 //! per dial in progress. All of them hold a guard so that shutdown can wait for every
 //! one to end.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use futures_util::future::{self, Either};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-use mesh_proto::{ConnId, Event, Instant, Node, Output};
+use mesh_proto::{ConnId, Event, Instant, Member, Node, Output};
 use tracing::{Instrument, debug, info, info_span, trace, warn};
 
+use crate::api::{EventItem, Snapshot};
 use crate::runtime::Runtime;
+
+thread_local! {
+    /// Set while this thread runs a node's code, and so its gossipers' callbacks.
+    static IN_NODE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the caller is running inside a node call (a gossiper callback), where waiting
+/// for any node would wait for ever on the one that is busy running it.
+pub(crate) fn in_callback() -> bool {
+    IN_NODE.with(Cell::get)
+}
+
+/// Marks the thread as running node code until dropped. Nothing in its scope awaits, so
+/// no other task runs on the thread meanwhile.
+struct NodeScope(bool);
+
+impl NodeScope {
+    fn enter() -> Self {
+        NodeScope(IN_NODE.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for NodeScope {
+    fn drop(&mut self) {
+        IN_NODE.with(|f| f.set(self.0));
+    }
+}
+
+/// One `events()` subscriber: a bounded queue and what it missed while the queue was full.
+pub(crate) struct Subscriber {
+    pub tx: async_channel::Sender<EventItem>,
+    /// Events dropped since the queue filled; the receiver reports them as `Lagged` once
+    /// it has read everything before them, and nothing is queued meanwhile.
+    pub missed: Arc<AtomicU64>,
+}
+
+/// One membership watcher: the latest members and a wake-up (capacity one: a pending
+/// wake-up already covers any later change).
+pub(crate) struct Watcher {
+    pub current: Arc<Mutex<Vec<Member>>>,
+    pub changed: async_channel::Sender<()>,
+}
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 64 * 1024;
@@ -39,7 +85,8 @@ pub(crate) enum Input<S> {
     Written(ConnId, usize),
     Closed(ConnId, String),
     Call(Call),
-    Subscribe(async_channel::Sender<Event>),
+    Subscribe(Subscriber),
+    WatchMembers(Watcher),
     Shutdown(async_channel::Sender<()>),
 }
 
@@ -62,8 +109,15 @@ pub(crate) struct Driver<R: Runtime> {
     pub stop: async_channel::Receiver<()>,
     pub stop_tx: Option<async_channel::Sender<()>>,
     pub guard: TaskGuard,
+    /// Closed when the last application handle is dropped: the mesh shuts down.
+    pub alive: async_channel::Receiver<()>,
     conns: BTreeMap<ConnId, ConnHandle>,
-    subscribers: Vec<async_channel::Sender<Event>>,
+    subscribers: Vec<Subscriber>,
+    watchers: Vec<Watcher>,
+    /// The members last sent to the watchers.
+    members: Vec<Member>,
+    /// Whether membership may have changed since the watchers were last updated.
+    members_dirty: bool,
 }
 
 /// Channels a mesh's tasks share.
@@ -74,6 +128,8 @@ pub(crate) struct Wiring<S> {
     pub stop: async_channel::Receiver<()>,
     pub guard: TaskGuard,
     pub all_done: async_channel::Receiver<()>,
+    pub alive_tx: async_channel::Sender<()>,
+    pub alive: async_channel::Receiver<()>,
 }
 
 impl<S> Wiring<S> {
@@ -81,7 +137,8 @@ impl<S> Wiring<S> {
         let (input_tx, inputs) = async_channel::bounded(INPUT_QUEUE);
         let (stop_tx, stop) = async_channel::bounded(1);
         let (guard, all_done) = async_channel::bounded(1);
-        Wiring { input_tx, inputs, stop_tx, stop, guard: TaskGuard(guard), all_done }
+        let (alive_tx, alive) = async_channel::bounded(1);
+        Wiring { input_tx, inputs, stop_tx, stop, guard: TaskGuard(guard), all_done, alive_tx, alive }
     }
 }
 
@@ -198,8 +255,12 @@ impl<R: Runtime> Driver<R> {
             stop: wiring.stop.clone(),
             stop_tx: Some(wiring.stop_tx.clone()),
             guard: wiring.guard.clone(),
+            alive: wiring.alive.clone(),
             conns: BTreeMap::new(),
             subscribers: Vec::new(),
+            watchers: Vec::new(),
+            members: Vec::new(),
+            members_dirty: false,
         }
     }
 
@@ -214,9 +275,13 @@ impl<R: Runtime> Driver<R> {
     /// Runs until shutdown completes.
     pub(crate) async fn run(mut self) {
         let mut shutdown_reply = None;
+        let mut shutting_down = false;
         // Whatever the node produced before the loop started (the first dials).
-        self.perform_outputs();
-        loop {
+        {
+            let _scope = NodeScope::enter();
+            self.perform_outputs();
+        }
+        while !shutting_down {
             let wake = self.node.poll_timeout().map(|t| self.std_instant(t));
             let next = {
                 let recv = std::pin::pin!(self.inputs.recv());
@@ -226,22 +291,33 @@ impl<R: Runtime> Driver<R> {
                         None => future::pending::<()>().await,
                     }
                 });
-                match future::select(recv, timer).await {
+                // Nobody sends on it: it completes when the last handle is dropped.
+                let orphaned = std::pin::pin!(self.alive.recv());
+                match future::select(recv, future::select(timer, orphaned)).await {
                     Either::Left((Ok(input), _)) => Some(input),
-                    Either::Left((Err(_), _)) => None,
-                    Either::Right(_) => None,
+                    Either::Left((Err(_), _)) | Either::Right((Either::Left(_), _)) => None,
+                    Either::Right((Either::Right(_), _)) => {
+                        info!("the last handle was dropped: shutting down");
+                        Some(Input::Shutdown(async_channel::bounded(1).0))
+                    }
                 }
             };
+            let _scope = NodeScope::enter();
             let now = self.now();
             let mut next = next;
             let mut handled = 0;
             loop {
                 match next {
-                    None => self.node.handle_timeout(now),
+                    None => {
+                        self.node.handle_timeout(now);
+                        // Routes are recomputed on timers: members may have changed.
+                        self.members_dirty = true;
+                    }
                     Some(Input::Shutdown(reply)) => {
                         info!("shutting down");
                         self.node.shutdown(now);
                         shutdown_reply = Some(reply);
+                        shutting_down = true;
                         break;
                     }
                     Some(input) => self.handle(input, now),
@@ -259,14 +335,13 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             self.perform_outputs();
-            if shutdown_reply.is_some() {
-                break;
-            }
+            self.update_watchers();
         }
         // Stop the listener and dials, close every socket, and let the tasks end.
         self.stop_tx.take();
         self.conns.clear();
         self.subscribers.clear();
+        self.watchers.clear();
         // Application handles keep the input channel alive: close it so that tasks still
         // sending fail and drop what they hold, and drop the sockets of accepts and dials
         // that completed while we were stopping instead of leaving them in the queue.
@@ -305,7 +380,20 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             Input::Call(f) => f(&mut self.node, now),
-            Input::Subscribe(tx) => self.subscribers.push(tx),
+            Input::Subscribe(sub) => {
+                // Empty and new: the snapshot fits.
+                let status = self.node.status();
+                let snapshot = Snapshot { members: self.node.members(), connections: status.connections };
+                let _ = sub.tx.try_send(EventItem::Snapshot(snapshot));
+                self.subscribers.push(sub);
+            }
+            Input::WatchMembers(w) => {
+                let members = self.node.members();
+                *w.current.lock().unwrap_or_else(|e| e.into_inner()) = members.clone();
+                let _ = w.changed.try_send(());
+                self.members = members;
+                self.watchers.push(w);
+            }
             Input::Shutdown(_) => {}
         }
     }
@@ -351,13 +439,45 @@ impl<R: Runtime> Driver<R> {
                 }
                 Output::Event(event) => {
                     log_event(&event);
-                    self.subscribers.retain(|s| match s.try_send(event.clone()) {
-                        Ok(()) | Err(async_channel::TrySendError::Full(_)) => true,
-                        Err(async_channel::TrySendError::Closed(_)) => false,
+                    self.members_dirty = true;
+                    self.subscribers.retain(|s| {
+                        if s.tx.is_closed() {
+                            return false;
+                        }
+                        // Once one was missed, the rest wait until the receiver has read
+                        // up to the gap, so that `Lagged` stands where the gap is.
+                        if s.missed.load(Ordering::Acquire) > 0 || s.tx.is_full() {
+                            s.missed.fetch_add(1, Ordering::AcqRel);
+                            return true;
+                        }
+                        match s.tx.try_send(EventItem::Event(event.clone())) {
+                            Ok(()) => true,
+                            Err(async_channel::TrySendError::Full(_)) => {
+                                s.missed.fetch_add(1, Ordering::AcqRel);
+                                true
+                            }
+                            Err(async_channel::TrySendError::Closed(_)) => false,
+                        }
                     });
                 }
             }
         }
+    }
+
+    /// Tells the membership watchers if the members changed.
+    fn update_watchers(&mut self) {
+        if !std::mem::take(&mut self.members_dirty) || self.watchers.is_empty() {
+            return;
+        }
+        let members = self.node.members();
+        if members == self.members {
+            return;
+        }
+        self.watchers.retain(|w| {
+            *w.current.lock().unwrap_or_else(|e| e.into_inner()) = members.clone();
+            !matches!(w.changed.try_send(()), Err(async_channel::TrySendError::Closed(_)))
+        });
+        self.members = members;
     }
 }
 

@@ -18,5 +18,5 @@ mod runtime;
 #[cfg(feature = "suite")]
 pub mod suite;
 
-pub use api::{Channel, Error, Events, Mesh, MeshBuilder};
+pub use api::{Channel, Error, EventItem, Events, MembersWatch, Mesh, MeshBuilder, Snapshot};
 pub use runtime::Runtime;

@@ -33,6 +33,9 @@ pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest frame body Go sends or accepts (10 MiB), sealed or not.
 pub const MAX_FRAME_LEN: usize = 10 * 1024 * 1024;
+/// The smallest `max_frame_len` a node accepts: below it even a small mesh's topology
+/// would not fit a frame.
+pub const MIN_FRAME_LIMIT: usize = 4096;
 /// Ours: the largest frame accepted before the remote is authenticated. The features
 /// map is about 160 bytes; Go would reserve 10 MiB here for anyone who connects.
 pub const MAX_HANDSHAKE_FRAME_LEN: usize = 64 * 1024;

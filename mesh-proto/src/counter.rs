@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::gossip::{GossipData, GossipError, Gossiper};
+use crate::gossip::{Context, GossipData, GossipError, Gossiper};
 use crate::name::PeerName;
 use crate::wire::gob::{self, Scalar, Stream};
 
@@ -148,19 +148,33 @@ impl Gossiper for CounterGossiper {
         Some(self.counter.snapshot())
     }
 
-    fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Counts>, GossipError> {
+    fn on_gossip(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        payload: &[u8],
+    ) -> Result<Option<Counts>, GossipError> {
         let other = Counts::decode_payload(payload)?;
         let delta = self.counter.lock().merge_delta(&other);
         Ok(if delta.0.is_empty() { None } else { Some(delta) })
     }
 
-    fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Counts>, GossipError> {
+    fn on_broadcast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _source: PeerName,
+        payload: &[u8],
+    ) -> Result<Option<Counts>, GossipError> {
         let other = Counts::decode_payload(payload)?;
         // Possibly empty, never nothing: broadcasts always continue down the tree.
         Ok(Some(self.counter.lock().merge_delta(&other)))
     }
 
-    fn on_unicast(&mut self, _source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+    fn on_unicast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _source: PeerName,
+        payload: &[u8],
+    ) -> Result<(), GossipError> {
         let other = Counts::decode_payload(payload)?;
         self.counter.lock().merge_delta(&other);
         Ok(())
@@ -193,15 +207,19 @@ mod tests {
         let c = Counter::new(n(1));
         c.increment();
         let mut g = c.gossiper();
+        let mut emits = Vec::new();
+        let ctx = &mut Context::new(n(1), crate::Instant::ZERO, &mut emits);
         // on gossip: only the entries that raised ours; nothing if none did.
         let theirs = Counts([(n(1), 1), (n(2), 5)].into());
-        assert_eq!(g.on_gossip(&theirs.encode_payload()).unwrap(), Some(Counts([(n(2), 5)].into())));
-        assert_eq!(g.on_gossip(&theirs.encode_payload()).unwrap(), None);
+        assert_eq!(g.on_gossip(ctx, &theirs.encode_payload()).unwrap(), Some(Counts([(n(2), 5)].into())));
+        assert_eq!(g.on_gossip(ctx, &theirs.encode_payload()).unwrap(), None);
         // on broadcast: possibly empty, never nothing.
-        assert_eq!(g.on_broadcast(n(2), &theirs.encode_payload()).unwrap(), Some(Counts::default()));
+        assert_eq!(g.on_broadcast(ctx, n(2), &theirs.encode_payload()).unwrap(), Some(Counts::default()));
         // on unicast: merges everything.
-        g.on_unicast(n(3), &Counts([(n(3), 7)].into()).encode_payload()).unwrap();
+        g.on_unicast(ctx, n(3), &Counts([(n(3), 7)].into()).encode_payload()).unwrap();
         assert_eq!(c.value(), 1 + 5 + 7);
-        assert!(g.on_gossip(b"garbage").is_err());
+        assert!(g.on_gossip(ctx, b"garbage").is_err());
+        drop(g);
+        assert!(emits.is_empty(), "the counter emits nothing itself");
     }
 }

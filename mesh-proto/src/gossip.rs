@@ -45,10 +45,40 @@ pub trait GossipData: Clone + Send + 'static {
 
 /// An application's handler for one channel.
 ///
-/// Callbacks run inside `Node` calls, on the thread that drives the node, and must not
-/// call back into the node or wait for it (hand work to another task instead). Every
-/// method has a default that does nothing, so a gossiper implements only what its
+/// # Callback rules
+///
+/// Callbacks run inside `Node` calls, on the task that drives the node, so:
+/// - a callback emits through its [`Context`]: what it broadcasts, gossips or unicasts
+///   there is sent on this channel as soon as the callback returns, in order (and
+///   dropped if the callback returns an error);
+/// - it must not wait for the node it runs on. The adapters' `Mesh` and `Channel` calls
+///   made from inside a callback return their `InCallback` error at once instead of
+///   waiting; anything else (another mesh, a database) should be handed to a task;
+/// - it should return quickly: the node handles nothing else meanwhile.
+///
+/// Every method has a default that does nothing, so a gossiper implements only what its
 /// channel uses: a receive-only unicast sink is `type Data` and `on_unicast`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mesh_proto::{Context, GossipData, GossipError, Gossiper, PeerName};
+///
+/// #[derive(Clone)]
+/// struct Nothing;
+/// impl GossipData for Nothing {
+///     fn encode(&self) -> Vec<Bytes> { Vec::new() }
+///     fn merge(&mut self, _: Self) {}
+/// }
+///
+/// /// Answers every unicast with the same bytes, from inside the callback.
+/// struct Echo;
+/// impl Gossiper for Echo {
+///     type Data = Nothing;
+///     fn on_unicast(&mut self, ctx: &mut Context<'_, Nothing>, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+///         ctx.unicast(source, Bytes::copy_from_slice(payload)).map_err(GossipError::new)
+///     }
+/// }
+/// ```
 pub trait Gossiper: Send + 'static {
     /// The data this channel gossips.
     type Data: GossipData;
@@ -59,21 +89,113 @@ pub trait Gossiper: Send + 'static {
     }
     /// Merges received gossip and returns what was new to us (relayed to a neighbour
     /// subset), or `None` if nothing was. By default nothing is, and nothing is relayed.
-    fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Self::Data>, GossipError> {
-        let _ = payload;
+    fn on_gossip(
+        &mut self,
+        ctx: &mut Context<'_, Self::Data>,
+        payload: &[u8],
+    ) -> Result<Option<Self::Data>, GossipError> {
+        let _ = (ctx, payload);
         Ok(None)
     }
-    /// Merges a broadcast and returns what to pass on down the source's tree; `None`
+    /// Merges a broadcast and returns what to pass on down the source's tree (the same
+    /// broadcast, as this peer now holds it: usually the received data itself); `None`
     /// stops the broadcast here. By default it stops here.
-    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Self::Data>, GossipError> {
-        let _ = (source, payload);
+    fn on_broadcast(
+        &mut self,
+        ctx: &mut Context<'_, Self::Data>,
+        source: PeerName,
+        payload: &[u8],
+    ) -> Result<Option<Self::Data>, GossipError> {
+        let _ = (ctx, source, payload);
         Ok(None)
     }
     /// Handles a unicast addressed to us. By default it is dropped.
-    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
-        let _ = (source, payload);
+    fn on_unicast(
+        &mut self,
+        ctx: &mut Context<'_, Self::Data>,
+        source: PeerName,
+        payload: &[u8],
+    ) -> Result<(), GossipError> {
+        let _ = (ctx, source, payload);
         Ok(())
     }
+}
+
+/// What a callback sends on its own channel, performed once it returns.
+pub(crate) enum Emit<D> {
+    Broadcast(D),
+    Gossip(D),
+    Unicast(PeerName, Bytes),
+}
+
+/// Handed to every [`Gossiper`] callback: sends on the callback's channel without
+/// waiting for the node (which is busy running the callback). Everything emitted is sent
+/// when the callback returns, in the order emitted, exactly as the node's own
+/// `broadcast`, `gossip` and `unicast` would send it.
+pub struct Context<'a, D> {
+    us: PeerName,
+    now: Instant,
+    emits: &'a mut Vec<Emit<D>>,
+}
+
+impl<D> fmt::Debug for Context<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("us", &self.us).field("emitted", &self.emits.len()).finish()
+    }
+}
+
+impl<'a, D> Context<'a, D> {
+    pub(crate) fn new(us: PeerName, now: Instant, emits: &'a mut Vec<Emit<D>>) -> Self {
+        Context { us, now, emits }
+    }
+
+    /// Our peer name.
+    pub fn us(&self) -> PeerName {
+        self.us
+    }
+
+    /// The node's time of the call.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Broadcasts `data` from us to every peer, as `Node::broadcast` does.
+    pub fn broadcast(&mut self, data: D) {
+        self.emits.push(Emit::Broadcast(data));
+    }
+
+    /// Gossips `data` to a random subset of neighbours, as `Node::gossip` does.
+    pub fn gossip(&mut self, data: D) {
+        self.emits.push(Emit::Gossip(data));
+    }
+
+    /// Sends `payload` to `dest`, as `Node::unicast` does. It is routed when the
+    /// callback returns: if `dest` is unreachable then, or its next hop is congested, the
+    /// unicast is dropped and counted in `Stats::unicasts_dropped`.
+    ///
+    /// # Errors
+    /// [`NodeError::UnicastToSelf`](crate::NodeError::UnicastToSelf) if `dest` is us.
+    pub fn unicast(&mut self, dest: PeerName, payload: impl Into<Bytes>) -> Result<(), crate::NodeError> {
+        if dest == self.us {
+            return Err(crate::NodeError::UnicastToSelf);
+        }
+        self.emits.push(Emit::Unicast(dest, payload.into()));
+        Ok(())
+    }
+}
+
+/// What a callback emitted, type-erased for the node.
+pub(crate) type ErasedEmit = Emit<Erased>;
+
+fn erase_emits<D: GossipData>(emits: Vec<Emit<D>>) -> Vec<ErasedEmit> {
+    emits
+        .into_iter()
+        .map(|e| match e {
+            Emit::Broadcast(d) => Emit::Broadcast(Box::new(d) as Erased),
+            Emit::Gossip(d) => Emit::Gossip(Box::new(d) as Erased),
+            Emit::Unicast(dest, p) => Emit::Unicast(dest, p),
+        })
+        .collect()
 }
 
 /// Which slot an item goes to.
@@ -102,9 +224,30 @@ pub(crate) type Erased = Box<dyn Any + Send>;
 /// The node's view of a channel, whatever its data type.
 pub(crate) trait Channel: Send {
     fn gossip(&mut self) -> Option<Erased>;
-    fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError>;
-    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError>;
-    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError>;
+    /// Callbacks take `us` for their [`Context`] and append what they emit to `emits`.
+    fn on_gossip(
+        &mut self,
+        us: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError>;
+    fn on_broadcast(
+        &mut self,
+        us: PeerName,
+        source: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError>;
+    fn on_unicast(
+        &mut self,
+        us: PeerName,
+        source: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<(), GossipError>;
     /// The channel's send slots on every connection.
     fn slots(&mut self) -> &mut dyn ErasedSlots;
     /// Whether this is a relay-only channel.
@@ -225,14 +368,43 @@ impl<G: Gossiper> Channel for AppChannel<G> {
     fn gossip(&mut self) -> Option<Erased> {
         erase(self.gossiper.gossip())
     }
-    fn on_gossip(&mut self, payload: &[u8], _now: Instant) -> Result<Option<Erased>, GossipError> {
-        Ok(erase(self.gossiper.on_gossip(payload)?))
+    fn on_gossip(
+        &mut self,
+        us: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError> {
+        let mut mine = Vec::new();
+        let r = self.gossiper.on_gossip(&mut Context::new(us, now, &mut mine), payload)?;
+        emits.extend(erase_emits(mine));
+        Ok(erase(r))
     }
-    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError> {
-        Ok(erase(self.gossiper.on_broadcast(source, payload)?))
+    fn on_broadcast(
+        &mut self,
+        us: PeerName,
+        source: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError> {
+        let mut mine = Vec::new();
+        let r = self.gossiper.on_broadcast(&mut Context::new(us, now, &mut mine), source, payload)?;
+        emits.extend(erase_emits(mine));
+        Ok(erase(r))
     }
-    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
-        self.gossiper.on_unicast(source, payload)
+    fn on_unicast(
+        &mut self,
+        us: PeerName,
+        source: PeerName,
+        payload: &[u8],
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<(), GossipError> {
+        let mut mine = Vec::new();
+        self.gossiper.on_unicast(&mut Context::new(us, now, &mut mine), source, payload)?;
+        emits.extend(erase_emits(mine));
+        Ok(())
     }
     fn slots(&mut self) -> &mut dyn ErasedSlots {
         &mut self.slots
@@ -329,14 +501,34 @@ impl Channel for RelayChannel {
     fn gossip(&mut self) -> Option<Erased> {
         None
     }
-    fn on_gossip(&mut self, payload: &[u8], now: Instant) -> Result<Option<Erased>, GossipError> {
+    fn on_gossip(
+        &mut self,
+        _us: PeerName,
+        payload: &[u8],
+        now: Instant,
+        _emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError> {
         self.last_used = now;
         Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
     }
-    fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Erased>, GossipError> {
+    fn on_broadcast(
+        &mut self,
+        _us: PeerName,
+        _source: PeerName,
+        payload: &[u8],
+        _now: Instant,
+        _emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Erased>, GossipError> {
         Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
     }
-    fn on_unicast(&mut self, _source: PeerName, _payload: &[u8]) -> Result<(), GossipError> {
+    fn on_unicast(
+        &mut self,
+        _us: PeerName,
+        _source: PeerName,
+        _payload: &[u8],
+        _now: Instant,
+        _emits: &mut Vec<ErasedEmit>,
+    ) -> Result<(), GossipError> {
         Ok(())
     }
     fn slots(&mut self) -> &mut dyn ErasedSlots {
@@ -412,11 +604,13 @@ mod tests {
     #[test]
     fn relay_channels_pass_everything_on() {
         let mut r = RelayChannel::new(Instant::ZERO);
-        let got = r.on_gossip(b"x", Instant::from_secs(3)).unwrap().unwrap();
+        let (us, e) = (PeerName::from_u64(1).unwrap(), &mut Vec::new());
+        let got = r.on_gossip(us, b"x", Instant::from_secs(3), e).unwrap().unwrap();
         assert_eq!(got.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("x")]))));
         assert_eq!(r.last_used(), Instant::from_secs(3));
         assert!(r.gossip().is_none());
-        assert_eq!(r.on_unicast(PeerName::UNKNOWN, b"z"), Ok(()));
+        assert_eq!(r.on_unicast(us, PeerName::UNKNOWN, b"z", Instant::ZERO, e), Ok(()));
+        assert!(e.is_empty());
     }
 
     #[test]
@@ -441,7 +635,41 @@ mod tests {
         fn gossip(&mut self) -> Option<Max> {
             Some(Max(self.state))
         }
-        fn on_gossip(&mut self, payload: &[u8]) -> Result<Option<Max>, GossipError> {
+        fn on_gossip(
+            &mut self,
+            _: &mut Context<'_, Max>,
+            payload: &[u8],
+        ) -> Result<Option<Max>, GossipError> {
+            self.merge_number(payload)
+        }
+        fn on_broadcast(
+            &mut self,
+            _: &mut Context<'_, Max>,
+            _source: PeerName,
+            payload: &[u8],
+        ) -> Result<Option<Max>, GossipError> {
+            self.merge_number(payload)
+        }
+        fn on_unicast(
+            &mut self,
+            ctx: &mut Context<'_, Max>,
+            source: PeerName,
+            payload: &[u8],
+        ) -> Result<(), GossipError> {
+            if payload.is_empty() {
+                return Err(GossipError::new("empty"));
+            }
+            self.unicasts.push((source, payload.to_vec()));
+            // Answers through the context, and spreads what it now holds.
+            ctx.unicast(source, Bytes::from_static(b"ack")).map_err(GossipError::new)?;
+            ctx.gossip(Max(self.state));
+            ctx.broadcast(Max(self.state + 1));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn merge_number(&mut self, payload: &[u8]) -> Result<Option<Max>, GossipError> {
             let n: u64 = std::str::from_utf8(payload)
                 .ok()
                 .and_then(|s| s.parse().ok())
@@ -450,30 +678,36 @@ mod tests {
             self.state = self.state.max(n);
             Ok(new.then_some(Max(n)))
         }
-        fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Max>, GossipError> {
-            self.on_gossip(payload)
-        }
-        fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
-            if payload.is_empty() {
-                return Err(GossipError::new("empty"));
-            }
-            self.unicasts.push((source, payload.to_vec()));
-            Ok(())
-        }
     }
 
     #[test]
     fn app_channels_hand_everything_to_their_gossiper() {
         let mut c = AppChannel::new(Recorder::default());
-        let got = c.on_gossip(b"5", Instant::ZERO).unwrap().unwrap();
+        let (us, t, e) = (PeerName::from_u64(1).unwrap(), Instant::ZERO, &mut Vec::new());
+        let got = c.on_gossip(us, b"5", t, e).unwrap().unwrap();
         assert_eq!(got.downcast_ref::<Max>(), Some(&Max(5)));
-        assert!(c.on_gossip(b"3", Instant::ZERO).unwrap().is_none(), "nothing new");
-        assert_eq!(c.on_gossip(b"x", Instant::ZERO).err(), Some(GossipError::new("not a number")));
+        assert!(c.on_gossip(us, b"3", t, e).unwrap().is_none(), "nothing new");
+        assert_eq!(c.on_gossip(us, b"x", t, e).err(), Some(GossipError::new("not a number")));
         let src = PeerName::from_u64(4).unwrap();
-        assert_eq!(c.on_broadcast(src, b"8").unwrap().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
+        assert_eq!(
+            c.on_broadcast(us, src, b"8", t, e).unwrap().unwrap().downcast_ref::<Max>(),
+            Some(&Max(8))
+        );
         assert_eq!(c.gossip().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
-        assert_eq!(c.on_unicast(src, b"hi"), Ok(()));
-        assert_eq!(c.on_unicast(src, b""), Err(GossipError::new("empty")));
+        assert!(e.is_empty(), "nothing emitted yet");
+        assert_eq!(c.on_unicast(us, src, b"hi", t, e), Ok(()));
+        // What the callback emitted, in its order.
+        match &e[..] {
+            [Emit::Unicast(d, p), Emit::Gossip(g), Emit::Broadcast(b)] => {
+                assert_eq!((*d, &p[..]), (src, &b"ack"[..]));
+                assert_eq!(g.downcast_ref::<Max>(), Some(&Max(8)));
+                assert_eq!(b.downcast_ref::<Max>(), Some(&Max(9)));
+            }
+            _ => panic!("unexpected emits"),
+        }
+        e.clear();
+        assert_eq!(c.on_unicast(us, src, b"", t, e), Err(GossipError::new("empty")));
+        assert!(e.is_empty(), "a failed callback emits nothing");
         assert_eq!(c.gossiper.unicasts, [(src, b"hi".to_vec())]);
         assert!(!c.is_relay());
         assert_eq!(c.last_used(), Instant::MAX, "an application channel is never evicted");
@@ -497,14 +731,15 @@ mod tests {
         let mut r = RelayChannel::new(Instant::ZERO);
         assert!(r.is_relay());
         let src = PeerName::from_u64(4).unwrap();
-        let b = r.on_broadcast(src, b"b1").unwrap().unwrap();
+        let (us, e) = (PeerName::from_u64(1).unwrap(), &mut Vec::new());
+        let b = r.on_broadcast(us, src, b"b1", Instant::ZERO, e).unwrap().unwrap();
         assert_eq!(b.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("b1")]))));
         let wrong: Erased = Box::new(Max(1));
         assert!(!r.slots().queue(1, Slot::Gossip, &wrong));
         assert!(r.slots().queue(1, Slot::Broadcast(src), &b));
-        let g = r.on_gossip(b"g1", Instant::ZERO).unwrap().unwrap();
+        let g = r.on_gossip(us, b"g1", Instant::ZERO, e).unwrap().unwrap();
         assert!(r.slots().queue(1, Slot::Gossip, &g));
-        let g2 = r.on_gossip(b"g2", Instant::ZERO).unwrap().unwrap();
+        let g2 = r.on_gossip(us, b"g2", Instant::ZERO, e).unwrap().unwrap();
         assert!(r.slots().queue(1, Slot::Gossip, &g2));
         assert!(r.slots().queue(2, Slot::Gossip, &g2));
         // Merged gossip encodes as one message per payload, in order.
@@ -532,10 +767,22 @@ mod tests {
         }
         let mut c = AppChannel::new(Quiet);
         let src = PeerName::from_u64(3).unwrap();
+        let (us, t, e) = (PeerName::from_u64(1).unwrap(), Instant::ZERO, &mut Vec::new());
         assert!(c.gossip().is_none());
-        assert!(c.on_gossip(b"1", Instant::ZERO).unwrap().is_none());
-        assert!(c.on_broadcast(src, b"1").unwrap().is_none(), "a broadcast stops here");
-        assert_eq!(c.on_unicast(src, b"1"), Ok(()));
+        assert!(c.on_gossip(us, b"1", t, e).unwrap().is_none());
+        assert!(c.on_broadcast(us, src, b"1", t, e).unwrap().is_none(), "a broadcast stops here");
+        assert_eq!(c.on_unicast(us, src, b"1", t, e), Ok(()));
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_context_refuses_a_unicast_to_ourselves() {
+        let us = PeerName::from_u64(1).unwrap();
+        let mut emits: Vec<Emit<Max>> = Vec::new();
+        let mut ctx = Context::new(us, Instant::from_secs(2), &mut emits);
+        assert_eq!((ctx.us(), ctx.now()), (us, Instant::from_secs(2)));
+        assert_eq!(ctx.unicast(us, Bytes::from_static(b"x")), Err(crate::NodeError::UnicastToSelf));
+        assert!(emits.is_empty());
     }
 
     #[test]

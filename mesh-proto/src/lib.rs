@@ -143,6 +143,7 @@ mod handshake;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
 mod key_schedule;
+mod members;
 mod name;
 mod node;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
@@ -173,8 +174,9 @@ pub use connection::ConnId;
 pub use connector::AddressError;
 pub use crypto::CryptoError;
 pub use event::{CloseReason, Event, Output};
-pub use gossip::{GossipData, GossipError, Gossiper};
+pub use gossip::{Context, GossipData, GossipError, Gossiper};
 pub use handshake::{HandshakeError, Security, Stage};
+pub use members::Member;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
 pub use pake::PakeError;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::{ChannelHandle, GossipData, GossipError, Gossiper, Instant, Node, PeerName};
+use mesh_proto::{ChannelHandle, Context, GossipData, GossipError, Gossiper, Instant, Node, PeerName};
 
 /// The counter app on one node.
 pub struct CounterApp {
@@ -85,7 +85,12 @@ pub struct TrackerGossiper(Tracker);
 
 impl Gossiper for TrackerGossiper {
     type Data = Ids;
-    fn on_broadcast(&mut self, source: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
+    fn on_broadcast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        source: PeerName,
+        payload: &[u8],
+    ) -> Result<Option<Ids>, GossipError> {
         let ids = decode_ids(payload)?;
         let mut d = self.0.lock();
         for id in &ids.0 {
@@ -93,7 +98,12 @@ impl Gossiper for TrackerGossiper {
         }
         Ok(Some(ids))
     }
-    fn on_unicast(&mut self, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+    fn on_unicast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        source: PeerName,
+        payload: &[u8],
+    ) -> Result<(), GossipError> {
         self.0.lock().unicasts.push((source, Bytes::copy_from_slice(payload)));
         Ok(())
     }
@@ -159,7 +169,12 @@ impl Gossiper for BlobGossiper {
     fn gossip(&mut self) -> Option<Blob> {
         self.state.clone().map(Blob)
     }
-    fn on_broadcast(&mut self, _source: PeerName, payload: &[u8]) -> Result<Option<Blob>, GossipError> {
+    fn on_broadcast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _source: PeerName,
+        payload: &[u8],
+    ) -> Result<Option<Blob>, GossipError> {
         Ok(Some(Blob(Bytes::copy_from_slice(payload))))
     }
 }

@@ -36,7 +36,7 @@
 pub mod runtime;
 
 pub use mesh_driver::{Error, Events, Runtime};
-pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+pub use mesh_proto::{CloseReason, Context, Event, GossipData, GossipError, Gossiper, PeerName, Status};
 pub use runtime::Tokio;
 
 /// A builder for a [`Mesh`] on tokio (`MeshBuilder::new(name)`).

@@ -35,3 +35,28 @@ async fn a_wrong_password_is_refused_and_reported() {
 async fn a_stuck_wait_fails_instead_of_hanging() {
     suite::within(&Tokio, 1, "something that never comes", std::future::pending::<()>()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_that_reenter_their_mesh_do_not_deadlock() {
+    suite::api::reentrant_callbacks_do_not_deadlock(Tokio).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn callbacks_that_reenter_their_mesh_do_not_deadlock_on_one_thread() {
+    suite::api::reentrant_callbacks_do_not_deadlock(Tokio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_their_watch_and_waiting_for_peers() {
+    suite::api::membership(Tokio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_start_with_a_snapshot_and_report_lag() {
+    suite::api::events_snapshot_and_lag(Tokio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_shuts_the_mesh_down() {
+    suite::api::dropping_the_last_handle_shuts_down(Tokio).await;
+}

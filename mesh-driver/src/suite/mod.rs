@@ -13,8 +13,9 @@ use mesh_proto::wire::header::HeaderError;
 use mesh_proto::{CloseReason, Event, PeerName};
 use mesh_proto::{HandshakeError, Security};
 
-use crate::{Channel, Events, Mesh, MeshBuilder, Runtime};
+use crate::{Channel, EventItem, Events, Mesh, MeshBuilder, Runtime};
 
+pub mod api;
 pub mod processes;
 
 /// One counter peer.
@@ -57,7 +58,8 @@ pub async fn wait_for_event<T: Runtime>(
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         match within_until(rt, deadline, what, events.next()).await {
-            Some(e) if wanted(&e) => return,
+            Some(EventItem::Event(e)) if wanted(&e) => return,
+            // The snapshot and lag reports are other tests' business.
             Some(_) => {}
             None => panic!("the event stream ended while waiting for {what}"),
         }

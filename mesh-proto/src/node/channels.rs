@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::routing::Relay;
 use super::{Node, NodeError, TOPOLOGY_CHANNEL};
 use crate::connection::ConnId;
-use crate::gossip::{AppChannel, Erased, GossipData, Gossiper, Slot};
+use crate::gossip::{AppChannel, Emit, Erased, ErasedEmit, GossipData, Gossiper, Slot};
 use crate::name::PeerName;
 use crate::time::Instant;
 use crate::wire::message::{self, GossipKind};
@@ -60,11 +60,34 @@ impl Node {
     /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the
     /// spanning tree rooted at us.
     pub fn broadcast<D: GossipData>(&mut self, ch: &ChannelHandle<D>, data: D, now: Instant) {
-        // A broadcast we originate goes to every neighbour.
+        self.send_broadcast(&ch.name, &(Box::new(data) as Erased));
+        self.after_input(now);
+    }
+
+    /// A broadcast we originate goes to every neighbour.
+    fn send_broadcast(&mut self, channel: &[u8], data: &Erased) {
         let us = self.config.name;
         let conns: Vec<ConnId> = self.by_name.values().copied().collect();
-        self.queue_channel(&ch.name, &conns, Slot::Broadcast(us), &(Box::new(data) as Erased));
-        self.after_input(now);
+        self.queue_channel(channel, &conns, Slot::Broadcast(us), data);
+    }
+
+    /// Sends what a callback on `channel` emitted through its context, in order.
+    pub(super) fn perform_emits(&mut self, channel: &[u8], emits: Vec<ErasedEmit>, now: Instant) {
+        let us = self.config.name;
+        for emit in emits {
+            match emit {
+                Emit::Broadcast(data) => self.send_broadcast(channel, &data),
+                Emit::Gossip(data) => {
+                    let channel = Bytes::copy_from_slice(channel);
+                    self.relay(Relay::Channel { channel, slot: Slot::Gossip, exclude: us, data }, now);
+                }
+                Emit::Unicast(dest, payload) => {
+                    if self.send_unicast(channel, dest, &payload).is_err() {
+                        self.stats.unicasts_dropped += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Gossips `data` to a weighted random subset of neighbours (Go's
@@ -90,9 +113,13 @@ impl Node {
         if dest == self.config.name {
             return Err(NodeError::UnicastToSelf);
         }
-        let (us, kind) = (self.config.name, GossipKind::Unicast { destination: dest });
-        let r = self.send_to_hop(dest, |out| message::encode_gossip(out, kind, &ch.name, us, payload));
+        let r = self.send_unicast(&ch.name, dest, payload);
         self.after_input(now);
         r
+    }
+
+    fn send_unicast(&mut self, channel: &[u8], dest: PeerName, payload: &[u8]) -> Result<(), NodeError> {
+        let (us, kind) = (self.config.name, GossipKind::Unicast { destination: dest });
+        self.send_to_hop(dest, |out| message::encode_gossip(out, kind, channel, us, payload))
     }
 }

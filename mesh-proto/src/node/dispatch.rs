@@ -13,7 +13,7 @@ use super::{Node, TOPOLOGY_CHANNEL};
 use crate::config::ROUTES_RECALC_DELAY;
 use crate::connection::ConnId;
 use crate::event::{CloseReason, Event, Output};
-use crate::gossip::{GossipError, RelayChannel, RelayMemory, Slot};
+use crate::gossip::{ErasedEmit, GossipError, RelayChannel, RelayMemory, Slot};
 use crate::name::PeerName;
 use crate::sabotage::Sabotage;
 use crate::time::Instant;
@@ -43,9 +43,14 @@ impl Node {
         if g.kind == GossipKind::Gossip && ch.is_relay() && dedupe && repeat(&mut self.relay_memory) {
             return;
         }
-        match self.deliver(g, now) {
-            Ok(Some(relay)) => self.relay(relay, now),
-            Ok(None) => {}
+        let mut emits = Vec::new();
+        match self.deliver(g, now, &mut emits) {
+            Ok(relay) => {
+                if let Some(relay) = relay {
+                    self.relay(relay, now);
+                }
+                self.perform_emits(g.channel, emits, now);
+            }
             Err(error) => {
                 let channel = String::from_utf8_lossy(g.channel).into_owned();
                 self.close(id, CloseReason::Gossiper { channel, error }, now);
@@ -54,21 +59,29 @@ impl Node {
     }
 
     /// Hands `g` to its channel; what the channel returns to pass on.
-    fn deliver(&mut self, g: GossipMessage<'_>, now: Instant) -> Result<Option<Relay>, GossipError> {
+    fn deliver(
+        &mut self,
+        g: GossipMessage<'_>,
+        now: Instant,
+        emits: &mut Vec<ErasedEmit>,
+    ) -> Result<Option<Relay>, GossipError> {
+        let us = self.config.name;
         let Some(ch) = self.channels.get_mut(g.channel) else { return Ok(None) };
         let channel = Bytes::copy_from_slice(g.channel);
         let relay = match g.kind {
-            GossipKind::Unicast { .. } => return ch.on_unicast(g.source, g.payload).map(|()| None),
+            GossipKind::Unicast { .. } => {
+                return ch.on_unicast(us, g.source, g.payload, now, emits).map(|()| None);
+            }
             // Our own broadcast came back: Go would re-send it.
             GossipKind::Broadcast if g.source == self.config.name => return Ok(None),
             GossipKind::Broadcast => {
-                let data = ch.on_broadcast(g.source, g.payload)?;
+                let data = ch.on_broadcast(us, g.source, g.payload, now, emits)?;
                 let slot = Slot::Broadcast(g.source);
                 let data = data.filter(|_| !self.broken(Sabotage::NoBroadcastRelay));
                 data.map(|data| Relay::Channel { channel, slot, exclude: g.source, data })
             }
             GossipKind::Gossip => {
-                let delta = ch.on_gossip(g.payload, now)?;
+                let delta = ch.on_gossip(us, g.payload, now, emits)?;
                 delta.map(|data| Relay::Channel { channel, slot: Slot::Gossip, exclude: g.source, data })
             }
         };

@@ -16,6 +16,17 @@ pub enum NodeError {
         /// The configured maximum.
         max: u8,
     },
+    /// The configured `max_frame_len` is outside [[`MIN_FRAME_LIMIT`](crate::config::MIN_FRAME_LIMIT),
+    /// [`MAX_FRAME_LEN`](crate::config::MAX_FRAME_LEN)].
+    #[error(
+        "max_frame_len {len} is outside [{}, {}]",
+        crate::config::MIN_FRAME_LIMIT,
+        crate::config::MAX_FRAME_LEN
+    )]
+    BadFrameLimit {
+        /// The configured limit.
+        len: usize,
+    },
     /// A gossiper is already registered under this name (or it is `topology`).
     #[error("channel {0:?} is already registered")]
     ChannelTaken(String),

@@ -112,6 +112,9 @@ impl Node {
                 max: config.max_protocol_version,
             });
         }
+        if !(crate::config::MIN_FRAME_LIMIT..=crate::config::MAX_FRAME_LEN).contains(&config.max_frame_len) {
+            return Err(NodeError::BadFrameLimit { len: config.max_frame_len });
+        }
         let mut rng = Random::from_seed(seed);
         let uid = loop {
             let u = rng.next_u64();

@@ -49,7 +49,7 @@ impl Node {
     }
 
     /// Merges `data` into `channel`'s slot on each of `conns`.
-    pub(super) fn queue_channel(&mut self, channel: &Bytes, conns: &[ConnId], slot: Slot, data: &Erased) {
+    pub(super) fn queue_channel(&mut self, channel: &[u8], conns: &[ConnId], slot: Slot, data: &Erased) {
         let Some(ch) = self.channels.get_mut(channel) else { return };
         for id in conns {
             if ch.slots().queue(id.0, slot, data) {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use mesh_proto::counter::{Counter, Counts};
-use mesh_proto::{ChannelHandle, GossipError, Gossiper, Instant, Node, PeerName};
+use mesh_proto::{ChannelHandle, Context, GossipError, Gossiper, Instant, Node, PeerName};
 
 use crate::SimClock;
 use crate::apps::{Blob, BlobGossiper, Ids, decode_ids};
@@ -45,12 +45,22 @@ impl TrackerGossiper {
 
 impl Gossiper for TrackerGossiper {
     type Data = Ids;
-    fn on_broadcast(&mut self, _: PeerName, payload: &[u8]) -> Result<Option<Ids>, GossipError> {
+    fn on_broadcast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _: PeerName,
+        payload: &[u8],
+    ) -> Result<Option<Ids>, GossipError> {
         let ids = self.record(payload, |s| &mut s.broadcasts)?;
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).broadcast_messages += 1;
         Ok(Some(ids))
     }
-    fn on_unicast(&mut self, _: PeerName, payload: &[u8]) -> Result<(), GossipError> {
+    fn on_unicast(
+        &mut self,
+        _ctx: &mut Context<'_, Self::Data>,
+        _: PeerName,
+        payload: &[u8],
+    ) -> Result<(), GossipError> {
         self.record(payload, |s| &mut s.unicasts).map(|_| ())
     }
 }
