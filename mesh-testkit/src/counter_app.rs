@@ -73,9 +73,8 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
 fn default_hwaddr() -> Option<String> {
     let mac = mac_address::get_mac_address().ok().flatten()?;
     let b = mac.bytes();
-    (b != [0; 6]).then(|| {
-        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
-    })
+    (b != [0; 6])
+        .then(|| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
 }
 
 /// The host name, or `counter` if it is empty or not valid UTF-8.
