@@ -67,14 +67,21 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|_| format!("bad address {s:?}: expected host:port or :port"))
 }
 
-/// The MAC address of the first network interface that has a non-zero one (loopback has
-/// none), in the lower-case `xx:xx:xx:xx:xx:xx` form; `None` if there is none or the
-/// system will not say.
+/// The MAC address of the first network interface, by name, that has a non-zero one
+/// (loopback has none), in the lower-case `xx:xx:xx:xx:xx:xx` form; `None` if there is
+/// none or the system will not say.
 fn default_hwaddr() -> Option<String> {
-    let mac = mac_address::get_mac_address().ok().flatten()?;
-    let b = mac.bytes();
-    (b != [0; 6])
-        .then(|| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
+    let mut found: Vec<(Option<String>, [u8; 6])> = mac_address::MacAddressIterator::new()
+        .ok()?
+        .map(|mac| mac.bytes())
+        .filter(|b| *b != [0; 6])
+        .map(|b| (mac_address::name_by_mac_address(&mac_address::MacAddress::new(b)).ok().flatten(), b))
+        .collect();
+    // Interfaces in name order, so the choice does not depend on the order the system
+    // lists them in; any whose name the system will not give come last.
+    found.sort_by(|(a, x), (b, y)| (a.is_none(), a, x).cmp(&(b.is_none(), b, y)));
+    let (_, b) = found.into_iter().next()?;
+    Some(format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
 }
 
 /// The host name, or `counter` if it is empty or not valid UTF-8.
