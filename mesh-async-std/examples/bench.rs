@@ -1,4 +1,4 @@
-//! The adapters' benchmark (`mesh_driver::bench`) on async-io: unicast throughput between
+//! The adapters' benchmark (`mesh_testkit::bench`) on async-io: unicast throughput between
 //! two meshes on loopback and the idle cost of a 16-peer cluster.
 //!
 //! The mesh's tasks run on a smol `Executor` with one thread per core, as tokio's
@@ -21,5 +21,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())));
     }
     let rt = AsyncIo::with_spawner(|task| EXECUTOR.spawn(task).detach());
-    smol::block_on(mesh_driver::bench::run(rt))
+    smol::block_on(mesh_testkit::bench::run(rt))
 }

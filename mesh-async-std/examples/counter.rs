@@ -1,6 +1,6 @@
 //! The increment-only counter on smol: the same app, flags and HTTP interface as the
 //! tokio example and weaveworks/mesh's Go app, so all three run in one cluster. The app
-//! is `mesh_driver::counter_app`; this file is its smol accept loop, with hyper over
+//! is `mesh_testkit::counter_app`; this file is its smol accept loop, with hyper over
 //! async-io's sockets.
 //!
 //! ```text
@@ -13,7 +13,7 @@ use async_signal::{Signal, Signals};
 use clap::Parser;
 use futures_lite::{FutureExt, StreamExt};
 use mesh_async_std::AsyncIo;
-use mesh_driver::counter_app::{self, Args};
+use mesh_testkit::counter_app::{self, Args};
 use smol_hyper::rt::FuturesIo;
 use tracing::warn;
 

@@ -1,7 +1,7 @@
 //! Tokio meshes and smol meshes in one process form one mesh.
 
 use mesh_async_std::AsyncIo;
-use mesh_driver::suite::{self, Peer};
+use mesh_testkit::suite::{self, Peer};
 use mesh_tokio::Tokio;
 
 #[test]

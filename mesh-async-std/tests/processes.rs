@@ -1,7 +1,7 @@
 //! The smol counter example and the tokio one as separate processes, side by side in one
 //! mesh, converge after POSTs to each.
 
-use mesh_driver::suite::processes::{counter_processes_converge, example};
+use mesh_testkit::suite::processes::{counter_processes_converge, example};
 
 #[test]
 fn smol_and_tokio_counter_processes_converge() {

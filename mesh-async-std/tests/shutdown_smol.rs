@@ -2,7 +2,7 @@
 //! it counts the process's file descriptors.
 
 use mesh_async_std::AsyncIo;
-use mesh_driver::suite;
+use mesh_testkit::suite;
 
 #[test]
 fn shutdown_leaves_no_task_or_socket_behind() {

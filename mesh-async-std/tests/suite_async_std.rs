@@ -1,8 +1,8 @@
-//! The shared integration suite (`mesh_driver::suite`) under async-std, with the mesh's
+//! The shared integration suite (`mesh_testkit::suite`) under async-std, with the mesh's
 //! tasks spawned on async-std's executor.
 
 use mesh_async_std::AsyncIo;
-use mesh_driver::suite;
+use mesh_testkit::suite;
 
 fn rt() -> AsyncIo {
     AsyncIo::with_spawner(|task| {

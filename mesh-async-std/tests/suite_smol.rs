@@ -1,7 +1,7 @@
-//! The shared integration suite (`mesh_driver::suite`) under smol.
+//! The shared integration suite (`mesh_testkit::suite`) under smol.
 
 use mesh_async_std::AsyncIo;
-use mesh_driver::suite;
+use mesh_testkit::suite;
 
 #[test]
 fn counters_converge_plaintext() {

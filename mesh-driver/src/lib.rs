@@ -7,16 +7,13 @@
 //!
 //! The loop owns a [`mesh_proto::Node`], feeds it socket events, timer expiries and
 //! application calls, and performs its outputs in order. It makes no protocol decision.
+//!
+//! The adapters' shared test suite, benchmark and counter example app live in the
+//! workspace's unpublished `mesh-testkit` crate, not here.
 
 mod api;
-#[cfg(feature = "bench")]
-pub mod bench;
-#[cfg(feature = "counter-app")]
-pub mod counter_app;
 mod driver;
 mod runtime;
-#[cfg(feature = "suite")]
-pub mod suite;
 
 pub use api::{Channel, Error, EventItem, Events, MembersWatch, Mesh, MeshBuilder, Snapshot};
 pub use runtime::Runtime;

@@ -1,4 +1,4 @@
-//! Every protocol constant and default in one place (wire.md §14, behaviour.md §9).
+//! Every protocol constant and default in one place (docs/protocol-v2.md §13).
 //!
 //! Constants that are part of the protocol's observable behaviour keep Go's values so that
 //! a Rust peer is indistinguishable from a Go peer on the wire. Bounds that Go lacks (a
@@ -92,7 +92,7 @@ pub const SHORT_ID_RANDOM_PICKS: u32 = 10;
 
 /// Ours: a dial that has neither connected nor failed after this long is given up
 /// (closed with [`crate::CloseReason::DialTimeout`]) and retried with back-off. Go sets
-/// no dial timeout; the OS gives up after about two minutes (behaviour.md §3).
+/// no dial timeout; the OS gives up after about two minutes (docs/protocol-v2.md §16.1).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Ours: outbound bytes of a connection must drain within this time, or it is closed.

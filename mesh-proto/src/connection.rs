@@ -1,4 +1,4 @@
-//! One connection's state inside the node (behaviour.md §2): paced, dialling,
+//! One connection's state inside the node (docs/protocol-v2.md §16): paced, dialling,
 //! handshaking, or running with its frame decoder, sealing state, timers and topology
 //! send slots; plus the bookkeeping of bytes handed to the driver but not yet written.
 

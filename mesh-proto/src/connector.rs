@@ -1,4 +1,4 @@
-//! The connection maker (behaviour.md §6): direct peers, discovered targets, back-off.
+//! The connection maker (docs/protocol-v2.md §20): direct peers, discovered targets, back-off.
 //!
 //! Targets are keyed by the exact address string that is dialled. The core never
 //! resolves names: a target is an IP literal with a port (IPv6 in brackets, unlike Go's
@@ -315,7 +315,7 @@ impl Connector {
         &self.targets
     }
 
-    /// The address to dial for a connection a peer reports (behaviour.md §6.3 step 3).
+    /// The address to dial for a connection a peer reports (docs/protocol-v2.md §20.3 step 3).
     fn dial_key(&self, c: &RemoteConnection) -> Option<String> {
         let addr = String::from_utf8_lossy(&c.addr);
         let key = if c.outbound {
@@ -388,7 +388,7 @@ impl Connector {
         t.remembered_until = Some(now + DISCOVERY_MEMORY);
     }
 
-    /// Computes the valid targets (behaviour.md §6.3), with whether each is direct, and
+    /// Computes the valid targets (docs/protocol-v2.md §20.3), with whether each is direct, and
     /// creates the new ones.
     fn refresh(
         &mut self,
@@ -461,7 +461,7 @@ impl Connector {
         valid
     }
 
-    /// Re-checks the targets (behaviour.md §6.3, §6.4). Returns the dials to start now
+    /// Re-checks the targets (docs/protocol-v2.md §20.3, §20.4). Returns the dials to start now
     /// (already marked attempting), at most what `budget` allows, and when to check again.
     /// `reachable` tells whether a peer is reachable through the mesh.
     /// Due targets beyond the budget stay due, without back-off, for the next re-check.

@@ -1,4 +1,4 @@
-//! The increment-only counter of the Go example app (behaviour.md §8): a G-counter whose
+//! The increment-only counter of the Go example app (docs/protocol-v2.md §22): a G-counter whose
 //! payloads are byte-compatible with the Go app, so mixed clusters work.
 //!
 //! State is a map from peer name to that peer's count; the value is the sum; merging

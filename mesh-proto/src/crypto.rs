@@ -1,4 +1,4 @@
-//! Protocol version 2 encryption (wire.md §6).
+//! Protocol version 2 encryption (docs/protocol-v2.md §6).
 //!
 //! Each connection makes a fresh X25519 key pair. The NaCl box precomputation (HSalsa20
 //! over the raw X25519 result) gives a shared key; the session key is
@@ -7,7 +7,7 @@
 //! sequence number; the nonce never travels.
 //!
 //! Unlike Go, a low-order public key (all-zero X25519 result) is refused: it would make
-//! the session key the same for every victim (wire.md §17, item 2).
+//! the session key the same for every victim (docs/protocol-v2.md §14, item 2).
 //!
 //! Sealing works in place: the caller leaves [`TAG_LEN`] bytes in front of the plaintext
 //! and gets the sealed body back in the same buffer, with no allocation per frame.

@@ -1,4 +1,4 @@
-//! Gossip channels (behaviour.md §5): the application contracts, the per-connection send
+//! Gossip channels (docs/protocol-v2.md §19): the application contracts, the per-connection send
 //! slots that merge instead of queueing, and relay-only channels for names we have no
 //! gossiper for.
 //!

@@ -1,10 +1,10 @@
-//! Peer names in the "mac" flavour (behaviour.md §1.1, wire.md §11).
+//! Peer names in the "mac" flavour (docs/protocol-v2.md §11, §15.1).
 //!
 //! A peer name is a 48-bit number with three forms: the number itself (what gossip
 //! envelopes and the counter app carry), six bytes most significant first (`NameByte` in
 //! topology records) and MAC-style text (`0a:1b:2c:3d:4e:5f`, the `Name` feature).
 //!
-//! Parsing is stricter than Go's: it accepts the grammar of behaviour.md §1.1 (groups of
+//! Parsing is stricter than Go's: it accepts the grammar of docs/protocol-v2.md §11.2 (groups of
 //! one or two hex digits in either case, one optional `::` shorthand) and nothing else.
 //! Go's quirks — blanks before a group, anything after an embedded NUL — are rejected
 //! with a precise reason, and byte forms that are not exactly six bytes are refused

@@ -1,4 +1,4 @@
-//! Routes (behaviour.md §4): the breadth-first search shared by every table, unicast
+//! Routes (docs/protocol-v2.md §18): the breadth-first search shared by every table, unicast
 //! next hops, broadcast trees and the weighted neighbour subset used by gossip.
 //!
 //! Every peer holding the same table computes the same routes: levels are visited in
@@ -60,7 +60,7 @@ impl Graph {
         self.names.binary_search(&n).ok()
     }
 
-    /// The search of behaviour.md §4.1. Returns whether `stop_at` was dequeued and the
+    /// The search of docs/protocol-v2.md §18.1. Returns whether `stop_at` was dequeued and the
     /// map name → next hop (the start maps to [`PeerName::UNKNOWN`]).
     pub fn search(
         &self,
@@ -108,7 +108,7 @@ impl Graph {
         (false, hops)
     }
 
-    /// The neighbours to pass a broadcast from `source` on to (behaviour.md §4.3), with
+    /// The neighbours to pass a broadcast from `source` on to (docs/protocol-v2.md §18.3), with
     /// `us` the local peer.
     pub fn broadcast_next_hops(&self, us: PeerName, source: PeerName, mode: Mode) -> Vec<PeerName> {
         let Some(u) = self.index(us) else { return Vec::new() };
@@ -130,7 +130,7 @@ impl Graph {
 const NOT_SEEN: u32 = u32::MAX;
 const START: u32 = u32::MAX - 1;
 
-/// The search of behaviour.md §4.1 over `peers` (builds a graph; use [`Graph`] to
+/// The search of docs/protocol-v2.md §18.1 over `peers` (builds a graph; use [`Graph`] to
 /// search one table many times).
 pub fn search(
     peers: &Peers,
@@ -141,7 +141,7 @@ pub fn search(
     Graph::build(peers).search(start, stop_at, mode)
 }
 
-/// The neighbours to pass a broadcast from `source` on to (behaviour.md §4.3).
+/// The neighbours to pass a broadcast from `source` on to (docs/protocol-v2.md §18.3).
 pub fn broadcast_next_hops(peers: &Peers, source: PeerName, mode: Mode) -> Vec<PeerName> {
     Graph::build(peers).broadcast_next_hops(peers.our_name(), source, mode)
 }
@@ -214,7 +214,7 @@ impl Routes {
         &self.broadcast
     }
 
-    /// The weighted neighbour subset of behaviour.md §4.5, excluding `exclude`. `random`
+    /// The weighted neighbour subset of docs/protocol-v2.md §18.5, excluding `exclude`. `random`
     /// returns a uniform number below its argument.
     pub fn neighbour_subset(&self, exclude: PeerName, mut random: impl FnMut(u64) -> u64) -> Vec<PeerName> {
         let mut weights: BTreeMap<PeerName, u64> = BTreeMap::new();

@@ -1,4 +1,4 @@
-//! The status snapshot (behaviour.md §7), with every list in a deterministic order.
+//! The status snapshot (docs/protocol-v2.md §21), with every list in a deterministic order.
 
 use bytes::Bytes;
 

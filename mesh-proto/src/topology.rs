@@ -1,4 +1,4 @@
-//! The peers table (behaviour.md §3): one record per known name, the rules for applying
+//! The peers table (docs/protocol-v2.md §17): one record per known name, the rules for applying
 //! received updates, placeholders, garbage collection and the short-id index.
 //!
 //! Connection entries hold remote *names*, resolved through the table when needed; a
@@ -377,7 +377,7 @@ impl Peers {
         s.name != self.ours && self.table.get(&s.name).is_none_or(|p| p.is_beaten_by(s))
     }
 
-    /// Applies a received update (behaviour.md §3.3). Only what is kept is copied.
+    /// Applies a received update (docs/protocol-v2.md §17.3). Only what is kept is copied.
     /// Records decoded `skipped` (see [`Peers::wants`]) count as received and may bump
     /// our version, but are never adopted and create no placeholders.
     pub fn apply(&mut self, records: &[RecordRef<'_>]) -> Applied {
@@ -468,7 +468,7 @@ impl Peers {
         seen
     }
 
-    /// Garbage collection (behaviour.md §3.6): removes every unreachable record that has
+    /// Garbage collection (docs/protocol-v2.md §17.6): removes every unreachable record that has
     /// no local reference. Returns the removed records, in name order.
     pub fn garbage_collect(&mut self) -> Vec<Peer> {
         let reachable = self.reachable();
@@ -495,7 +495,7 @@ impl Peers {
         self.short_ids.principal(self.our_short_id()) == Some(self.ours)
     }
 
-    /// Picks a new short id for us if one is free (behaviour.md §3.7): up to ten random
+    /// Picks a new short id for us if one is free (docs/protocol-v2.md §17.7): up to ten random
     /// picks, then a uniform choice among the free ids. Bumps our version on success.
     pub fn reassign_short_id(&mut self, mut random: impl FnMut(u32) -> u32) -> bool {
         let free = |idx: &ShortIdIndex, id: u16| idx.principal(id).is_none();

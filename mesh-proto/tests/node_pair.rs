@@ -405,7 +405,7 @@ fn accepts_are_paced_a_burst_then_one_token_per_interval() {
     use mesh_proto::config::{ACCEPT_BURST, ACCEPT_TOKEN_INTERVAL};
     let mut net = Net::new(1, |_, _| {});
     let t0 = net.now;
-    // behaviour.md §2.1's model: a connection starts, then a token is taken, waiting until
+    // docs/protocol-v2.md §16.2's model: a connection starts, then a token is taken, waiting until
     // the earliest unspent token. From a full bucket (its earliest token 20 intervals
     // ago) the tokens due at or before now are 21, so 22 handshakes start at once.
     let burst = ACCEPT_BURST as usize + 2;

@@ -50,7 +50,7 @@ fn accepts_are_paced_by_the_token_bucket() {
         .collect();
     assert_eq!(times.len(), 40);
     let first = times[0];
-    // behaviour.md §2.1's bucket: a full bucket's earliest token is 20 × 50 ms in the
+    // docs/protocol-v2.md §16.2's bucket: a full bucket's earliest token is 20 × 50 ms in the
     // past, so 22 handshakes start at once (100 arrivals take about 4 s), then one per
     // 50 ms.
     assert!(times[21] - first < Duration::from_millis(10), "{:?}", times[21] - first);

@@ -1,6 +1,6 @@
 //! The increment-only counter, a port of weaveworks/mesh's example app that works in the
 //! same cluster as Go copies of it and as the smol copy (`mesh-async-std`'s example).
-//! The app is `mesh_driver::counter_app`; this file is its tokio accept loop.
+//! The app is `mesh_testkit::counter_app`; this file is its tokio accept loop.
 //!
 //! ```text
 //! cargo run -p mesh-tokio --example counter -- --hwaddr 00:00:00:00:00:01 \
@@ -13,7 +13,7 @@
 
 use clap::Parser;
 use hyper_util::rt::TokioIo;
-use mesh_driver::counter_app::{self, Args};
+use mesh_testkit::counter_app::{self, Args};
 use mesh_tokio::Tokio;
 use tracing::warn;
 

@@ -1,7 +1,7 @@
-//! The shared integration suite (`mesh_driver::suite`) under tokio: three real meshes on
+//! The shared integration suite (`mesh_testkit::suite`) under tokio: three real meshes on
 //! 127.0.0.1 with ephemeral ports.
 
-use mesh_driver::suite;
+use mesh_testkit::suite;
 use mesh_tokio::Tokio;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! The counter example as three separate processes converges after POSTs to each.
 
-use mesh_driver::suite::processes::{counter_processes_converge, example};
+use mesh_testkit::suite::processes::{counter_processes_converge, example};
 
 #[test]
 fn three_counter_processes_converge() {

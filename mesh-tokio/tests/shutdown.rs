@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mesh_driver::suite;
+use mesh_testkit::suite;
 use mesh_tokio::Tokio;
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! Both ends send the 7-byte preamble first. What follows depends on the version it
 //! negotiates:
-//! - version 2 (wire.md §2–§7, Go's): the encryption flag, the public key, the features
+//! - version 2 (docs/protocol-v2.md §2–§7, Go's): the encryption flag, the public key, the features
 //!   frame ([`v2`]);
 //! - version 3 (docs/protocol-v3.md, ours): a hello carrying the PAKE element, a key
 //!   confirmation, then the features frame sealed ([`v3`]).

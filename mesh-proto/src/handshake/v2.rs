@@ -1,4 +1,4 @@
-//! The version 2 steps of the handshake (wire.md §5–§7): the encryption flag, the public
+//! The version 2 steps of the handshake (docs/protocol-v2.md §3–§7): the encryption flag, the public
 //! key, and the features frame, sealed under `SHA-256(shared ‖ password)` with a
 //! password.
 

@@ -1,5 +1,5 @@
 //! The application's channels: registering a gossiper, and broadcast, gossip and
-//! unicast on its channel (behaviour.md §5.1).
+//! unicast on its channel (docs/protocol-v2.md §19.1).
 
 use std::marker::PhantomData;
 

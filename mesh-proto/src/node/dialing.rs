@@ -1,4 +1,4 @@
-//! Dialling (behaviour.md §3): the connector decides which targets to dial within what
+//! Dialling (docs/protocol-v2.md §20): the connector decides which targets to dial within what
 //! the connection limit leaves; the node turns its decisions into dial outputs.
 
 use std::net::{IpAddr, SocketAddr};

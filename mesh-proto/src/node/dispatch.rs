@@ -1,7 +1,7 @@
-//! Gossip dispatch (behaviour.md §5.3): a received gossip message goes to its channel's
+//! Gossip dispatch (docs/protocol-v2.md §19.3): a received gossip message goes to its channel's
 //! gossiper, to the topology, onwards towards a unicast's destination, or to a bounded
 //! relay-only channel for names nobody registered; what a gossiper returns is relayed.
-//! Also the periodic gossip of every channel (§5.5).
+//! Also the periodic gossip of every channel (§19.5).
 
 use std::collections::BTreeSet;
 
@@ -88,7 +88,7 @@ impl Node {
         Ok(relay)
     }
 
-    /// A topology message arrived on `id` (behaviour.md §4.3).
+    /// A topology message arrived on `id` (docs/protocol-v2.md §17.3–§17.4).
     fn on_topology(&mut self, id: ConnId, g: GossipMessage<'_>, now: Instant) {
         if matches!(g.kind, GossipKind::Unicast { .. }) {
             return self.close(id, CloseReason::TopologyUnicast, now);
@@ -165,7 +165,7 @@ impl Node {
     }
 
     /// [`Timer::Gossip`] passed: our whole table and every channel's complete state to a
-    /// neighbour subset (§5.5).
+    /// neighbour subset (docs/protocol-v2.md §19.5).
     pub(super) fn periodic_gossip(&mut self, now: Instant) {
         let us = self.config.name;
         let all: BTreeSet<PeerName> = self.peers.names().copied().collect();

@@ -1,4 +1,4 @@
-//! A connection's life (behaviour.md §2): its handshake, reading its frames, completing
+//! A connection's life (docs/protocol-v2.md §16): its handshake, reading its frames, completing
 //! the handshake (bind to a record, self check, tie-break, connection limit, register),
 //! its timers, and its teardown.
 
@@ -227,7 +227,7 @@ impl Node {
         Some((arrival, candidate))
     }
 
-    /// Binds the connection to the remote's record (§2.5) and refuses ourselves and
+    /// Binds the connection to the remote's record (§16.4) and refuses ourselves and
     /// peers using our name. Whether the record existed and whether the remote restarted
     /// since it was made; `None` if the connection was closed.
     fn bind(&mut self, id: ConnId, a: &Arrival, candidate: Peer, now: Instant) -> Option<(bool, bool)> {
@@ -262,7 +262,7 @@ impl Node {
         Some((was_known, restarted))
     }
 
-    /// Two connections to one peer (§2.8): the lower connection key wins, equal keys
+    /// Two connections to one peer (§16.6): the lower connection key wins, equal keys
     /// lose both. Whether `id` survives.
     fn tie_break(&mut self, id: ConnId, a: &Arrival, now: Instant) -> bool {
         let Some(&old) = self.by_name.get(&a.name) else { return true };
@@ -279,7 +279,7 @@ impl Node {
         true
     }
 
-    /// The connection limit (§2.7). Whether `id` is admitted; a peer refused here that
+    /// The connection limit (§16.6). Whether `id` is admitted; a peer refused here that
     /// dialled us from outside our part of the mesh is first sent our topology.
     fn admit(&mut self, id: ConnId, a: &Arrival, now: Instant) -> bool {
         if self.config.conn_limit == 0 || self.by_name.len() < self.config.conn_limit {
@@ -306,11 +306,11 @@ impl Node {
         self.stats.referrals += 1;
     }
 
-    /// Registers `id` as the connection to its peer (§2.8–2.9) and announces it.
+    /// Registers `id` as the connection to its peer (§16.6–§16.7) and announces it.
     fn register(&mut self, id: ConnId, a: Arrival, was_known: bool, restarted: bool, now: Instant) {
         let name = a.name;
         // Go decides this on routes up to 100 ms stale, so a peer that reconnects right
-        // after a close can miss the full state (behaviour.md §13.3). Ours are current,
+        // after a close can miss the full state (docs/protocol-v2.md §16.6). Ours are current,
         // and a record binding just created was reachable by no one.
         self.ensure_routes();
         let reachable = was_known && self.routing.routes.reachable_established(name);
@@ -327,7 +327,7 @@ impl Node {
         if a.outbound {
             self.connector.connected(&a.addr);
         }
-        // Null overlay: established at once (§2.9).
+        // Null overlay: established at once (§16.7).
         self.peers.set_our_connection_established(name);
         self.peers.bump_our_version();
         self.schedule_update([], now);

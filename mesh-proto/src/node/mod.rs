@@ -2,19 +2,20 @@
 //!
 //! This file is the contract: the [`Node`] type, its inputs (`handle_*`), its outputs
 //! ([`Node::poll_output`], [`Node::poll_timeout`]) and the application's calls. The
-//! state it keeps is split by concern, each part in its own file:
+//! state it keeps is split by concern, each part in its own file (the sections are those
+//! of docs/protocol-v2.md):
 //!
 //! - `timers`: the one table of node-wide deadlines and the order they run in;
-//! - `pacing`: accept pacing (§2.2);
+//! - `pacing`: accept pacing (§16.2);
 //! - `lifecycle`: a connection's handshake, frames, handshake completion (bind, self
-//!   check, tie-break, connection limit, register: §2.5–2.9) and its own timers;
-//! - `teardown`: a connection's end (§2.11);
-//! - `dialing`: the connector's decisions turned into dials (§3);
-//! - `routing`: coalesced route recalculation and the relays that wait for it (§4.4);
-//! - `updates`: coalesced topology updates, garbage collection, short ids (§4.3, §4.6);
+//!   check, tie-break, connection limit, register: §16.3–§16.7) and its own timers;
+//! - `teardown`: a connection's end (§16.9);
+//! - `dialing`: the connector's decisions turned into dials (§20);
+//! - `routing`: coalesced route recalculation and the relays that wait for it (§18.4);
+//! - `updates`: coalesced topology updates, garbage collection, short ids (§17.5–§17.7);
 //! - `channels`: the application's channels and its broadcast, gossip and unicast;
-//! - `dispatch`: received gossip to its channel, relay-only channels (§5.3);
-//! - `send`: send slots drained into frames under a write window (§5.2);
+//! - `dispatch`: received gossip to its channel, relay-only channels (§19.3, §19.7);
+//! - `send`: send slots drained into frames under a write window (§19.4);
 //! - `status`: the diagnostic snapshot.
 
 use std::collections::{BTreeMap, VecDeque};

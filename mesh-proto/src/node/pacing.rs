@@ -1,4 +1,4 @@
-//! Accept pacing (behaviour.md §2.2): accepted connections start their handshakes in
+//! Accept pacing (docs/protocol-v2.md §16.2): accepted connections start their handshakes in
 //! arrival order as a token bucket (20, one per 50 ms) allows, as Go's listener does.
 //!
 //! Ours: a connection whose dialler gave up while it waited is skipped without taking a

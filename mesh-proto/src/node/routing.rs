@@ -1,4 +1,4 @@
-//! Routes as the node uses them (behaviour.md §4.4–4.5): recalculated at most every
+//! Routes as the node uses them (docs/protocol-v2.md §18.4–§18.5): recalculated at most every
 //! 100 ms after the table changes, and relays (neighbour-subset gossip, broadcast trees)
 //! that must see every change applied before them wait for that recalculation.
 

@@ -1,4 +1,4 @@
-//! Send scheduling (behaviour.md §5.2): what waits in the send slots is written into
+//! Send scheduling (docs/protocol-v2.md §19.4): what waits in the send slots is written into
 //! frames only while the connection's write window has room, so a peer that stops
 //! reading only ever costs one merged item per slot, and is closed when its bytes do not
 //! drain within the send timeout (Go's weaveworks/mesh#125). Unicasts bypass the slots.
@@ -67,7 +67,7 @@ impl Node {
         }
     }
 
-    /// The complete state of every channel, down a new connection (§5.6).
+    /// The complete state of every channel, down a new connection (docs/protocol-v2.md §19.6).
     pub(super) fn queue_complete_state(&mut self, id: ConnId) {
         let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
         self.queue_topology(&[id], Slot::Gossip, &all);

@@ -1,4 +1,4 @@
-//! Teardown (behaviour.md §2.11): a connection ends because we end it ([`Node::close`])
+//! Teardown (docs/protocol-v2.md §16.9): a connection ends because we end it ([`Node::close`])
 //! or because the driver reports it gone ([`Node::forget_conn`]); either way its record
 //! is released, our record and routes change if it was registered, and the connector
 //! learns how the attempt ended.

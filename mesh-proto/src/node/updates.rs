@@ -1,4 +1,4 @@
-//! Topology updates (behaviour.md §4.3): changes to our record are coalesced for a second
+//! Topology updates (docs/protocol-v2.md §17.5): changes to our record are coalesced for a second
 //! and then gossiped with the records that changed; garbage collection of records nobody
 //! reaches; our short id when another peer takes it.
 
@@ -61,7 +61,7 @@ impl Node {
         self.timers.arm(Timer::Gc, now + GC_DELAY);
     }
 
-    /// Removes the records nobody reaches (behaviour.md §4.6).
+    /// Removes the records nobody reaches (docs/protocol-v2.md §17.6).
     pub(super) fn garbage_collect(&mut self, now: Instant) {
         if self.broken(Sabotage::SkipGc) {
             return;

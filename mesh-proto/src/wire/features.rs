@@ -1,4 +1,4 @@
-//! The features map: the first frame in each direction (wire.md §7, behaviour.md §2.3–2.4).
+//! The features map: the first frame in each direction (docs/protocol-v2.md §7, §16.3).
 //!
 //! On the wire it is one gob stream holding a `map[string]string`. We send the seven keys
 //! a Go peer sends, sorted (Go's order is random; the vectors sort), under type id 65.
@@ -149,7 +149,7 @@ pub fn decode(body: &[u8]) -> Result<RemoteFeatures, FeaturesError> {
     validate(&decode_map(body)?)
 }
 
-/// Validates decoded entries as behaviour.md §2.4 says.
+/// Validates decoded entries as docs/protocol-v2.md §7.3 says.
 pub fn validate(entries: &[(&[u8], &[u8])]) -> Result<RemoteFeatures, FeaturesError> {
     let get = |key: &str| entries.iter().rev().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v);
     let require = |key: &'static str| get(key).ok_or(FeaturesError::Missing(key));

@@ -1,4 +1,4 @@
-//! Length-prefixed frames of protocol version 2 (wire.md §4).
+//! Length-prefixed frames of protocol version 2 (docs/protocol-v2.md §4).
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes. The decoder is
 //! streaming: feed it bytes in chunks of any size and it yields whole frame bodies, with

@@ -1,4 +1,4 @@
-//! The 7-byte preamble and version negotiation (wire.md §2).
+//! The 7-byte preamble and version negotiation (docs/protocol-v2.md §2).
 //!
 //! Each side sends `weave`, its minimum and its maximum version. The negotiated version
 //! is the smaller maximum, provided it is at least the larger minimum. [`negotiate`] is

@@ -1,4 +1,4 @@
-//! Protocol messages: every frame after the features (wire.md §8, §9).
+//! Protocol messages: every frame after the features (docs/protocol-v2.md §8, §9).
 //!
 //! A message is a tag byte and a payload. Tags 4, 5 and 6 carry a gossip envelope: a gob
 //! stream of built-in values (channel name, source, for unicast the destination, and the

@@ -1,4 +1,4 @@
-//! Topology updates: the payload of gossip on the `topology` channel (wire.md §10).
+//! Topology updates: the payload of gossip on the `topology` channel (docs/protocol-v2.md §10).
 //!
 //! An update is one gob stream alternating a `peerSummary` struct and a
 //! `[]connectionSummary` slice per peer described. Struct fields are matched by name and

@@ -1,9 +1,9 @@
-//! The subset of Go's gob format that protocol version 2 uses (wire.md §12).
+//! The subset of Go's gob format that protocol version 2 uses (docs/protocol-v2.md §12).
 //!
 //! A gob *stream* is a sequence of length-prefixed *messages*; each message either
 //! defines a type (negative id) or carries one value of a type (positive id). Type ids
 //! are scoped to one stream and must never be hard-coded: Go hands them out per process
-//! (wire.md §12.8), so the decoder maps ids to shapes as definitions arrive.
+//! (docs/protocol-v2.md §12.8), so the decoder maps ids to shapes as definitions arrive.
 //!
 //! Decoding borrows from the input and never copies strings or byte slices. Every length
 //! and count is checked against the bytes that remain before it is used (each gob value

@@ -1,5 +1,5 @@
-//! The adapters' benchmark, written once against [`Runtime`] (feature `bench`; each
-//! adapter's `bench` example runs it under its executor):
+//! The adapters' benchmark, written once against [`Runtime`] (each adapter's `bench`
+//! example runs it under its executor):
 //! - unicast throughput between two meshes on loopback: 1 KiB messages plaintext and
 //!   encrypted, 64 KiB messages encrypted, each under protocol version 2 (as with Go
 //!   peers: XSalsa20-Poly1305) and version 3 (between Rust peers: ChaCha20-Poly1305);
@@ -19,7 +19,7 @@ use futures_util::stream::FuturesUnordered;
 use mesh_proto::counter::Counter;
 use mesh_proto::{Context, GossipData, GossipError, Gossiper, NodeError, PeerName};
 
-use crate::{Error, Mesh, MeshBuilder, Runtime};
+use mesh_driver::{Error, Mesh, MeshBuilder, Runtime};
 
 /// Counts unicasts; carries no state.
 struct Sink(Arc<AtomicU64>);

@@ -1,8 +1,7 @@
 //! The increment-only counter app, a port of weaveworks/mesh's example, written once for
 //! every adapter. Each adapter's `counter` example parses [`Args`], calls [`start`], and
 //! hands each accepted HTTP connection to [`App::serve_connection`] under its runtime;
-//! only that accept loop differs between them. Enabled by the `counter-app` feature, for
-//! the examples only.
+//! only that accept loop differs between them. For the examples only.
 //!
 //! The flags and the HTTP interface are the Go app's: `GET` answers `get => N`, `POST`
 //! increments and answers `incr => N`, so Go, tokio and smol copies run in one cluster.
@@ -21,7 +20,7 @@ use mesh_proto::PeerName;
 use mesh_proto::counter::{Counter, Counts};
 use tracing::{error, info, warn};
 
-use crate::{Channel, Mesh, MeshBuilder, Runtime};
+use mesh_driver::{Channel, Mesh, MeshBuilder, Runtime};
 
 /// An increment-only counter shared by every peer of a mesh.
 #[derive(Parser, Debug, Clone)]
@@ -68,21 +67,31 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|_| format!("bad address {s:?}: expected host:port or :port"))
 }
 
-/// The MAC address of the first interface that has a non-zero one.
+/// The MAC address of the first network interface, by name, that has a non-zero one
+/// (loopback has none), in the lower-case `xx:xx:xx:xx:xx:xx` form; `None` if there is
+/// none or the system will not say.
 fn default_hwaddr() -> Option<String> {
-    let mut ifaces: Vec<_> = std::fs::read_dir("/sys/class/net").ok()?.flatten().map(|e| e.path()).collect();
-    ifaces.sort();
-    ifaces
-        .into_iter()
-        .filter_map(|p| std::fs::read_to_string(p.join("address")).ok())
-        .map(|a| a.trim().to_owned())
-        .find(|a| a.len() == 17 && a != "00:00:00:00:00:00")
+    let mut found: Vec<(Option<String>, [u8; 6])> = mac_address::MacAddressIterator::new()
+        .ok()?
+        .map(|mac| mac.bytes())
+        .filter(|b| *b != [0; 6])
+        .map(|b| (mac_address::name_by_mac_address(&mac_address::MacAddress::new(b)).ok().flatten(), b))
+        .collect();
+    // Interfaces in name order, so the choice does not depend on the order the system
+    // lists them in; any whose name the system will not give come last.
+    found.sort_by(|(a, x), (b, y)| (a.is_none(), a, x).cmp(&(b.is_none(), b, y)));
+    let (_, b) = found.into_iter().next()?;
+    Some(format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
 }
 
+/// The host name, or `counter` if it is empty or not valid UTF-8.
 fn default_nickname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    gethostname::gethostname()
+        .into_string()
+        .ok()
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "counter".into())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "counter".into())
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -189,7 +198,7 @@ impl<R: Runtime> App<R> {
     }
 
     /// Leaves the mesh.
-    pub async fn stop(self) -> Result<(), crate::Error> {
+    pub async fn stop(self) -> Result<(), mesh_driver::Error> {
         info!("stopping");
         self.mesh.shutdown().await
     }

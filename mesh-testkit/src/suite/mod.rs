@@ -1,6 +1,6 @@
 //! The integration suite every adapter runs, written once against [`Runtime`]: real
 //! meshes over TCP on 127.0.0.1 with ephemeral ports. Each adapter's tests call these
-//! functions under its executor (enabled by the `suite` feature; for tests only).
+//! functions under its executor (for tests only).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use mesh_proto::wire::header::HeaderError;
 use mesh_proto::{CloseReason, Event, PeerName};
 use mesh_proto::{HandshakeError, Security};
 
-use crate::{Channel, EventItem, Events, Mesh, MeshBuilder, Runtime};
+use mesh_driver::{Channel, EventItem, Events, Mesh, MeshBuilder, Runtime};
 
 pub mod api;
 pub mod processes;

@@ -13,7 +13,7 @@ use mesh_proto::counter::Counts;
 use mesh_proto::{Context, Event, GossipError, Gossiper, PeerName};
 
 use super::{STEP_SECS, eventually, name, shutdown, start, three, within};
-use crate::{Channel, Error, EventItem, Mesh, MeshBuilder, Runtime};
+use mesh_driver::{Channel, Error, EventItem, Mesh, MeshBuilder, Runtime};
 
 /// Polls `fut` once, as a callback that blocked on it would: `Pending` means it would
 /// wait for the node that is running the callback, for ever.
