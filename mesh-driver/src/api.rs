@@ -25,6 +25,7 @@ use crate::runtime::Runtime;
 
 /// Why a mesh call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]

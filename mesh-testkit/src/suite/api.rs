@@ -229,6 +229,7 @@ pub async fn events_snapshot_and_lag<R: Runtime>(rt: R) {
                 lag_reports += 1;
             }
             EventItem::Snapshot(_) => assert_eq!((got, lagged), (0, 0), "the snapshot comes first"),
+            other => panic!("unexpected item {other:?}"),
         }
     }
     assert!(seen > 3, "the rounds made only {seen} events");
