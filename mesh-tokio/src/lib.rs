@@ -10,7 +10,7 @@
 //! that owns the node and performs its outputs in order.
 //!
 //! ```
-//! use mesh_proto::counter::Counter;
+//! //! use mesh_tokio::counter::Counter;
 //! use mesh_tokio::{MeshBuilder, PeerName};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -36,7 +36,18 @@
 pub mod runtime;
 
 pub use mesh_driver::{Error, Events, Runtime};
-pub use mesh_proto::{CloseReason, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+/// The sans-IO core, for anything of its API not re-exported here by name (through
+/// [`Mesh::with_node`] the whole [`Node`] is reachable).
+pub use mesh_proto as proto;
+/// The grow-only counter CRDT and its gossiper, the example application.
+pub use mesh_proto::counter;
+pub use mesh_proto::{
+    AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Event, GossipData,
+    GossipError, Gossiper, HandshakeError, Instant, NextTry, Node, NodeError, PeerConnectionStatus, PeerName,
+    PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
+};
+/// Channel names, passwords and payloads.
+pub use bytes::Bytes;
 pub use runtime::Tokio;
 
 /// A builder for a [`Mesh`] on tokio (`MeshBuilder::new(name)`).
