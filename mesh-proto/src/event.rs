@@ -226,18 +226,27 @@ mod tests {
             (CloseReason::DialFailed("connection refused".to_owned()), "dial failed: connection refused"),
             (CloseReason::DialTimeout(std::time::Duration::from_secs(10)), "dial timed out after 10s"),
             (
-                CloseReason::Gossiper { channel: "kv".to_owned(), error: GossipError("bad state".to_owned()) },
+                CloseReason::Gossiper {
+                    channel: "kv".to_owned(),
+                    error: GossipError("bad state".to_owned()),
+                },
                 "gossiper of channel \"kv\" failed: bad state",
             ),
             (CloseReason::Duplicate(name(2)), "duplicate connection to 00:00:00:00:00:02"),
-            (CloseReason::NameCollision(name(1)), "peer name collision: 00:00:00:00:00:01 is also used by another peer"),
+            (
+                CloseReason::NameCollision(name(1)),
+                "peer name collision: 00:00:00:00:00:01 is also used by another peer",
+            ),
             (CloseReason::ConnectionLimit(64), "connection limit of 64 reached"),
             (
                 CloseReason::Closed("reset".to_owned()),
                 "connection closed by the remote or the network: reset",
             ),
             (CloseReason::Shutdown, "shutting down"),
-            (CloseReason::Frame(FrameError::TooLarge { len: 9, max: 8 }), "bad frame: frame of 9 bytes exceeds the limit of 8"),
+            (
+                CloseReason::Frame(FrameError::TooLarge { len: 9, max: 8 }),
+                "bad frame: frame of 9 bytes exceeds the limit of 8",
+            ),
         ];
         for (reason, text) in cases {
             assert_eq!(reason.to_string(), text);

@@ -169,7 +169,9 @@ fn dialing_ourselves_is_detected_and_never_retried() {
     let st = sim.act(a, |n, _, _| n.status()).unwrap();
     assert_eq!(st.terminations, 0, "connect-to-self is not counted");
     assert!(
-        st.connections.iter().any(|c| c.next_try == Some(mesh_proto::NextTry::Never) && c.go_info().contains("never retry")),
+        st.connections
+            .iter()
+            .any(|c| c.next_try == Some(mesh_proto::NextTry::Never) && c.go_info().contains("never retry")),
         "{:?}",
         st.connections
     );

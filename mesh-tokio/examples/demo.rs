@@ -63,11 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = peers[0].mesh.status().await?;
     println!("\nfinal topology, as peer-1 sees it:");
     for p in &status.peers {
-        let links: Vec<String> = p
-            .connections
-            .iter()
-            .map(|c| format!("{}({})", c.name, c.nickname))
-            .collect();
+        let links: Vec<String> =
+            p.connections.iter().map(|c| format!("{}({})", c.name, c.nickname)).collect();
         println!("  {}({}) -> {}", p.name, p.nickname, links.join(", "));
     }
     println!("\nroutes from peer-1:");

@@ -9,7 +9,11 @@ use mesh_tokio::{ConnectionState, MeshBuilder, PeerName};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a = MeshBuilder::new(PeerName::from_u64(1)?).nickname("first").listen("127.0.0.1:0".parse()?).start().await?;
+    let a = MeshBuilder::new(PeerName::from_u64(1)?)
+        .nickname("first")
+        .listen("127.0.0.1:0".parse()?)
+        .start()
+        .await?;
     let b = MeshBuilder::new(PeerName::from_u64(2)?)
         .nickname("second")
         .listen("127.0.0.1:0".parse()?)

@@ -35,6 +35,8 @@
 
 pub mod runtime;
 
+/// Channel names, passwords and payloads.
+pub use bytes::Bytes;
 pub use mesh_driver::{Error, Events, Runtime};
 /// The sans-IO core, for anything of its API not re-exported here by name (through
 /// [`Mesh::with_node`] the whole [`Node`] is reachable).
@@ -42,12 +44,10 @@ pub use mesh_proto as proto;
 /// The grow-only counter CRDT and its gossiper, the example application.
 pub use mesh_proto::counter;
 pub use mesh_proto::{
-    AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Event, GossipData,
-    GossipError, Gossiper, HandshakeError, Instant, NextTry, Node, NodeError, PeerConnectionStatus, PeerName,
-    PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
+    AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Event,
+    GossipData, GossipError, Gossiper, HandshakeError, Instant, NextTry, Node, NodeError,
+    PeerConnectionStatus, PeerName, PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
 };
-/// Channel names, passwords and payloads.
-pub use bytes::Bytes;
 pub use runtime::Tokio;
 
 /// A builder for a [`Mesh`] on tokio (`MeshBuilder::new(name)`).

@@ -279,7 +279,11 @@ pub async fn wrong_password_refused<R: Runtime>(rt: R) {
     let mut in_status = false;
     for _ in 0..200 {
         let st = status(&rt, &intruder.mesh).await;
-        if st.connections.iter().any(|c| c.last_error.as_deref().is_some_and(|e| e.contains("wrong password"))) {
+        if st
+            .connections
+            .iter()
+            .any(|c| c.last_error.as_deref().is_some_and(|e| e.contains("wrong password")))
+        {
             in_status = true;
             break;
         }

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Node;
 use crate::connection::Phase;
 use crate::name::PeerName;
-use crate::status::{self, ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerStatus, Status};
+use crate::status::{
+    self, ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerStatus, Status,
+};
 
 /// Wire bytes (nicknames, addresses, channel names) as text, invalid UTF-8 replaced.
 fn text(bytes: &[u8]) -> String {
@@ -76,7 +78,9 @@ impl Node {
         for (id, c) in &self.conns {
             let running = c.running();
             let state = match &c.phase {
-                Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => ConnectionState::Established,
+                Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => {
+                    ConnectionState::Established
+                }
                 Phase::Dialing { .. } => ConnectionState::Connecting,
                 _ => ConnectionState::Pending,
             };
