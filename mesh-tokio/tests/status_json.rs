@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use mesh_tokio::{ConnectionState, Mesh, MeshBuilder, PeerName, Status};
 
-async fn established(mesh: &Mesh) -> usize {
+/// Whether `mesh` holds two established connections and knows every peer's two.
+async fn settled(mesh: &Mesh) -> bool {
     let st = mesh.status().await.expect("status");
-    st.connections.iter().filter(|c| c.state == ConnectionState::Established).count()
+    st.connections.iter().filter(|c| c.state == ConnectionState::Established).count() == 2
+        && st.peers.len() == 3
+        && st.peers.iter().all(|p| p.connections.iter().filter(|c| c.established).count() == 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,12 +31,15 @@ async fn three_peers_status_round_trips_through_json() {
     loop {
         let mut all = true;
         for m in &meshes {
-            all &= established(m).await == 2;
+            all &= settled(m).await;
         }
         if all {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the three peers did not connect in 30 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the three peers did not connect and converge in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
