@@ -14,7 +14,7 @@
 //! ```
 //! use mesh_async_std::counter::Counter;
 //! use mesh_async_std::{MeshBuilder, PeerName};
-//! //!
+//!
 //! smol::block_on(async {
 //!     let name: PeerName = "00:00:00:00:00:01".parse().unwrap();
 //!     let mut builder = MeshBuilder::new(name).listen("127.0.0.1:0".parse().unwrap());

@@ -10,7 +10,7 @@
 //! that owns the node and performs its outputs in order.
 //!
 //! ```
-//! //! use mesh_tokio::counter::Counter;
+//! use mesh_tokio::counter::Counter;
 //! use mesh_tokio::{MeshBuilder, PeerName};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
