@@ -12,8 +12,8 @@
 //! The API is mesh-tokio's, from the same shared driver (`mesh-driver`):
 //!
 //! ```
+//! use mesh_async_std::counter::Counter;
 //! use mesh_async_std::{MeshBuilder, PeerName};
-//! use mesh_proto::counter::Counter;
 //!
 //! smol::block_on(async {
 //!     let name: PeerName = "00:00:00:00:00:01".parse().unwrap();
@@ -33,10 +33,21 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Instant as StdInstant;
 
-pub use mesh_driver::{Error, Events, Runtime};
-pub use mesh_proto::{CloseReason, Context, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+/// Channel names, passwords and payloads.
+pub use bytes::Bytes;
+pub use mesh_driver::{Error, EventItem, Events, MembersWatch, Runtime, Snapshot};
+/// The sans-IO core, for anything of its API not re-exported here by name (through
+/// [`Mesh::with_node`] the whole [`Node`] is reachable).
+pub use mesh_proto as proto;
+/// The grow-only counter CRDT and its gossiper, the example application.
+pub use mesh_proto::counter;
+pub use mesh_proto::{
+    AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Context,
+    Event, GossipData, GossipError, Gossiper, HandshakeError, Instant, Member, NextTry, Node, NodeError,
+    PeerConnectionStatus, PeerName, PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
+};
 
 /// A task handed to a spawner.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -96,7 +107,7 @@ impl Runtime for AsyncIo {
         Ok(s)
     }
 
-    async fn sleep_until(&self, deadline: Instant) {
+    async fn sleep_until(&self, deadline: StdInstant) {
         async_io::Timer::at(deadline).await;
     }
 }

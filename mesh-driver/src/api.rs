@@ -583,6 +583,18 @@ pub enum EventItem {
     Lagged(u64),
 }
 
+impl std::fmt::Display for EventItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventItem::Snapshot(s) => {
+                write!(f, "{} members and {} connections known", s.members.len(), s.connections.len())
+            }
+            EventItem::Event(e) => e.fmt(f),
+            EventItem::Lagged(n) => write!(f, "{n} events missed: the subscriber fell behind"),
+        }
+    }
+}
+
 /// A stream of [`EventItem`]s: a snapshot, then events.
 #[derive(Debug)]
 pub struct Events {

@@ -19,6 +19,7 @@ use crate::wire::frame::{self, FrameDecoder, FrameError, LEN_PREFIX};
 
 /// Identifies a connection between the node and its driver. The node assigns them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConnId(pub u64);
 
 impl fmt::Display for ConnId {

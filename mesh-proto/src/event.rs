@@ -43,6 +43,7 @@ pub enum Output {
 
 /// Something the application may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Event {
     /// A connection passed the handshake and was registered.
     ConnectionEstablished {
@@ -50,8 +51,8 @@ pub enum Event {
         conn: ConnId,
         /// The remote peer.
         peer: PeerName,
-        /// Its nickname.
-        nickname: Bytes,
+        /// Its nickname (decoded lossily from the wire bytes).
+        nickname: String,
         /// The dialled address, or the remote socket address for inbound connections.
         addr: String,
         /// Whether we dialled.
@@ -76,8 +77,32 @@ pub enum Event {
     PeerRemoved(PeerName),
 }
 
+impl core::fmt::Display for Event {
+    /// One line for a log, e.g. "connection to 00:00:00:00:00:02(kv-2) at
+    /// 127.0.0.1:6783 established (outbound)".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let direction = |outbound: bool| if outbound { ("to", "outbound") } else { ("from", "inbound") };
+        match self {
+            Event::ConnectionEstablished { peer, nickname, addr, outbound, .. } => {
+                let (prep, dir) = direction(*outbound);
+                write!(f, "connection {prep} {peer}({nickname}) at {addr} established ({dir})")
+            }
+            Event::ConnectionClosed { peer, addr, outbound, reason, .. } => {
+                let (prep, dir) = direction(*outbound);
+                match peer {
+                    Some(peer) => write!(f, "connection {prep} {peer} at {addr} closed ({dir}): {reason}"),
+                    None => write!(f, "connection {prep} {addr} closed ({dir}): {reason}"),
+                }
+            }
+            Event::PeerAdded(peer) => write!(f, "peer {peer} added"),
+            Event::PeerRemoved(peer) => write!(f, "peer {peer} removed"),
+        }
+    }
+}
+
 /// Why a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum CloseReason {
     /// The driver could not connect.
     #[error("dial failed: {0}")]
@@ -141,4 +166,90 @@ pub enum CloseReason {
     /// The node is shutting down.
     #[error("shutting down")]
     Shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: u64) -> PeerName {
+        PeerName::from_u64(n).unwrap()
+    }
+
+    #[test]
+    fn events_display_in_words() {
+        let established = |outbound| Event::ConnectionEstablished {
+            conn: ConnId(1),
+            peer: name(2),
+            nickname: "kv-2".to_owned(),
+            addr: "127.0.0.1:6783".to_owned(),
+            outbound,
+        };
+        assert_eq!(
+            established(true).to_string(),
+            "connection to 00:00:00:00:00:02(kv-2) at 127.0.0.1:6783 established (outbound)"
+        );
+        assert_eq!(
+            established(false).to_string(),
+            "connection from 00:00:00:00:00:02(kv-2) at 127.0.0.1:6783 established (inbound)"
+        );
+        let closed = Event::ConnectionClosed {
+            conn: ConnId(1),
+            peer: Some(name(2)),
+            addr: "127.0.0.1:6783".to_owned(),
+            outbound: true,
+            reason: CloseReason::ReceiveTimeout,
+        };
+        assert_eq!(
+            closed.to_string(),
+            "connection to 00:00:00:00:00:02 at 127.0.0.1:6783 closed (outbound): no message received for 60 s"
+        );
+        let refused = Event::ConnectionClosed {
+            conn: ConnId(3),
+            peer: None,
+            addr: "10.0.0.9:40000".to_owned(),
+            outbound: false,
+            reason: CloseReason::Handshake(HandshakeError::WrongPassword),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "connection from 10.0.0.9:40000 closed (inbound): handshake failed: wrong password: \
+             the remote proved a different one (or the handshake was tampered with)"
+        );
+        assert_eq!(Event::PeerAdded(name(5)).to_string(), "peer 00:00:00:00:00:05 added");
+        assert_eq!(Event::PeerRemoved(name(5)).to_string(), "peer 00:00:00:00:00:05 removed");
+    }
+
+    #[test]
+    fn close_reasons_display_in_words() {
+        let cases = [
+            (CloseReason::DialFailed("connection refused".to_owned()), "dial failed: connection refused"),
+            (CloseReason::DialTimeout(std::time::Duration::from_secs(10)), "dial timed out after 10s"),
+            (
+                CloseReason::Gossiper {
+                    channel: "kv".to_owned(),
+                    error: GossipError("bad state".to_owned()),
+                },
+                "gossiper of channel \"kv\" failed: bad state",
+            ),
+            (CloseReason::Duplicate(name(2)), "duplicate connection to 00:00:00:00:00:02"),
+            (
+                CloseReason::NameCollision(name(1)),
+                "peer name collision: 00:00:00:00:00:01 is also used by another peer",
+            ),
+            (CloseReason::ConnectionLimit(64), "connection limit of 64 reached"),
+            (
+                CloseReason::Closed("reset".to_owned()),
+                "connection closed by the remote or the network: reset",
+            ),
+            (CloseReason::Shutdown, "shutting down"),
+            (
+                CloseReason::Frame(FrameError::TooLarge { len: 9, max: 8 }),
+                "bad frame: frame of 9 bytes exceeds the limit of 8",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+    }
 }

@@ -23,6 +23,7 @@ use crate::wire::message::GossipKind;
 /// closed, as in Go.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GossipError(pub String);
 
 impl GossipError {

@@ -122,6 +122,11 @@
 //! - [`counter`]: a grow-only counter CRDT and its gossiper, the example application.
 //! - [`inspect`]: the read-only view a simulator or test takes of a node's table, routes
 //!   and queues ([`Node::inspect`]).
+//! - With the `serde` feature, `Serialize` and `Deserialize` for [`Status`] and its parts,
+//!   [`Stats`], [`PeerName`] (as its text form), [`ConnId`], [`Subnet`] (as its text
+//!   form), [`Security`] and [`Instant`]; `Serialize` for [`Event`] and [`CloseReason`]
+//!   (some of the errors a close reason carries name static strings, which cannot be
+//!   deserialized).
 //! - `fuzzing` (only with `cfg(fuzzing)`, as cargo-fuzz builds, or the crate's own
 //!   `test-internals` feature): the handshake, sealing and topology internals, for fuzz
 //!   targets and this crate's tests and benches. It is not a stable API.
@@ -162,6 +167,8 @@ mod sealing;
 #[cfg(not(feature = "sabotage"))]
 #[allow(dead_code, unreachable_pub)]
 mod sabotage;
+#[cfg(feature = "serde")]
+mod serde_text;
 mod status;
 mod time;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
@@ -180,7 +187,7 @@ pub use members::Member;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
 pub use pake::PakeError;
-pub use status::{ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
+pub use status::{ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerStatus, Status};
 pub use time::Instant;
 
 /// The read-only view of a node's internals: [`Node::inspect`] and the record types it

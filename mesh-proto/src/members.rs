@@ -6,6 +6,7 @@ use crate::node::Node;
 
 /// Another peer of the mesh.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Member {
     /// Its name.

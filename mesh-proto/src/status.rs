@@ -1,17 +1,20 @@
 //! The status snapshot (docs/protocol-v2.md §21), with every list in a deterministic order.
 
-use bytes::Bytes;
+use core::fmt;
 
 use crate::config::Subnet;
 use crate::connection::ConnId;
 use crate::connector::TargetState;
+use crate::handshake::Security;
 use crate::name::PeerName;
+use crate::time::Instant;
 
 /// A diagnostic snapshot of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Status {
     /// Always `weave`.
-    pub protocol: &'static str,
+    pub protocol: String,
     /// The protocol versions we accept, lowest and highest ([2, 3] unless configured).
     pub protocol_versions: (u8, u8),
     /// Whether a password is configured (even empty).
@@ -21,7 +24,7 @@ pub struct Status {
     /// Our name.
     pub name: PeerName,
     /// Our nickname.
-    pub nickname: Bytes,
+    pub nickname: String,
     /// Our UID.
     pub uid: u64,
     /// Our short id.
@@ -45,17 +48,18 @@ pub struct Status {
     pub targets: Vec<String>,
     /// The trusted subnets.
     pub trusted_subnets: Vec<Subnet>,
-    /// Names of relay-only channels currently held.
-    pub relay_channels: Vec<Bytes>,
+    /// Names of relay-only channels currently held (decoded lossily from the wire bytes).
+    pub relay_channels: Vec<String>,
 }
 
 /// One peer as the table holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerStatus {
     /// Name.
     pub name: PeerName,
-    /// Nickname.
-    pub nickname: Bytes,
+    /// Nickname (decoded lossily from the wire bytes).
+    pub nickname: String,
     /// UID (0 for a placeholder).
     pub uid: u64,
     /// Short id.
@@ -68,13 +72,14 @@ pub struct PeerStatus {
 
 /// One connection in a peer's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerConnectionStatus {
     /// The remote's name.
     pub name: PeerName,
-    /// The remote's nickname, if known.
-    pub nickname: Bytes,
-    /// The address as the describing peer sees it.
-    pub addr: Bytes,
+    /// The remote's nickname, if known (empty if not; decoded lossily).
+    pub nickname: String,
+    /// The address as the describing peer sees it (decoded lossily).
+    pub addr: String,
     /// Whether the describing peer dialled.
     pub outbound: bool,
     /// Whether it is established.
@@ -82,7 +87,8 @@ pub struct PeerConnectionStatus {
 }
 
 /// State of one of our connections or targets.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ConnectionState {
     /// Registered and established.
     Established,
@@ -99,7 +105,10 @@ pub enum ConnectionState {
 }
 
 /// A connection or target.
+///
+/// [`ConnectionStatus::go_info`] gives the one-line detail Go's status shows for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConnectionStatus {
     /// The address.
     pub addr: String,
@@ -107,8 +116,6 @@ pub struct ConnectionStatus {
     pub outbound: bool,
     /// Its state.
     pub state: ConnectionState,
-    /// Human-readable detail: the peer, encryption, last error, next try.
-    pub info: String,
     /// The connection id, for live connections.
     pub conn: Option<ConnId>,
     /// The negotiated protocol version (2 or 3), once the handshake is done.
@@ -116,7 +123,67 @@ pub struct ConnectionStatus {
     /// What protects the connection, once the handshake is done. Its `Display` says it in
     /// words, e.g. version 3 without a password is "confidential against eavesdroppers,
     /// authenticating nothing".
-    pub security: Option<crate::handshake::Security>,
+    pub security: Option<Security>,
+    /// Whether both ends trust each other (each one's address is in the other's trusted
+    /// subnets), once the handshake is done: an overlay may then skip its own
+    /// encryption, and Go calls the connection "unencrypted" (mesh traffic stays sealed).
+    pub trusted: bool,
+    /// The remote peer's name, once the handshake is done.
+    pub remote_name: Option<PeerName>,
+    /// The remote peer's nickname (decoded lossily), once the handshake is done.
+    pub remote_nickname: Option<String>,
+    /// For a target: why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// For a target: when it is tried next. `None` for live connections.
+    pub next_try: Option<NextTry>,
+}
+
+/// When a target is tried next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum NextTry {
+    /// At this time on the driver's clock.
+    At(Instant),
+    /// Never (a discovered address that failed, or a target given up on).
+    Never,
+}
+
+impl fmt::Display for NextTry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextTry::At(at) => write!(f, "retry at {at}"),
+            NextTry::Never => f.write_str("never retry"),
+        }
+    }
+}
+
+impl ConnectionStatus {
+    /// The detail Go's status shows for this row: for an established connection its
+    /// encryption and the remote (`"encrypted none 00:00:00:00:00:02(kv-2)"`, with
+    /// `"unencrypted"` when both ends trust each other and `"v3"` marks for version 3),
+    /// for a target its last error and next try (`"wrong password..., retry at 5s"`),
+    /// and nothing for a connection still handshaking.
+    pub fn go_info(&self) -> String {
+        if self.state == ConnectionState::Established {
+            if let (Some(security), Some(name)) = (self.security, self.remote_name) {
+                let enc = match (security, self.trusted) {
+                    (Security::Plaintext, _) => "",
+                    (Security::V2Password, false) => "encrypted ",
+                    (Security::V2Password, true) => "unencrypted ",
+                    (Security::V3Password, false) => "encrypted v3 ",
+                    (Security::V3Password, true) => "unencrypted v3 ",
+                    (Security::V3Unauthenticated, _) => "encrypted v3 unauthenticated ",
+                };
+                let nickname = self.remote_nickname.as_deref().unwrap_or_default();
+                return format!("{enc}none {name}({nickname})");
+            }
+        }
+        match (&self.last_error, self.next_try) {
+            (_, None) => String::new(),
+            (Some(e), Some(next)) => format!("{e}, {next}"),
+            (None, Some(next)) => next.to_string(),
+        }
+    }
 }
 
 pub(crate) fn target_state(state: TargetState, has_error: bool) -> Option<ConnectionState> {

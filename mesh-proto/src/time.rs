@@ -14,6 +14,7 @@ use core::time::Duration;
 /// Arithmetic saturates instead of overflowing or panicking, so a malformed time from a
 /// driver can never crash the core.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Instant(u64);
 
 impl Instant {

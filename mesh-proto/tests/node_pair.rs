@@ -370,7 +370,7 @@ fn status_tells_dialling_from_handshaking_from_established() {
     let state = |net: &mut Net| {
         let st = net.nodes[0].status();
         let c = st.connections.iter().find(|c| c.conn == Some(conn)).expect("listed");
-        (c.state.clone(), c.info.clone())
+        (c.state, c.go_info())
     };
     assert_eq!(state(&mut net), (ConnectionState::Connecting, String::new()));
     net.nodes[0].handle_dialed(conn, now);
@@ -380,6 +380,10 @@ fn status_tells_dialling_from_handshaking_from_established() {
     net.links.insert((1, theirs), (0, conn));
     net.pump();
     assert_eq!(state(&mut net), (ConnectionState::Established, format!("none {}(n1)", name(1))));
+    let st = net.nodes[0].status();
+    let c = st.connections.iter().find(|c| c.conn == Some(conn)).expect("listed");
+    assert_eq!((c.remote_name, c.remote_nickname.as_deref()), (Some(name(1)), Some("n1")));
+    assert!(c.outbound && c.last_error.is_none() && c.next_try.is_none(), "{c:?}");
 }
 
 /// Accepts `n` connections at once on a lone node; returns their ids.
@@ -736,7 +740,10 @@ fn a_connection_the_remote_drops_right_after_registering_counts_as_refused() {
     assert_eq!(net.nodes[0].stats().backoffs, 1, "backed off");
     let st = net.nodes[0].status();
     let target = st.connections.iter().find(|c| c.addr == addr(1)).expect("the target is listed");
-    assert!(target.info.starts_with("connection closed by the remote"), "{}", target.info);
+    let error = target.last_error.as_deref().expect("the last error is kept");
+    assert!(error.starts_with("connection closed by the remote"), "{error}");
+    assert!(matches!(target.next_try, Some(mesh_proto::NextTry::At(_))), "{target:?}");
+    assert!(target.go_info().starts_with("connection closed by the remote"), "{}", target.go_info());
 }
 
 #[test]
@@ -1049,7 +1056,7 @@ fn a_dial_that_never_answers_is_given_up_at_the_connect_timeout_and_retried() {
     assert_eq!(net.nodes[0].status().terminations, 0, "a dial that never connected ended nothing");
     let st = net.nodes[0].status();
     let target = st.connections.iter().find(|c| c.addr == addr(SILENT)).expect("the target is listed");
-    assert!(target.info.starts_with("dial timed out after 3s, retry at"), "{}", target.info);
+    assert!(target.go_info().starts_with("dial timed out after 3s, retry at"), "{}", target.go_info());
     // The connector backs off and dials again, and gives that dial up too.
     net.run_for(Duration::from_secs(60));
     let given_up = net.closes(0).len();

@@ -27,7 +27,13 @@ fn two_peers(password: Option<&str>) {
     let st = sim2.act(a, |n, _, _| n.status()).unwrap();
     assert_eq!(st.encryption, password.is_some());
     assert_eq!(st.peers.len(), 2);
-    assert!(st.connections.iter().any(|c| c.info.contains("00:00:00:00:00:02(peer2)")));
+    let to_b =
+        st.connections.iter().find(|c| c.remote_name == Some(sim2.name(b))).expect("a connection to b");
+    assert_eq!(to_b.state, mesh_proto::ConnectionState::Established);
+    assert_eq!(to_b.remote_nickname.as_deref(), Some("peer2"));
+    assert!(to_b.go_info().ends_with("none 00:00:00:00:00:02(peer2)"), "{}", to_b.go_info());
+    let expected = if password.is_some() { "encrypted v3 none" } else { "encrypted v3 unauthenticated none" };
+    assert!(to_b.go_info().starts_with(expected), "{}", to_b.go_info());
     // Both records show one established connection each way.
     for p in &st.peers {
         assert_eq!(p.connections.len(), 1);

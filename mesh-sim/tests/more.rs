@@ -178,13 +178,16 @@ fn trusted_subnets_are_announced_both_ways() {
     sim.connect(a, c);
     sim.run_for(Duration::from_secs(5));
     let st = sim.act(a, |n, _, _| n.status()).unwrap();
-    let info = |peer: NodeId| {
-        let name = sim.name(peer).to_string();
-        st.connections.iter().find(|x| x.info.contains(&name)).map(|x| x.info.clone()).unwrap()
+    let row = |peer: NodeId| {
+        let name = sim.name(peer);
+        st.connections.iter().find(|x| x.remote_name == Some(name)).unwrap().clone()
     };
     // Trusted both ways: the overlay would skip encryption; mesh traffic stays sealed.
-    assert!(info(b).starts_with("unencrypted"), "{}", info(b));
-    assert!(info(c).starts_with("encrypted"), "{}", info(c));
+    assert!(row(b).trusted, "{:?}", row(b));
+    assert!(!row(c).trusted, "{:?}", row(c));
+    // Go's wording says the same.
+    assert!(row(b).go_info().starts_with("unencrypted"), "{}", row(b).go_info());
+    assert!(row(c).go_info().starts_with("encrypted"), "{}", row(c).go_info());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use mesh_proto::counter::{Counter, Counts};
+use mesh_tokio::counter::{Counter, Counts};
 use mesh_tokio::{Channel, Mesh, MeshBuilder, PeerName};
 
 struct Peer {
@@ -63,12 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = peers[0].mesh.status().await?;
     println!("\nfinal topology, as peer-1 sees it:");
     for p in &status.peers {
-        let links: Vec<String> = p
-            .connections
-            .iter()
-            .map(|c| format!("{}({})", c.name, String::from_utf8_lossy(&c.nickname)))
-            .collect();
-        println!("  {}({}) -> {}", p.name, String::from_utf8_lossy(&p.nickname), links.join(", "));
+        let links: Vec<String> =
+            p.connections.iter().map(|c| format!("{}({})", c.name, c.nickname)).collect();
+        println!("  {}({}) -> {}", p.name, p.nickname, links.join(", "));
     }
     println!("\nroutes from peer-1:");
     for (dest, via) in &status.unicast_routes {

@@ -10,7 +10,7 @@
 //! that owns the node and performs its outputs in order.
 //!
 //! ```
-//! use mesh_proto::counter::Counter;
+//! use mesh_tokio::counter::Counter;
 //! use mesh_tokio::{MeshBuilder, PeerName};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -35,8 +35,19 @@
 
 pub mod runtime;
 
-pub use mesh_driver::{Error, Events, Runtime};
-pub use mesh_proto::{CloseReason, Context, Event, GossipData, GossipError, Gossiper, PeerName, Status};
+/// Channel names, passwords and payloads.
+pub use bytes::Bytes;
+pub use mesh_driver::{Error, EventItem, Events, MembersWatch, Runtime, Snapshot};
+/// The sans-IO core, for anything of its API not re-exported here by name (through
+/// [`Mesh::with_node`] the whole [`Node`] is reachable).
+pub use mesh_proto as proto;
+/// The grow-only counter CRDT and its gossiper, the example application.
+pub use mesh_proto::counter;
+pub use mesh_proto::{
+    AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Context,
+    Event, GossipData, GossipError, Gossiper, HandshakeError, Instant, Member, NextTry, Node, NodeError,
+    PeerConnectionStatus, PeerName, PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
+};
 pub use runtime::Tokio;
 
 /// A builder for a [`Mesh`] on tokio (`MeshBuilder::new(name)`).

@@ -73,6 +73,7 @@ pub struct HandshakeConfig {
 
 /// The stage a handshake was in, for errors and status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Stage {
     /// Waiting for the remote's 7 bytes.
     Preamble,
@@ -92,6 +93,7 @@ pub enum Stage {
 
 /// Why a handshake failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum HandshakeError {
     /// The preamble was refused.
     #[error(transparent)]
@@ -160,6 +162,7 @@ pub enum HandshakeError {
 
 /// What protects a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Security {
     /// Version 2 without a password: nothing.
     Plaintext,

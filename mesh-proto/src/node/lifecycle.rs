@@ -332,6 +332,7 @@ impl Node {
         self.peers.bump_our_version();
         self.schedule_update([], now);
         let Arrival { nickname, addr, outbound, leftover, .. } = a;
+        let nickname = String::from_utf8_lossy(&nickname).into_owned();
         let event = Event::ConnectionEstablished { conn: id, peer: name, nickname, addr, outbound };
         self.outputs.push_back(Output::Event(event));
         self.to_flush.insert(id);

@@ -2,6 +2,7 @@
 
 /// Counters kept for diagnostics and the simulator.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Stats {
     /// Frames sent.
     pub frames_sent: u64,

@@ -3,13 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
-
 use super::Node;
 use crate::connection::Phase;
-use crate::handshake::Security;
 use crate::name::PeerName;
-use crate::status::{self, ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus, Status};
+use crate::status::{
+    self, ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerStatus, Status,
+};
+
+/// Wire bytes (nicknames, addresses, channel names) as text, invalid UTF-8 replaced.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 impl Node {
     /// A diagnostic snapshot.
@@ -18,12 +22,12 @@ impl Node {
         let me = self.peers.ours();
         let routes = &self.routing.routes;
         Status {
-            protocol: "weave",
+            protocol: "weave".to_owned(),
             protocol_versions: (self.config.min_protocol_version, self.config.max_protocol_version),
             encryption: self.config.password.is_some(),
             peer_discovery: self.config.peer_discovery,
             name: self.config.name,
-            nickname: self.config.nickname.clone(),
+            nickname: text(&self.config.nickname),
             uid: self.uid,
             short_id: self.peers.our_short_id(),
             version: me.summary.version,
@@ -39,18 +43,18 @@ impl Node {
                 .channels
                 .iter()
                 .filter(|(_, c)| c.is_relay())
-                .map(|(n, _)| n.clone())
+                .map(|(n, _)| text(n))
                 .collect(),
         }
     }
 
     fn peer_statuses(&self) -> Vec<PeerStatus> {
-        let names: BTreeMap<PeerName, Bytes> =
-            self.peers.iter().map(|p| (p.summary.name, p.summary.nickname.clone())).collect();
+        let names: BTreeMap<PeerName, &[u8]> =
+            self.peers.iter().map(|p| (p.summary.name, &p.summary.nickname[..])).collect();
         let connection = |(n, c): (&PeerName, &crate::topology::RemoteConnection)| PeerConnectionStatus {
             name: *n,
-            nickname: names.get(n).cloned().unwrap_or_default(),
-            addr: c.addr.clone(),
+            nickname: names.get(n).map(|nick| text(nick)).unwrap_or_default(),
+            addr: text(&c.addr),
             outbound: c.outbound,
             established: c.established,
         };
@@ -58,7 +62,7 @@ impl Node {
             .iter()
             .map(|p| PeerStatus {
                 name: p.summary.name,
-                nickname: p.summary.nickname.clone(),
+                nickname: text(&p.summary.nickname),
                 uid: p.summary.uid,
                 // No short id shows as 0, as Go shows a peer that never had one.
                 short_id: p.summary.short_id.unwrap_or(0),
@@ -72,36 +76,26 @@ impl Node {
     fn connection_statuses(&self) -> Vec<ConnectionStatus> {
         let mut connections: Vec<ConnectionStatus> = Vec::new();
         for (id, c) in &self.conns {
-            let negotiated = c.running().map(|r| (r.version, r.security));
-            let (state, info) = match &c.phase {
+            let running = c.running();
+            let state = match &c.phase {
                 Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => {
-                    // Go's wording ("unencrypted": both ends trust each other, so an
-                    // overlay may skip its own encryption; mesh traffic stays sealed),
-                    // and the version 3 marks.
-                    let trusted = c.trusts_remote && r.remote.trusts_us;
-                    let enc = match (r.security, trusted) {
-                        (Security::Plaintext, _) => "",
-                        (Security::V2Password, false) => "encrypted ",
-                        (Security::V2Password, true) => "unencrypted ",
-                        (Security::V3Password, false) => "encrypted v3 ",
-                        (Security::V3Password, true) => "unencrypted v3 ",
-                        (Security::V3Unauthenticated, _) => "encrypted v3 unauthenticated ",
-                    };
-                    let nickname = String::from_utf8_lossy(&r.remote.nickname);
-                    (ConnectionState::Established, format!("{enc}none {}({nickname})", r.remote.name))
+                    ConnectionState::Established
                 }
-                Phase::Dialing { .. } => (ConnectionState::Connecting, String::new()),
-                _ => (ConnectionState::Pending, String::new()),
+                Phase::Dialing { .. } => ConnectionState::Connecting,
+                _ => ConnectionState::Pending,
             };
-            let conn = Some(*id);
             connections.push(ConnectionStatus {
                 addr: c.addr.clone(),
                 outbound: c.outbound,
                 state,
-                info,
-                conn,
-                protocol_version: negotiated.map(|n| n.0),
-                security: negotiated.map(|n| n.1),
+                conn: Some(*id),
+                protocol_version: running.map(|r| r.version),
+                security: running.map(|r| r.security),
+                trusted: running.is_some_and(|r| c.trusts_remote && r.remote.trusts_us),
+                remote_name: running.map(|r| r.remote.name),
+                remote_nickname: running.map(|r| text(&r.remote.nickname)),
+                last_error: None,
+                next_try: None,
             });
         }
         let live_addrs: BTreeSet<&str> = self.conns.values().map(|c| c.addr.as_str()).collect();
@@ -110,22 +104,18 @@ impl Node {
                 continue;
             }
             let Some(state) = status::target_state(t.state, t.last_error.is_some()) else { continue };
-            let retry = match t.try_after {
-                Some(at) => format!("retry at {at}"),
-                None => "never retry".to_owned(),
-            };
-            let info = match &t.last_error {
-                Some(e) => format!("{e}, {retry}"),
-                None => retry,
-            };
             connections.push(ConnectionStatus {
                 addr: addr.clone(),
                 outbound: true,
                 state,
-                info,
                 conn: None,
                 protocol_version: None,
                 security: None,
+                trusted: false,
+                remote_name: None,
+                remote_nickname: None,
+                last_error: t.last_error.clone(),
+                next_try: Some(t.try_after.map_or(NextTry::Never, NextTry::At)),
             });
         }
         connections.sort_by(|a, b| (&a.addr, a.conn).cmp(&(&b.addr, b.conn)));

@@ -11,6 +11,7 @@ use crate::config::{PREAMBLE_LEN, PROTOCOL_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL
 
 /// A side's advertised version range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Preamble {
     /// Lowest version the side accepts.
     pub min: u8,
@@ -20,6 +21,7 @@ pub struct Preamble {
 
 /// Why a preamble was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum HeaderError {
     /// The first five bytes were not `weave`.
     #[error("remote protocol header not recognised: {}", go_bytes(.0))]

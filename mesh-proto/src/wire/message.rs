@@ -82,6 +82,7 @@ pub enum Message<'a> {
 
 /// Why a message could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum MessageError {
     /// The envelope's gob is malformed.
     #[error("malformed gossip envelope: {0}")]

@@ -178,7 +178,7 @@ pub fn assert_versions(st: &mesh_proto::Status, except: &[PeerName], version: u8
         .connections
         .iter()
         .filter(|c| c.state == mesh_proto::ConnectionState::Established)
-        .filter(|c| !except.iter().any(|n| c.info.contains(&n.to_string())))
+        .filter(|c| c.remote_name.is_none_or(|r| !except.contains(&r)))
         .collect();
     assert!(!established.is_empty(), "{}: no established connection: {:?}", st.name, st.connections);
     for c in established {
@@ -281,7 +281,11 @@ pub async fn wrong_password_refused<R: Runtime>(rt: R) {
     let mut in_status = false;
     for _ in 0..200 {
         let st = status(&rt, &intruder.mesh).await;
-        if st.connections.iter().any(|c| c.info.contains("wrong password")) {
+        if st
+            .connections
+            .iter()
+            .any(|c| c.last_error.as_deref().is_some_and(|e| e.contains("wrong password")))
+        {
             in_status = true;
             break;
         }
