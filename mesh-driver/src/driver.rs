@@ -492,5 +492,6 @@ fn log_event(e: &Event) {
         },
         Event::PeerAdded(p) => debug!(peer = %p, "peer added"),
         Event::PeerRemoved(p) => debug!(peer = %p, "peer removed"),
+        other => debug!(event = %other, "event"),
     }
 }

@@ -44,6 +44,7 @@ pub enum Output {
 /// Something the application may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum Event {
     /// A connection passed the handshake and was registered.
     ConnectionEstablished {
@@ -103,6 +104,7 @@ impl core::fmt::Display for Event {
 /// Why a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The driver could not connect.
     #[error("dial failed: {0}")]

@@ -12,6 +12,7 @@ use crate::time::Instant;
 /// A diagnostic snapshot of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct Status {
     /// Always `weave`.
     pub protocol: String,
@@ -55,6 +56,7 @@ pub struct Status {
 /// One peer as the table holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct PeerStatus {
     /// Name.
     pub name: PeerName,
@@ -73,6 +75,7 @@ pub struct PeerStatus {
 /// One connection in a peer's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct PeerConnectionStatus {
     /// The remote's name.
     pub name: PeerName,
@@ -89,6 +92,7 @@ pub struct PeerConnectionStatus {
 /// State of one of our connections or targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum ConnectionState {
     /// Registered and established.
     Established,
@@ -109,6 +113,7 @@ pub enum ConnectionState {
 /// [`ConnectionStatus::go_info`] gives the one-line detail Go's status shows for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct ConnectionStatus {
     /// The address.
     pub addr: String,

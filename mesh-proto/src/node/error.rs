@@ -4,6 +4,7 @@ use crate::name::PeerName;
 
 /// Why an application call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// Our own name must not be the all-zero sentinel.
     #[error("peer name 00:00:00:00:00:00 is reserved")]

@@ -3,6 +3,7 @@
 /// Counters kept for diagnostics and the simulator.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct Stats {
     /// Frames sent.
     pub frames_sent: u64,
