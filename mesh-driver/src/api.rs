@@ -596,6 +596,10 @@ impl std::fmt::Display for EventItem {
 }
 
 /// A stream of [`EventItem`]s: a snapshot, then events.
+///
+/// Inside a gossiper callback use [`Events::try_next`] only: the node that produces the
+/// next item is the one running the callback, so awaiting [`Events::next`] there would
+/// wait for ever.
 #[derive(Debug)]
 pub struct Events {
     rx: Pin<Box<async_channel::Receiver<EventItem>>>,
@@ -640,6 +644,9 @@ impl Stream for Events {
 }
 
 /// A watch on the members of a mesh ([`Mesh::watch_members`]).
+///
+/// Inside a gossiper callback read [`MembersWatch::current`] only; awaiting
+/// [`MembersWatch::next`] there would wait for the node that is running the callback.
 #[derive(Debug)]
 pub struct MembersWatch {
     current: Arc<Mutex<Vec<Member>>>,
