@@ -76,7 +76,7 @@ pub trait GossipData: Clone + Send + 'static {
 /// impl Gossiper for Echo {
 ///     type Data = Nothing;
 ///     fn on_unicast(&mut self, ctx: &mut Context<'_, Nothing>, source: PeerName, payload: &[u8]) -> Result<(), GossipError> {
-///         ctx.unicast(source, Bytes::copy_from_slice(payload)).map_err(GossipError::new)
+///         ctx.unicast_bytes(source, Bytes::copy_from_slice(payload)).map_err(GossipError::new)
 ///     }
 /// }
 /// ```
@@ -170,18 +170,33 @@ impl<'a, D> Context<'a, D> {
         self.emits.push(Emit::Gossip(data));
     }
 
-    /// Sends `payload` to `dest`, as `Node::unicast` does. It is routed when the
-    /// callback returns: if `dest` is unreachable then, or its next hop is congested, the
-    /// unicast is dropped and counted in `Stats::unicasts_dropped`.
+    /// Sends `payload` to `dest` as one unicast, as `Node::unicast` does. It is routed
+    /// when the callback returns: if `dest` is unreachable then, or its next hop is
+    /// congested, the unicast is dropped and counted in `Stats::unicasts_dropped`.
     ///
     /// # Errors
     /// [`NodeError::UnicastToSelf`](crate::NodeError::UnicastToSelf) if `dest` is us.
-    pub fn unicast(&mut self, dest: PeerName, payload: impl Into<Bytes>) -> Result<(), crate::NodeError> {
+    pub fn unicast_bytes(
+        &mut self,
+        dest: PeerName,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), crate::NodeError> {
         if dest == self.us {
             return Err(crate::NodeError::UnicastToSelf);
         }
         self.emits.push(Emit::Unicast(dest, payload.into()));
         Ok(())
+    }
+}
+
+impl<D: GossipData> Context<'_, D> {
+    /// Sends `data` to `dest`, one unicast per message of `data.encode()`, as the
+    /// adapters' `Channel::unicast` does (see [`Context::unicast_bytes`] for routing).
+    ///
+    /// # Errors
+    /// [`NodeError::UnicastToSelf`](crate::NodeError::UnicastToSelf) if `dest` is us.
+    pub fn unicast(&mut self, dest: PeerName, data: D) -> Result<(), crate::NodeError> {
+        data.encode().into_iter().try_for_each(|payload| self.unicast_bytes(dest, payload))
     }
 }
 
@@ -222,32 +237,30 @@ impl Slot {
 /// Data returned by a callback, type-erased until it is queued.
 pub(crate) type Erased = Box<dyn Any + Send>;
 
+/// What the node hands a channel callback: who we are and the time (for its
+/// [`Context`]), and where what it emits goes.
+pub(crate) struct CallbackEnv<'a> {
+    pub(crate) us: PeerName,
+    pub(crate) now: Instant,
+    pub(crate) emits: &'a mut Vec<ErasedEmit>,
+}
+
 /// The node's view of a channel, whatever its data type.
 pub(crate) trait Channel: Send {
     fn gossip(&mut self) -> Option<Erased>;
-    /// Callbacks take `us` for their [`Context`] and append what they emit to `emits`.
-    fn on_gossip(
-        &mut self,
-        us: PeerName,
-        payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
-    ) -> Result<Option<Erased>, GossipError>;
+    fn on_gossip(&mut self, env: &mut CallbackEnv<'_>, payload: &[u8])
+    -> Result<Option<Erased>, GossipError>;
     fn on_broadcast(
         &mut self,
-        us: PeerName,
+        env: &mut CallbackEnv<'_>,
         source: PeerName,
         payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Erased>, GossipError>;
     fn on_unicast(
         &mut self,
-        us: PeerName,
+        env: &mut CallbackEnv<'_>,
         source: PeerName,
         payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
     ) -> Result<(), GossipError>;
     /// The channel's send slots on every connection.
     fn slots(&mut self) -> &mut dyn ErasedSlots;
@@ -359,6 +372,19 @@ impl<G: Gossiper> AppChannel<G> {
     pub(crate) fn new(gossiper: G) -> Self {
         AppChannel { gossiper, slots: Slots::new() }
     }
+
+    /// Runs one callback with a fresh [`Context`]; what it emitted goes to `env` only if
+    /// it succeeded.
+    fn with_context<T>(
+        &mut self,
+        env: &mut CallbackEnv<'_>,
+        f: impl FnOnce(&mut G, &mut Context<'_, G::Data>) -> Result<T, GossipError>,
+    ) -> Result<T, GossipError> {
+        let mut mine = Vec::new();
+        let r = f(&mut self.gossiper, &mut Context::new(env.us, env.now, &mut mine))?;
+        env.emits.extend(erase_emits(mine));
+        Ok(r)
+    }
 }
 
 fn erase<D: GossipData>(d: Option<D>) -> Option<Erased> {
@@ -371,41 +397,26 @@ impl<G: Gossiper> Channel for AppChannel<G> {
     }
     fn on_gossip(
         &mut self,
-        us: PeerName,
+        env: &mut CallbackEnv<'_>,
         payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Erased>, GossipError> {
-        let mut mine = Vec::new();
-        let r = self.gossiper.on_gossip(&mut Context::new(us, now, &mut mine), payload)?;
-        emits.extend(erase_emits(mine));
-        Ok(erase(r))
+        Ok(erase(self.with_context(env, |g, ctx| g.on_gossip(ctx, payload))?))
     }
     fn on_broadcast(
         &mut self,
-        us: PeerName,
+        env: &mut CallbackEnv<'_>,
         source: PeerName,
         payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Erased>, GossipError> {
-        let mut mine = Vec::new();
-        let r = self.gossiper.on_broadcast(&mut Context::new(us, now, &mut mine), source, payload)?;
-        emits.extend(erase_emits(mine));
-        Ok(erase(r))
+        Ok(erase(self.with_context(env, |g, ctx| g.on_broadcast(ctx, source, payload))?))
     }
     fn on_unicast(
         &mut self,
-        us: PeerName,
+        env: &mut CallbackEnv<'_>,
         source: PeerName,
         payload: &[u8],
-        now: Instant,
-        emits: &mut Vec<ErasedEmit>,
     ) -> Result<(), GossipError> {
-        let mut mine = Vec::new();
-        self.gossiper.on_unicast(&mut Context::new(us, now, &mut mine), source, payload)?;
-        emits.extend(erase_emits(mine));
-        Ok(())
+        self.with_context(env, |g, ctx| g.on_unicast(ctx, source, payload))
     }
     fn slots(&mut self) -> &mut dyn ErasedSlots {
         &mut self.slots
@@ -504,31 +515,25 @@ impl Channel for RelayChannel {
     }
     fn on_gossip(
         &mut self,
-        _us: PeerName,
+        env: &mut CallbackEnv<'_>,
         payload: &[u8],
-        now: Instant,
-        _emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Erased>, GossipError> {
-        self.last_used = now;
+        self.last_used = env.now;
         Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
     }
     fn on_broadcast(
         &mut self,
-        _us: PeerName,
+        _env: &mut CallbackEnv<'_>,
         _source: PeerName,
         payload: &[u8],
-        _now: Instant,
-        _emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Erased>, GossipError> {
         Ok(erase(Some(RelayData(VecDeque::from([Bytes::copy_from_slice(payload)])))))
     }
     fn on_unicast(
         &mut self,
-        _us: PeerName,
+        _env: &mut CallbackEnv<'_>,
         _source: PeerName,
         _payload: &[u8],
-        _now: Instant,
-        _emits: &mut Vec<ErasedEmit>,
     ) -> Result<(), GossipError> {
         Ok(())
     }
@@ -605,13 +610,14 @@ mod tests {
     #[test]
     fn relay_channels_pass_everything_on() {
         let mut r = RelayChannel::new(Instant::ZERO);
-        let (us, e) = (PeerName::from_u64(1).unwrap(), &mut Vec::new());
-        let got = r.on_gossip(us, b"x", Instant::from_secs(3), e).unwrap().unwrap();
+        let (mut emits, us) = (Vec::new(), PeerName::from_u64(1).unwrap());
+        let e = &mut CallbackEnv { us, now: Instant::from_secs(3), emits: &mut emits };
+        let got = r.on_gossip(e, b"x").unwrap().unwrap();
         assert_eq!(got.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("x")]))));
         assert_eq!(r.last_used(), Instant::from_secs(3));
         assert!(r.gossip().is_none());
-        assert_eq!(r.on_unicast(us, PeerName::UNKNOWN, b"z", Instant::ZERO, e), Ok(()));
-        assert!(e.is_empty());
+        assert_eq!(r.on_unicast(e, PeerName::UNKNOWN, b"z"), Ok(()));
+        assert!(e.emits.is_empty());
     }
 
     #[test]
@@ -662,7 +668,7 @@ mod tests {
             }
             self.unicasts.push((source, payload.to_vec()));
             // Answers through the context, and spreads what it now holds.
-            ctx.unicast(source, Bytes::from_static(b"ack")).map_err(GossipError::new)?;
+            ctx.unicast_bytes(source, Bytes::from_static(b"ack")).map_err(GossipError::new)?;
             ctx.gossip(Max(self.state));
             ctx.broadcast(Max(self.state + 1));
             Ok(())
@@ -684,21 +690,19 @@ mod tests {
     #[test]
     fn app_channels_hand_everything_to_their_gossiper() {
         let mut c = AppChannel::new(Recorder::default());
-        let (us, t, e) = (PeerName::from_u64(1).unwrap(), Instant::ZERO, &mut Vec::new());
-        let got = c.on_gossip(us, b"5", t, e).unwrap().unwrap();
+        let (mut emits, us) = (Vec::new(), PeerName::from_u64(1).unwrap());
+        let e = &mut CallbackEnv { us, now: Instant::ZERO, emits: &mut emits };
+        let got = c.on_gossip(e, b"5").unwrap().unwrap();
         assert_eq!(got.downcast_ref::<Max>(), Some(&Max(5)));
-        assert!(c.on_gossip(us, b"3", t, e).unwrap().is_none(), "nothing new");
-        assert_eq!(c.on_gossip(us, b"x", t, e).err(), Some(GossipError::new("not a number")));
+        assert!(c.on_gossip(e, b"3").unwrap().is_none(), "nothing new");
+        assert_eq!(c.on_gossip(e, b"x").err(), Some(GossipError::new("not a number")));
         let src = PeerName::from_u64(4).unwrap();
-        assert_eq!(
-            c.on_broadcast(us, src, b"8", t, e).unwrap().unwrap().downcast_ref::<Max>(),
-            Some(&Max(8))
-        );
+        assert_eq!(c.on_broadcast(e, src, b"8").unwrap().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
         assert_eq!(c.gossip().unwrap().downcast_ref::<Max>(), Some(&Max(8)));
-        assert!(e.is_empty(), "nothing emitted yet");
-        assert_eq!(c.on_unicast(us, src, b"hi", t, e), Ok(()));
+        assert!(e.emits.is_empty(), "nothing emitted yet");
+        assert_eq!(c.on_unicast(e, src, b"hi"), Ok(()));
         // What the callback emitted, in its order.
-        match &e[..] {
+        match &e.emits[..] {
             [Emit::Unicast(d, p), Emit::Gossip(g), Emit::Broadcast(b)] => {
                 assert_eq!((*d, &p[..]), (src, &b"ack"[..]));
                 assert_eq!(g.downcast_ref::<Max>(), Some(&Max(8)));
@@ -706,9 +710,9 @@ mod tests {
             }
             _ => panic!("unexpected emits"),
         }
-        e.clear();
-        assert_eq!(c.on_unicast(us, src, b"", t, e), Err(GossipError::new("empty")));
-        assert!(e.is_empty(), "a failed callback emits nothing");
+        e.emits.clear();
+        assert_eq!(c.on_unicast(e, src, b""), Err(GossipError::new("empty")));
+        assert!(e.emits.is_empty(), "a failed callback emits nothing");
         assert_eq!(c.gossiper.unicasts, [(src, b"hi".to_vec())]);
         assert!(!c.is_relay());
         assert_eq!(c.last_used(), Instant::MAX, "an application channel is never evicted");
@@ -732,15 +736,16 @@ mod tests {
         let mut r = RelayChannel::new(Instant::ZERO);
         assert!(r.is_relay());
         let src = PeerName::from_u64(4).unwrap();
-        let (us, e) = (PeerName::from_u64(1).unwrap(), &mut Vec::new());
-        let b = r.on_broadcast(us, src, b"b1", Instant::ZERO, e).unwrap().unwrap();
+        let (mut emits, us) = (Vec::new(), PeerName::from_u64(1).unwrap());
+        let e = &mut CallbackEnv { us, now: Instant::ZERO, emits: &mut emits };
+        let b = r.on_broadcast(e, src, b"b1").unwrap().unwrap();
         assert_eq!(b.downcast_ref::<RelayData>(), Some(&RelayData(VecDeque::from([Bytes::from("b1")]))));
         let wrong: Erased = Box::new(Max(1));
         assert!(!r.slots().queue(1, Slot::Gossip, &wrong));
         assert!(r.slots().queue(1, Slot::Broadcast(src), &b));
-        let g = r.on_gossip(us, b"g1", Instant::ZERO, e).unwrap().unwrap();
+        let g = r.on_gossip(e, b"g1").unwrap().unwrap();
         assert!(r.slots().queue(1, Slot::Gossip, &g));
-        let g2 = r.on_gossip(us, b"g2", Instant::ZERO, e).unwrap().unwrap();
+        let g2 = r.on_gossip(e, b"g2").unwrap().unwrap();
         assert!(r.slots().queue(1, Slot::Gossip, &g2));
         assert!(r.slots().queue(2, Slot::Gossip, &g2));
         // Merged gossip encodes as one message per payload, in order.
@@ -768,12 +773,13 @@ mod tests {
         }
         let mut c = AppChannel::new(Quiet);
         let src = PeerName::from_u64(3).unwrap();
-        let (us, t, e) = (PeerName::from_u64(1).unwrap(), Instant::ZERO, &mut Vec::new());
+        let (mut emits, us) = (Vec::new(), PeerName::from_u64(1).unwrap());
+        let e = &mut CallbackEnv { us, now: Instant::ZERO, emits: &mut emits };
         assert!(c.gossip().is_none());
-        assert!(c.on_gossip(us, b"1", t, e).unwrap().is_none());
-        assert!(c.on_broadcast(us, src, b"1", t, e).unwrap().is_none(), "a broadcast stops here");
-        assert_eq!(c.on_unicast(us, src, b"1", t, e), Ok(()));
-        assert!(e.is_empty());
+        assert!(c.on_gossip(e, b"1").unwrap().is_none());
+        assert!(c.on_broadcast(e, src, b"1").unwrap().is_none(), "a broadcast stops here");
+        assert_eq!(c.on_unicast(e, src, b"1"), Ok(()));
+        assert!(e.emits.is_empty());
     }
 
     #[test]
@@ -782,7 +788,8 @@ mod tests {
         let mut emits: Vec<Emit<Max>> = Vec::new();
         let mut ctx = Context::new(us, Instant::from_secs(2), &mut emits);
         assert_eq!((ctx.us(), ctx.now()), (us, Instant::from_secs(2)));
-        assert_eq!(ctx.unicast(us, Bytes::from_static(b"x")), Err(crate::NodeError::UnicastToSelf));
+        assert_eq!(ctx.unicast_bytes(us, Bytes::from_static(b"x")), Err(crate::NodeError::UnicastToSelf));
+        assert_eq!(ctx.unicast(us, Max(1)), Err(crate::NodeError::UnicastToSelf));
         assert!(emits.is_empty());
     }
 

@@ -13,7 +13,7 @@ use super::{Node, TOPOLOGY_CHANNEL};
 use crate::config::ROUTES_RECALC_DELAY;
 use crate::connection::ConnId;
 use crate::event::{CloseReason, Event, Output};
-use crate::gossip::{ErasedEmit, GossipError, RelayChannel, RelayMemory, Slot};
+use crate::gossip::{CallbackEnv, ErasedEmit, GossipError, RelayChannel, RelayMemory, Slot};
 use crate::name::PeerName;
 use crate::sabotage::Sabotage;
 use crate::time::Instant;
@@ -65,23 +65,23 @@ impl Node {
         now: Instant,
         emits: &mut Vec<ErasedEmit>,
     ) -> Result<Option<Relay>, GossipError> {
-        let us = self.config.name;
+        let env = &mut CallbackEnv { us: self.config.name, now, emits };
         let Some(ch) = self.channels.get_mut(g.channel) else { return Ok(None) };
         let channel = Bytes::copy_from_slice(g.channel);
         let relay = match g.kind {
             GossipKind::Unicast { .. } => {
-                return ch.on_unicast(us, g.source, g.payload, now, emits).map(|()| None);
+                return ch.on_unicast(env, g.source, g.payload).map(|()| None);
             }
             // Our own broadcast came back: Go would re-send it.
             GossipKind::Broadcast if g.source == self.config.name => return Ok(None),
             GossipKind::Broadcast => {
-                let data = ch.on_broadcast(us, g.source, g.payload, now, emits)?;
+                let data = ch.on_broadcast(env, g.source, g.payload)?;
                 let slot = Slot::Broadcast(g.source);
                 let data = data.filter(|_| !self.broken(Sabotage::NoBroadcastRelay));
                 data.map(|data| Relay::Channel { channel, slot, exclude: g.source, data })
             }
             GossipKind::Gossip => {
-                let delta = ch.on_gossip(us, g.payload, now, emits)?;
+                let delta = ch.on_gossip(env, g.payload)?;
                 delta.map(|data| Relay::Channel { channel, slot: Slot::Gossip, exclude: g.source, data })
             }
         };

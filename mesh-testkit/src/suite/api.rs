@@ -75,7 +75,7 @@ impl<R: Runtime> Gossiper for Reentrant<R> {
     ) -> Result<(), GossipError> {
         self.reenter("on_unicast");
         if p == b"ping" {
-            ctx.unicast(source, Bytes::from_static(b"pong")).map_err(GossipError::new)?;
+            ctx.unicast_bytes(source, Bytes::from_static(b"pong")).map_err(GossipError::new)?;
         }
         Ok(())
     }
