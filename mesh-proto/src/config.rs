@@ -183,6 +183,7 @@ impl std::fmt::Display for Subnet {
 /// A node's configuration. [`Config::new`] gives Go's defaults (with the example's
 /// connection limit left unlimited, as the library does).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Our peer name (not all zeros).
     pub name: crate::name::PeerName,

@@ -55,6 +55,8 @@ pub(crate) struct Running {
     pub(crate) receive_deadline: Instant,
     /// Topology send slots: names of the records to describe, merged by union.
     pub(crate) topology: SendSlots<BTreeSet<PeerName>>,
+    /// Version 3 links: topology synchronisation waiting to be sent.
+    pub(crate) sync: crate::node::sync::SyncOut,
 }
 
 pub(crate) struct Connection {

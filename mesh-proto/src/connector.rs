@@ -16,6 +16,7 @@ use crate::topology::{Peer, Peers, RemoteConnection};
 
 /// Why a user-supplied peer address was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddressError {
     /// Nothing before the port.
     #[error("peer address {0:?} has no host")]

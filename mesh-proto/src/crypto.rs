@@ -47,6 +47,7 @@ pub use crate::config::{NONCE_LEN, PUBLIC_KEY_LEN, SESSION_KEY_LEN, TAG_LEN};
 /// Why a cryptographic step failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum CryptoError {
     /// The remote's public key is of low order (for example all zeros).
     #[error("remote public key is of low order; refusing a key exchange that authenticates nothing")]

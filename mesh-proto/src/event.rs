@@ -13,6 +13,9 @@ use crate::wire::message::MessageError;
 use crate::wire::topology::TopologyError;
 
 /// Something the driver must do, in order.
+///
+/// Deliberately exhaustive: a driver must carry out every action, so a new one is a
+/// breaking change that the compiler reports, not an arm a driver skips.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Write these bytes on the connection, after everything written before; then report
@@ -127,6 +130,9 @@ pub enum CloseReason {
     /// A topology update was malformed.
     #[error("{0}")]
     Topology(#[from] TopologyError),
+    /// A version 3 topology synchronisation message was malformed.
+    #[error("{0}")]
+    Sync(#[from] crate::wire::sync::SyncError),
     /// A gossiper returned an error for a message from this connection.
     #[error("gossiper of channel {channel:?} failed: {error}")]
     Gossiper {

@@ -170,6 +170,9 @@ mod sabotage;
 #[cfg(feature = "serde")]
 mod serde_text;
 mod status;
+// Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
+#[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
+mod sync;
 mod time;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
@@ -230,5 +233,9 @@ pub mod fuzzing {
     /// The peers table.
     pub mod topology {
         pub use crate::topology::*;
+    }
+    /// Version 3's table digests.
+    pub mod sync {
+        pub use crate::sync::*;
     }
 }

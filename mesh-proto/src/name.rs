@@ -26,6 +26,7 @@ pub struct PeerName(u64);
 /// Why a peer name could not be parsed or converted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum PeerNameError {
     /// The text form did not follow the grammar.
     #[error("invalid peer name {input:?}: {reason}")]
@@ -46,6 +47,7 @@ pub enum PeerNameError {
 /// The specific defect of a malformed text name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum TextReason {
     /// Nothing was given.
     #[error("it is empty")]

@@ -62,6 +62,7 @@ impl Mode {
 /// Why the remote's element was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum PakeError {
     /// The 32 bytes are not the encoding of a curve point.
     #[error("the remote's PAKE element is not a curve point")]

@@ -146,6 +146,7 @@ pub struct ConnectionStatus {
 /// When a target is tried next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum NextTry {
     /// At this time on the driver's clock.
     At(Instant),

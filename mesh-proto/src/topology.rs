@@ -133,12 +133,25 @@ impl Peer {
     /// Whether a received record beats this one: higher version, then higher UID, then
     /// having a short id where this has none.
     fn is_beaten_by(&self, s: &SummaryRef<'_>) -> bool {
+        self.beaten_by(s.version, s.uid, s.short_id.is_some())
+    }
+
+    /// [`Peer::is_beaten_by`] for a record known by its version, UID and whether it has
+    /// a short id.
+    pub fn beaten_by(&self, version: u64, uid: u64, has_short_id: bool) -> bool {
         let me = &self.summary;
-        s.version > me.version
-            || (s.version == me.version && s.uid > me.uid)
-            || (s.version == me.version && s.uid == me.uid && s.short_id.is_some() && me.short_id.is_none())
+        supersedes((version, uid, has_short_id), (me.version, me.uid, me.short_id.is_some()))
     }
 }
+
+/// Whether a record (version, UID, has a short id) supersedes another: higher version,
+/// then higher UID, then having a short id where the other has none.
+pub fn supersedes(new: (u64, u64, bool), old: (u64, u64, bool)) -> bool {
+    let ((v, u, s), (ov, ou, os)) = (new, old);
+    v > ov || (v == ov && u > ou) || (v == ov && u == ou && s && !os)
+}
+
+impl Peer {}
 
 /// What applying an update did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -242,6 +255,8 @@ pub struct Peers {
     ours: PeerName,
     table: BTreeMap<PeerName, Peer>,
     short_ids: ShortIdIndex,
+    /// Version 3's digest of the table, computed on first use after a change.
+    digest: std::cell::OnceCell<crate::sync::TableDigest>,
 }
 
 impl Peers {
@@ -253,7 +268,7 @@ impl Peers {
         short_ids.add(ours, short_id);
         let mut table = BTreeMap::new();
         table.insert(ours, me);
-        Peers { ours, table, short_ids }
+        Peers { ours, table, short_ids, digest: std::cell::OnceCell::new() }
     }
 
     /// Our name.
@@ -272,7 +287,13 @@ impl Peers {
         self.ours().summary.short_id.expect("our record always has a short id")
     }
 
+    /// The table's digest for version 3 synchronisation (docs/protocol-v3.md §12).
+    pub fn digest(&self) -> &crate::sync::TableDigest {
+        self.digest.get_or_init(|| crate::sync::TableDigest::build(self.table.values()))
+    }
+
     fn ours_mut(&mut self) -> &mut Peer {
+        self.digest.take();
         let me = self.table.get_mut(&self.ours).expect("our record is permanent");
         me.encoded = std::cell::OnceCell::new();
         me
@@ -350,6 +371,7 @@ impl Peers {
             if let Some(id) = candidate.summary.short_id {
                 change = self.short_ids.add(name, id);
             }
+            self.digest.take();
             self.table.insert(name, candidate);
         }
         let rec = self.table.get_mut(&name)?;
@@ -447,6 +469,9 @@ impl Peers {
                 }
             }
         }
+        if !out.improved.is_empty() || !out.added.is_empty() {
+            self.digest.take();
+        }
         out
     }
 
@@ -479,6 +504,9 @@ impl Peers {
             .map(|p| p.summary.name)
             .collect();
         let mut removed = Vec::with_capacity(doomed.len());
+        if !doomed.is_empty() {
+            self.digest.take();
+        }
         for name in &doomed {
             if let Some(p) = self.table.remove(name) {
                 if let Some(id) = p.summary.short_id {

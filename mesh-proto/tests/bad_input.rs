@@ -785,7 +785,7 @@ fn message_bad_inputs() {
 
     // Not errors, but not gossip either: tags Go ignores.
     assert_eq!(decode("empty body", &[]), Ok(Message::Empty));
-    assert_eq!(decode("unknown tag", &[200, 1, 2]), Ok(Message::Unknown { tag: 200 }));
+    assert_eq!(decode("unknown tag", &[200, 1, 2]), Ok(Message::Unknown { tag: 200, payload: &[1, 2] }));
     assert_eq!(decode("overlay tag", &[7, 1]), Ok(Message::Overlay { tag: 7, payload: &[1] }));
 
     // Relaying reads the unicast destination with the same checks.

@@ -96,6 +96,10 @@ struct RunArgs {
     /// Number of tracked broadcasts.
     #[arg(long)]
     broadcasts: Option<usize>,
+    /// Highest protocol version every peer offers: 2 makes the whole mesh speak version
+    /// 2, as Go peers do (the default, 3, lets Rust peers use version 3).
+    #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u8).range(2..=3))]
+    max_protocol: Option<u8>,
     #[command(flatten)]
     out: Output,
 }
@@ -249,6 +253,10 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
     if let Some(b) = args.broadcasts {
         sc.workload.broadcasts = b;
     }
+    if args.max_protocol == Some(2) {
+        sc.v2_only = (0..sc.nodes).collect();
+        sc.v3_only.clear();
+    }
     sc.validate().map_err(|e| e.to_string())?;
     Ok(sc)
 }
@@ -341,6 +349,10 @@ fn print_table(r: &Report) {
         ),
         ("messages per peer", format!("{:.0}", r.messages_per_peer)),
         ("bytes per peer", format!("{:.0}", r.bytes_per_peer)),
+        (
+            "steady bytes per peer per gossip interval",
+            r.steady_bytes_per_peer_per_interval.map_or("-".to_owned(), |b| format!("{b:.0}")),
+        ),
         ("broadcasts", r.broadcasts.to_string()),
         ("broadcast latency p50", ms(r.broadcast_latency_ms.map(|p| p.p50))),
         ("broadcast latency p99", ms(r.broadcast_latency_ms.map(|p| p.p99))),

@@ -103,7 +103,31 @@ fn gossip_messages(gossip: &Value) -> BTreeMap<String, Vec<Vec<u8>>> {
     out
 }
 
+/// One of each version 3 topology synchronisation message, naming peers 0x0a to 0x0c.
+fn sync_messages() -> Vec<Vec<u8>> {
+    use mesh_proto::wire::sync::{self, Entry};
+    let name = |n| mesh_proto::PeerName::from_u64(n).expect("48 bits");
+    let mut summary = Vec::new();
+    sync::encode_summary(&mut summary, 3, 0x5eed);
+    let mut buckets = Vec::new();
+    sync::encode_buckets(&mut buckets, 1, 3, &[1, 2]);
+    let mut entries = Vec::new();
+    sync::encode_entries_start(&mut entries, 1);
+    let e = |n, version| Entry { name: name(n), uid: n * 1000 + 1, version, short_id: Some(n as u16) };
+    sync::encode_group(&mut entries, 0, &[e(0x0a, 7), e(0x0c, 1)]);
+    sync::encode_group(&mut entries, 1, &[]);
+    let mut want = Vec::new();
+    sync::encode_want(&mut want, &[name(0x0a), name(0x0b)]);
+    for m in [&summary, &buckets, &entries, &want] {
+        assert!(matches!(sync::Sync::decode(m[0], &m[1..]), Some(Ok(_))), "a sync seed decodes");
+    }
+    vec![summary, buckets, entries, want]
+}
+
 fn raw_seeds(v: &Vectors, c: &mut Corpus) {
+    for (i, m) in sync_messages().iter().enumerate() {
+        c.put("message", &format!("sync{i}"), m);
+    }
     let header = v.load("header.json");
     for (i, n) in header["negotiation"].as_array().expect("negotiation").iter().enumerate() {
         let mut s = field(n, "a_sends");
@@ -375,11 +399,14 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
     let us = PeerName::from_u64(node::US).expect("a name");
     // The vectors' counter payloads merged ({0a: 1}, then {0a: 3, 0b: 2}), and our increment.
     let merged = Counts([(us, 1), (a, 3), (b, 2)].into());
+    // Version 3 sessions also get every topology synchronisation message (version 2
+    // ones ignore them as unknown tags).
     let good: Vec<Vec<u8>> =
         ["gossip", "broadcast_local_origin", "broadcast_relayed", "unicast", "gossip_counter_empty_map"]
             .iter()
             .flat_map(|k| gossip[*k].clone())
             .chain([vec![0], topology_body])
+            .chain(sync_messages())
             .collect();
     let frames = |conn: u8, bodies: &[Vec<u8>]| -> Vec<Op> {
         let mut ops: Vec<Op> = bodies.iter().map(|b| Op::Frame { conn, body: b.clone() }).collect();

@@ -74,6 +74,7 @@ pub struct HandshakeConfig {
 /// The stage a handshake was in, for errors and status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Stage {
     /// Waiting for the remote's 7 bytes.
     Preamble,
@@ -94,6 +95,7 @@ pub enum Stage {
 /// Why a handshake failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The preamble was refused.
     #[error(transparent)]
@@ -163,6 +165,7 @@ pub enum HandshakeError {
 /// What protects a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Security {
     /// Version 2 without a password: nothing.
     Plaintext,

@@ -169,7 +169,7 @@ impl Node {
     pub(super) fn periodic_gossip(&mut self, now: Instant) {
         let us = self.config.name;
         let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
-        self.relay(Relay::Topology { slot: Slot::Gossip, exclude: us, names: all }, now);
+        self.relay(Relay::Periodic { exclude: us, names: all }, now);
         let names: Vec<Bytes> = self.channels.keys().cloned().collect();
         for channel in names {
             let Some(ch) = self.channels.get_mut(&channel) else { continue };

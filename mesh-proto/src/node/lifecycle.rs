@@ -167,6 +167,13 @@ impl Node {
                 return false;
             }
             Ok(Message::Gossip(g)) => self.on_gossip(id, &body, g, now),
+            // Tags 32 to 35 synchronise topology on version 3 links; on version 2 links
+            // they are unknown tags like any other.
+            Ok(Message::Unknown { tag, payload }) if self.syncs_by_digest(id) => {
+                if let Some(sync) = crate::wire::sync::Sync::decode(tag, payload) {
+                    self.on_sync(id, sync, now);
+                }
+            }
             // Heartbeats only refresh the deadline; overlay and unknown tags and
             // empty frames are ignored, as by Go with the null overlay.
             Ok(_) => {}
@@ -218,6 +225,7 @@ impl Node {
             heartbeat_at: now + HEARTBEAT_INTERVAL,
             receive_deadline: now + RECEIVE_TIMEOUT,
             topology: Default::default(),
+            sync: Default::default(),
         }));
         self.stats.handshakes += 1;
         self.stats.handshakes_v3 += u64::from(version == 3);

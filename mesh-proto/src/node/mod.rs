@@ -45,6 +45,7 @@ mod routing;
 mod send;
 mod stats;
 mod status;
+pub(crate) mod sync;
 mod teardown;
 mod timers;
 mod updates;

@@ -20,6 +20,9 @@ use crate::time::Instant;
 pub(crate) enum Relay {
     /// Records to describe, by name.
     Topology { slot: Slot, exclude: PeerName, names: BTreeSet<PeerName> },
+    /// Periodic topology gossip: the records of `names` (the whole table) to version 2
+    /// links, our summary to version 3 ones.
+    Periodic { exclude: PeerName, names: BTreeSet<PeerName> },
     /// A channel's data.
     Channel { channel: Bytes, slot: Slot, exclude: PeerName, data: Erased },
 }
@@ -82,6 +85,15 @@ impl Node {
             Relay::Topology { slot, exclude, names } => {
                 let conns = self.relay_conns(slot, exclude);
                 self.queue_topology(&conns, slot, &names);
+            }
+            Relay::Periodic { exclude, names } => {
+                let conns = self.relay_conns(Slot::Gossip, exclude);
+                let (v3, v2): (Vec<ConnId>, Vec<ConnId>) =
+                    conns.into_iter().partition(|id| self.syncs_by_digest(*id));
+                for id in v3 {
+                    self.queue_sync_summary(id);
+                }
+                self.queue_topology(&v2, Slot::Gossip, &names);
             }
             Relay::Channel { channel, slot, exclude, data } => {
                 let conns = self.relay_conns(slot, exclude);

@@ -68,9 +68,15 @@ impl Node {
     }
 
     /// The complete state of every channel, down a new connection (docs/protocol-v2.md §19.6).
+    /// A version 3 link starts topology synchronisation with our bucket hashes instead
+    /// of the whole table (docs/protocol-v3.md §12).
     pub(super) fn queue_complete_state(&mut self, id: ConnId) {
-        let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
-        self.queue_topology(&[id], Slot::Gossip, &all);
+        if self.syncs_by_digest(id) {
+            self.queue_sync_buckets(id);
+        } else {
+            let all: BTreeSet<PeerName> = self.peers.names().copied().collect();
+            self.queue_topology(&[id], Slot::Gossip, &all);
+        }
         let names: Vec<Bytes> = self.channels.keys().cloned().collect();
         for name in names {
             let Some(ch) = self.channels.get_mut(&name) else { continue };
@@ -109,6 +115,10 @@ impl Node {
         if c.queued() >= WRITE_WINDOW {
             return false;
         }
+        if self.write_sync(id) {
+            return true;
+        }
+        let Some(c) = self.conns.get_mut(&id) else { return false };
         let Some(r) = c.running_mut() else { return false };
         if let Some((slot, names)) = r.topology.take() {
             let (kind, source) = slot.kind(us);

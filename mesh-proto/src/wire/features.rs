@@ -54,6 +54,7 @@ pub struct RemoteFeatures {
 /// Why a features map was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum FeaturesError {
     /// The frame is not a gob `map[string]string`.
     #[error("features map is not valid gob: {0}")]

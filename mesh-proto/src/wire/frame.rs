@@ -20,6 +20,7 @@ pub const RECORD_OVERHEAD: usize = LEN_PREFIX + 16;
 /// Why a frame could not be read or written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum FrameError {
     /// The announced (or requested) body length is above the limit.
     #[error("frame of {len} bytes exceeds the limit of {max}")]

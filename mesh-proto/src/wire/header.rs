@@ -22,6 +22,7 @@ pub struct Preamble {
 /// Why a preamble was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The first five bytes were not `weave`.
     #[error("remote protocol header not recognised: {}", go_bytes(.0))]

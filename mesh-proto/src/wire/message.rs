@@ -59,6 +59,7 @@ pub struct GossipMessage<'a> {
 
 /// A decoded protocol message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Message<'a> {
     /// An empty frame body: Go ignores it.
     Empty,
@@ -73,16 +74,20 @@ pub enum Message<'a> {
         /// Its payload.
         payload: &'a [u8],
     },
-    /// Tags 8 and above: Go logs and ignores them.
+    /// Tags 8 and above: Go logs and ignores them. Version 3 links give tags 32 to 35
+    /// to topology synchronisation ([`crate::wire::sync`]).
     Unknown {
         /// The tag.
         tag: u8,
+        /// Its payload.
+        payload: &'a [u8],
     },
 }
 
 /// Why a message could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum MessageError {
     /// The envelope's gob is malformed.
     #[error("malformed gossip envelope: {0}")]
@@ -102,7 +107,7 @@ impl<'a> Message<'a> {
             TAG_HEARTBEAT => Message::Heartbeat,
             1..=3 | TAG_OVERLAY_CONTROL => Message::Overlay { tag, payload },
             TAG_GOSSIP | TAG_UNICAST | TAG_BROADCAST => Message::Gossip(decode_envelope(tag, payload)?),
-            tag => Message::Unknown { tag },
+            tag => Message::Unknown { tag, payload },
         })
     }
 
@@ -116,7 +121,10 @@ impl<'a> Message<'a> {
                 out.push(tag);
                 out.extend_from_slice(payload);
             }
-            Message::Unknown { tag } => out.push(tag),
+            Message::Unknown { tag, payload } => {
+                out.push(tag);
+                out.extend_from_slice(payload);
+            }
         }
     }
 }

@@ -196,6 +196,7 @@ pub fn put_connection_list_message<'c>(
 /// Why a topology update could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum TopologyError {
     /// Malformed gob.
     #[error("malformed topology update: {0}")]

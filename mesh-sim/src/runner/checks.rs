@@ -151,14 +151,21 @@ impl Runner<'_> {
         let interval = Duration::from_millis(self.sc.gossip_interval_ms);
         let live = self.live_members().len();
         let bound = self.quiet_bound(live);
-        let samples: Vec<(mesh_proto::Instant, u64)> =
-            self.frames.iter().copied().filter(|(t, _)| *t >= start).collect();
+        let samples: Vec<(mesh_proto::Instant, u64, u64)> =
+            self.frames.iter().copied().filter(|(t, ..)| *t >= start).collect();
         self.tally.not_applicable("quiet_traffic", "no whole gossip interval after convergence");
         let mut from = 0;
+        let mut steady = (0u64, Duration::ZERO);
         for k in 0..samples.len() {
             if samples[k].0 - samples[from].0 < interval {
                 continue;
             }
+            steady =
+                (steady.0 + (samples[k].2 - samples[from].2), steady.1 + (samples[k].0 - samples[from].0));
+            let (bytes, elapsed) = steady;
+            let intervals = elapsed.as_secs_f64() / interval.as_secs_f64();
+            self.report.steady_bytes_per_peer_per_interval =
+                Some(bytes as f64 / intervals / live.max(1) as f64);
             self.tally.examined("quiet_traffic", 1);
             let per_peer = (samples[k].1 - samples[from].1) / live.max(1) as u64;
             self.tally.load("quiet_traffic", per_peer as usize, bound as usize);

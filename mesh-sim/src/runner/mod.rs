@@ -166,6 +166,10 @@ pub struct Report {
     pub messages_per_peer: f64,
     /// Bytes sent per peer.
     pub bytes_per_peer: f64,
+    /// Bytes sent per live peer per gossip interval in steady state: averaged over the
+    /// whole gossip intervals between convergence (once the workload is over) and the
+    /// end. `None` without such an interval.
+    pub steady_bytes_per_peer_per_interval: Option<f64>,
     /// Tracked broadcasts sent (workload and probes).
     pub broadcasts: u64,
     /// Broadcast delivery latency, ms.
@@ -342,7 +346,8 @@ struct Runner<'a> {
     /// Wall clock when virtual time reached the workload's start.
     wall_at_start: Option<std::time::Instant>,
     /// (sample time, frames sent by every member incarnation so far).
-    frames: Vec<(Instant, u64)>,
+    /// Frames and bytes sent by all peers so far, at each sample.
+    frames: Vec<(Instant, u64, u64)>,
     /// Stopped early (a storm would not end).
     aborted: bool,
 }
@@ -692,7 +697,7 @@ impl<'a> Runner<'a> {
         self.check_bounds(&live);
         self.check_slow_readers(now);
         let frames = self.frames_sent();
-        self.frames.push((now, frames));
+        self.frames.push((now, frames, bytes));
         self.arm_budget(self.sample_interval());
     }
 

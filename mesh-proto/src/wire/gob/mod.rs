@@ -71,6 +71,7 @@ const WT_TEXT_MARSHALER: u64 = 6;
 /// Why a gob stream could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub enum GobError {
     /// The input ended inside an item.
     #[error("gob input ends inside {0}")]
