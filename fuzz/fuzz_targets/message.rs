@@ -37,6 +37,10 @@ fn reencode(s: &Sync<'_>) -> Vec<u8> {
                 sync::encode_group(&mut out, index, &entries);
             }
         }
+        Sync::Have { entries } => {
+            let entries: Vec<sync::Entry> = sync::have_entries(entries).collect();
+            sync::encode_have(&mut out, &entries);
+        }
         Sync::Want { names } => {
             let names: Vec<mesh_proto::PeerName> = sync::wanted_names(names).collect();
             sync::encode_want(&mut out, &names);

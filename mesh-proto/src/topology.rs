@@ -136,8 +136,8 @@ impl Peer {
         self.beaten_by(s.version, s.uid, s.short_id.is_some())
     }
 
-    /// [`Peer::is_beaten_by`] for a record known by its version, UID and whether it has
-    /// a short id.
+    /// Whether a record known by its version, UID and whether it has a short id beats
+    /// this one (by `supersedes`).
     pub fn beaten_by(&self, version: u64, uid: u64, has_short_id: bool) -> bool {
         let me = &self.summary;
         supersedes((version, uid, has_short_id), (me.version, me.uid, me.short_id.is_some()))

@@ -1223,3 +1223,72 @@ fn a_tampered_or_replayed_version_3_record_closes_the_connection_on_both_sides()
         assert!(!net.closes(0).is_empty(), "replay {replay}");
     }
 }
+
+/// Each node's view of every peer's record: (name, UID, version).
+fn table_of(net: &Net, i: usize) -> Vec<(PeerName, u64, u64)> {
+    let mut v: Vec<_> = (0..net.nodes.len())
+        .filter_map(|j| {
+            net.nodes[i].inspect().peer(&name(j)).map(|p| (p.summary.name, p.summary.uid, p.summary.version))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn version_3_periodic_gossip_sends_a_summary_where_version_2_sends_the_whole_table() {
+    // Four peers in a full mesh; once they agree, a minute of steady state. Version 2
+    // gossips every record every interval; version 3 sends summaries that match, so no
+    // record crosses at all.
+    let mut sent = BTreeMap::new();
+    for version in [2u8, 3] {
+        let mut net = Net::new(4, |_, c| c.max_protocol_version = version);
+        for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)] {
+            net.dial(a, b);
+        }
+        net.run_for(Duration::from_secs(40));
+        for i in 1..4 {
+            assert_eq!(table_of(&net, i), table_of(&net, 0), "v{version}: node {i} agrees");
+        }
+        assert_eq!(table_of(&net, 0).len(), 4);
+        let records = |net: &Net| net.nodes.iter().map(|n| n.stats().topology_records_sent).sum::<u64>();
+        let syncs = |net: &Net| net.nodes.iter().map(|n| n.stats().sync_messages_sent).sum::<u64>();
+        let (r0, s0) = (records(&net), syncs(&net));
+        net.run_for(Duration::from_secs(60));
+        sent.insert(version, (records(&net) - r0, syncs(&net) - s0));
+        for i in 1..4 {
+            assert_eq!(table_of(&net, i), table_of(&net, 0), "v{version}: node {i} still agrees");
+        }
+    }
+    let (v2_records, v2_syncs) = sent[&2];
+    let (v3_records, v3_syncs) = sent[&3];
+    // Two intervals: each node sends its 4 records to each neighbour it picks.
+    assert!(v2_records >= 2 * 4 * 4, "version 2 sent {v2_records} records");
+    assert_eq!(v2_syncs, 0, "version 2 links carry no sync messages");
+    assert_eq!(v3_records, 0, "version 3 sent records although every table agreed");
+    assert!(v3_syncs >= 2 * 4, "version 3 sent {v3_syncs} summaries");
+}
+
+#[test]
+fn a_version_3_newcomer_learns_the_table_by_digests_and_is_sent_each_record_once() {
+    // 0, 1, 2 and 3 form a line and agree; then 4 dials 0. Over the new link the bucket
+    // hashes differ, so 0 offers its entries, 4 asks for every record it lacks, and
+    // each crosses once (4's own record excepted: 0 had its candidate already).
+    let mut net = Net::new(5, |_, c| c.max_protocol_version = 3);
+    for (a, b) in [(0, 1), (1, 2), (2, 3)] {
+        net.dial(a, b);
+    }
+    net.run_for(Duration::from_secs(5));
+    let before: u64 = net.nodes[0].stats().topology_records_sent;
+    net.dial(4, 0);
+    net.run_for(Duration::from_secs(5));
+    for i in 0..5 {
+        assert_eq!(table_of(&net, i), table_of(&net, 0), "node {i} agrees");
+    }
+    assert_eq!(table_of(&net, 4).len(), 5);
+    assert!(net.nodes[4].stats().sync_messages_sent > 0);
+    // What 0 sent after 4 dialled: 4's first need (records 0 to 3) plus the updates of
+    // its own record (its new connection, relayed as a change) to 1 and to 4.
+    let after = net.nodes[0].stats().topology_records_sent - before;
+    assert!((4..=8).contains(&after), "node 0 sent {after} records");
+}

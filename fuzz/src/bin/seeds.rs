@@ -118,10 +118,12 @@ fn sync_messages() -> Vec<Vec<u8>> {
     sync::encode_group(&mut entries, 1, &[]);
     let mut want = Vec::new();
     sync::encode_want(&mut want, &[name(0x0a), name(0x0b)]);
-    for m in [&summary, &buckets, &entries, &want] {
+    let mut have = Vec::new();
+    sync::encode_have(&mut have, &[e(0x0b, 3)]);
+    for m in [&summary, &buckets, &entries, &want, &have] {
         assert!(matches!(sync::Sync::decode(m[0], &m[1..]), Some(Ok(_))), "a sync seed decodes");
     }
-    vec![summary, buckets, entries, want]
+    vec![summary, buckets, entries, want, have]
 }
 
 fn raw_seeds(v: &Vectors, c: &mut Corpus) {

@@ -100,6 +100,7 @@ impl Node {
             Err(e) => return self.close(id, CloseReason::Topology(e), now),
         };
         let applied = self.peers.apply(&records);
+        self.requests_answered(&applied.received);
         for name in &applied.added {
             self.outputs.push_back(Output::Event(Event::PeerAdded(*name)));
         }

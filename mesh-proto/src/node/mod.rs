@@ -81,6 +81,8 @@ pub struct Node {
     timers: Timers,
     pacing: AcceptPacing,
     updates: UpdateSchedule,
+    /// Version 3: records asked for and not yet received.
+    sync_requests: sync::Requests,
     outputs: VecDeque<Output>,
     to_flush: send::FlushQueue,
     /// The time of the last input, for the flush that [`Node::poll_output`] does.
@@ -148,6 +150,7 @@ impl Node {
             timers,
             pacing: AcceptPacing::new(now),
             updates: UpdateSchedule::default(),
+            sync_requests: sync::Requests::default(),
             outputs: VecDeque::new(),
             to_flush: send::FlushQueue::default(),
             input_now: now,

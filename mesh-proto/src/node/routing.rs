@@ -84,7 +84,16 @@ impl Node {
         match r {
             Relay::Topology { slot, exclude, names } => {
                 let conns = self.relay_conns(slot, exclude);
-                self.queue_topology(&conns, slot, &names);
+                // Version 3 links are offered changed records by digest (§12.3).
+                let (v3, v2): (Vec<ConnId>, Vec<ConnId>) = if slot == Slot::Gossip {
+                    conns.into_iter().partition(|id| self.syncs_by_digest(*id))
+                } else {
+                    (Vec::new(), conns)
+                };
+                for id in v3 {
+                    self.queue_sync_have(id, &names);
+                }
+                self.queue_topology(&v2, slot, &names);
             }
             Relay::Periodic { exclude, names } => {
                 let conns = self.relay_conns(Slot::Gossip, exclude);

@@ -179,6 +179,7 @@ fn write_topology(
     };
     let records: Vec<&(Bytes, Bytes)> =
         names.iter().filter_map(|n| peers.get(n)).map(|p| p.encoded()).collect();
+    stats.topology_records_sent += records.len() as u64;
     // One reservation for every chunk: growing by doubling would copy a whole table
     // (2 MB at 1,000 peers) on every full-topology send.
     let total: usize = records.iter().map(|e| e.0.len() + e.1.len()).sum();

@@ -37,4 +37,8 @@ pub struct Stats {
     pub backoffs: u64,
     /// Peers refused at our connection limit that we sent our topology to first.
     pub referrals: u64,
+    /// Topology records sent in topology messages (each record once per message).
+    pub topology_records_sent: u64,
+    /// Version 3 topology synchronisation messages sent (docs/protocol-v3.md §12).
+    pub sync_messages_sent: u64,
 }

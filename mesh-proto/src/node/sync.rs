@@ -18,8 +18,11 @@ use crate::time::Instant;
 use crate::topology::{Peers, supersedes};
 use crate::wire::sync::{self as wire, Entry, GROUP_HEADER_LEN, Sync, SyncError};
 
-/// Most names a connection asks for at once; more wait for the next round.
+/// Most names a connection asks for, or offers, at once; more wait for the next round.
 const MAX_WANT: usize = 4096;
+/// A record asked for is not asked for again (from another neighbour offering the same
+/// version) until this long has passed without it arriving.
+const REQUEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a version 3 connection still has to send for synchronisation.
 #[derive(Debug, Default)]
@@ -32,12 +35,23 @@ pub(crate) struct SyncOut {
     entries: Option<(u8, BTreeSet<u16>)>,
     /// Names whose records we ask for.
     want: BTreeSet<PeerName>,
+    /// Names whose changed records we offer.
+    have: BTreeSet<PeerName>,
 }
+
+/// Records this node asked for and has not received yet: (version, UID, has a short
+/// id) asked for, and when.
+#[derive(Debug, Default)]
+pub(crate) struct Requests(std::collections::BTreeMap<PeerName, ((u64, u64, bool), Instant)>);
 
 impl SyncOut {
     /// Whether nothing is waiting.
     pub(crate) fn is_idle(&self) -> bool {
-        !self.summary && !self.buckets && self.entries.is_none() && self.want.is_empty()
+        !self.summary
+            && !self.buckets
+            && self.entries.is_none()
+            && self.want.is_empty()
+            && self.have.is_empty()
     }
 }
 
@@ -65,6 +79,69 @@ impl Node {
         if let Some(s) = self.conns.get_mut(&id).and_then(sync_of) {
             s.buckets = true;
             self.to_flush.insert(id);
+        }
+    }
+
+    /// Records that changed, towards a version 3 link: offered by their entries (the
+    /// remote asks for what it lacks), except our own, which it cannot have yet.
+    pub(super) fn queue_sync_have(&mut self, id: ConnId, names: &BTreeSet<PeerName>) {
+        let us = self.config.name;
+        if names.contains(&us) {
+            self.queue_topology(&[id], Slot::Gossip, &BTreeSet::from([us]));
+        }
+        let Some(s) = self.conns.get_mut(&id).and_then(sync_of) else { return };
+        for n in names.iter().filter(|n| **n != us) {
+            if s.have.len() >= MAX_WANT {
+                break;
+            }
+            s.have.insert(*n);
+        }
+        if !s.have.is_empty() {
+            self.to_flush.insert(id);
+        }
+    }
+
+    /// Whether we want the record `e` describes: we hold none of its name (or only a
+    /// placeholder), or `e` supersedes ours, and we have not just asked for it.
+    fn wants_entry(&mut self, e: &Entry, now: Instant) -> bool {
+        let key = (e.version, e.uid, e.short_id.is_some());
+        let newer = match self.peers.get(&e.name) {
+            // A record of another incarnation of us: applying it moves our version past
+            // it, as a received update does.
+            _ if e.name == self.config.name => {
+                let me = &self.peers.ours().summary;
+                e.uid != me.uid && e.version >= me.version
+            }
+            Some(p) if !p.is_placeholder() => p.beaten_by(e.version, e.uid, e.short_id.is_some()),
+            _ => true,
+        };
+        if !newer {
+            return false;
+        }
+        let requests = &mut self.sync_requests.0;
+        if let Some((asked, at)) = requests.get(&e.name) {
+            if now < *at + REQUEST_PATIENCE && !supersedes(key, *asked) {
+                return false;
+            }
+        }
+        // Bounded whatever names remotes offer: past the bound a request is simply not
+        // remembered (it may then be asked for twice).
+        let bound = 2 * self.peers.len() + MAX_WANT;
+        if requests.len() >= bound {
+            requests.retain(|_, (_, at)| now < *at + REQUEST_PATIENCE);
+        }
+        if requests.len() < bound {
+            requests.insert(e.name, (key, now));
+        }
+        true
+    }
+
+    /// Records arrived: they need not be asked for any more.
+    pub(super) fn requests_answered(&mut self, names: &BTreeSet<PeerName>) {
+        if !self.sync_requests.0.is_empty() {
+            for n in names {
+                self.sync_requests.0.remove(n);
+            }
         }
     }
 
@@ -99,7 +176,14 @@ impl Node {
                 }
                 self.to_flush.insert(id);
             }
-            Sync::Entries { bits, groups } => self.on_sync_entries(id, bits, groups),
+            Sync::Entries { bits, groups } => self.on_sync_entries(id, bits, groups, now),
+            Sync::Have { entries } => {
+                let want: Vec<PeerName> = wire::have_entries(entries)
+                    .filter(|e| self.wants_entry(e, now))
+                    .map(|e| e.name)
+                    .collect();
+                self.add_wants(id, want);
+            }
             Sync::Want { names } => {
                 let names: BTreeSet<PeerName> = wire::wanted_names(names)
                     .filter(|n| self.peers.get(n).is_some_and(|p| !p.is_placeholder()))
@@ -113,27 +197,16 @@ impl Node {
 
     /// The remote's digests of some buckets: send what it lacks or holds older, ask for
     /// what we lack or hold older.
-    fn on_sync_entries(&mut self, id: ConnId, bits: u8, groups: &[u8]) {
-        let us = self.config.name;
+    fn on_sync_entries(&mut self, id: ConnId, bits: u8, groups: &[u8], now: Instant) {
         let mut listed: BTreeSet<u16> = BTreeSet::new();
         let mut theirs: std::collections::BTreeMap<PeerName, Entry> = Default::default();
-        let mut want = BTreeSet::new();
+        let mut want = Vec::new();
         for (index, entries) in wire::entry_groups(groups) {
             listed.insert(index);
             for e in entries {
                 theirs.insert(e.name, e);
-                let newer = match self.peers.get(&e.name) {
-                    // A record of another incarnation of us: applying it moves our
-                    // version past it, as a received update does.
-                    _ if e.name == us => {
-                        let me = &self.peers.ours().summary;
-                        e.uid != me.uid && e.version >= me.version
-                    }
-                    Some(p) if !p.is_placeholder() => p.beaten_by(e.version, e.uid, e.short_id.is_some()),
-                    _ => true,
-                };
-                if newer {
-                    want.insert(e.name);
+                if self.wants_entry(&e, now) {
+                    want.push(e.name);
                 }
             }
         }
@@ -156,8 +229,13 @@ impl Node {
         if !send.is_empty() {
             self.queue_topology(&[id], Slot::Gossip, &send);
         }
+        self.add_wants(id, want);
+    }
+
+    /// Asks `id` for the records of `names`, within [`MAX_WANT`].
+    fn add_wants(&mut self, id: ConnId, names: Vec<PeerName>) {
         let Some(s) = self.conns.get_mut(&id).and_then(sync_of) else { return };
-        for n in want {
+        for n in names {
             if s.want.len() >= MAX_WANT {
                 break;
             }
@@ -193,6 +271,17 @@ impl Node {
         if let Some((bits, buckets)) = s.entries.take() {
             self.stats.oversize_dropped += encode_entries(&self.peers, bits, &buckets, max, &mut frames);
         }
+        let have: Vec<Entry> = std::mem::take(&mut s.have)
+            .iter()
+            .filter_map(|n| self.peers.get(n))
+            .filter(|p| !p.is_placeholder())
+            .map(entry)
+            .collect();
+        for chunk in have.chunks(((max - 1) / wire::ENTRY_LEN).max(1)) {
+            let mut m = Vec::new();
+            wire::encode_have(&mut m, chunk);
+            frames.push(m);
+        }
         let want: Vec<PeerName> = std::mem::take(&mut s.want).into_iter().collect();
         for chunk in want.chunks(((max - 1) / 8).max(1)) {
             let mut m = Vec::new();
@@ -202,7 +291,10 @@ impl Node {
         let Some(c) = self.conns.get_mut(&id) else { return false };
         for m in frames {
             match c.append_frame(max, |o| o.extend_from_slice(&m)) {
-                Ok(()) => self.stats.frames_sent += 1,
+                Ok(()) => {
+                    self.stats.frames_sent += 1;
+                    self.stats.sync_messages_sent += 1;
+                }
                 Err(_) => self.stats.oversize_dropped += 1,
             }
         }

@@ -16,6 +16,8 @@ pub const TAG_SYNC_BUCKETS: u8 = 33;
 pub const TAG_SYNC_ENTRIES: u8 = 34;
 /// Names whose records the sender asks for.
 pub const TAG_SYNC_WANT: u8 = 35;
+/// The digests of records the sender holds that changed (offered, not sent).
+pub const TAG_SYNC_HAVE: u8 = 36;
 
 /// Most buckets a table is split into: 2^12, 32 KiB of hashes.
 pub const MAX_BUCKET_BITS: u8 = 12;
@@ -136,10 +138,15 @@ pub enum Sync<'a> {
         /// The names, 8 bytes each.
         names: &'a [u8],
     },
+    /// Tag 36: entries of 26 bytes.
+    Have {
+        /// The entries.
+        entries: &'a [u8],
+    },
 }
 
 impl<'a> Sync<'a> {
-    /// Decodes the payload (after the tag byte) of a message with tag 32 to 35; `None`
+    /// Decodes the payload (after the tag byte) of a message with tag 32 to 36; `None`
     /// for any other tag.
     pub fn decode(tag: u8, p: &'a [u8]) -> Option<Result<Sync<'a>, SyncError>> {
         let exact = |expected: usize| {
@@ -196,6 +203,15 @@ impl<'a> Sync<'a> {
                     Ok(Sync::Want { names: p })
                 }
             }
+            TAG_SYNC_HAVE => {
+                if p.len() % ENTRY_LEN != 0 {
+                    Err(short(p.len().next_multiple_of(ENTRY_LEN)))
+                } else {
+                    p.chunks_exact(ENTRY_LEN)
+                        .try_for_each(|e| Entry::decode(e).map(drop))
+                        .map(|()| Sync::Have { entries: p })
+                }
+            }
             _ => return None,
         })
     }
@@ -221,6 +237,12 @@ pub fn entry_groups(groups: &[u8]) -> impl Iterator<Item = (u16, impl Iterator<I
         // Validated by `Sync::decode`: an entry that fails here cannot occur.
         Some((index, entries.chunks_exact(ENTRY_LEN).filter_map(|e| Entry::decode(e).ok())))
     })
+}
+
+/// The entries of a decoded have message.
+pub fn have_entries(entries: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+    // Validated by `Sync::decode`: an entry that fails here cannot occur.
+    entries.chunks_exact(ENTRY_LEN).filter_map(|e| Entry::decode(e).ok())
 }
 
 /// The names of a decoded want message.
@@ -274,6 +296,14 @@ pub fn encode_want(out: &mut Vec<u8>, names: &[PeerName]) {
     }
 }
 
+/// Appends a have message.
+pub fn encode_have(out: &mut Vec<u8>, entries: &[Entry]) {
+    out.push(TAG_SYNC_HAVE);
+    for e in entries {
+        e.encode(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +344,12 @@ mod tests {
         encode_want(&mut b, &[name(9), name(10)]);
         let Ok(Sync::Want { names }) = decode(&b) else { panic!() };
         assert_eq!(wanted_names(names).collect::<Vec<_>>(), [name(9), name(10)]);
+
+        let mut b = Vec::new();
+        encode_have(&mut b, &[e1, e2]);
+        assert_eq!(b.len(), 1 + 2 * ENTRY_LEN);
+        let Ok(Sync::Have { entries }) = decode(&b) else { panic!() };
+        assert_eq!(have_entries(entries).collect::<Vec<_>>(), [e1, e2]);
     }
 
     #[test]
@@ -339,5 +375,9 @@ mod tests {
         assert_eq!(decode(&bad), Err(SyncError::BadShortId(0x1000)));
         assert_eq!(decode(&[35, 1]), Err(SyncError::Length { tag: 35, len: 1, expected: 8 }));
         assert_eq!(decode(&[35, 0, 0, 0, 0, 0, 0, 0, 0]), Err(SyncError::BadName));
+        assert_eq!(decode(&[36, 1]), Err(SyncError::Length { tag: 36, len: 1, expected: ENTRY_LEN }));
+        let mut bad = vec![36];
+        Entry { name: name(1), uid: 0, version: 0, short_id: Some(0x2000) }.encode(&mut bad);
+        assert_eq!(decode(&bad), Err(SyncError::BadShortId(0x2000)));
     }
 }
