@@ -257,6 +257,8 @@ pub struct Peers {
     short_ids: ShortIdIndex,
     /// Version 3's digest of the table, computed on first use after a change.
     digest: std::cell::OnceCell<crate::sync::TableDigest>,
+    /// Counts changes to the records (for observers that recompute only on change).
+    generation: u64,
 }
 
 impl Peers {
@@ -268,7 +270,7 @@ impl Peers {
         short_ids.add(ours, short_id);
         let mut table = BTreeMap::new();
         table.insert(ours, me);
-        Peers { ours, table, short_ids, digest: std::cell::OnceCell::new() }
+        Peers { ours, table, short_ids, digest: std::cell::OnceCell::new(), generation: 0 }
     }
 
     /// Our name.
@@ -287,13 +289,25 @@ impl Peers {
         self.ours().summary.short_id.expect("our record always has a short id")
     }
 
+    /// A record changed, was added or removed: the digest is stale.
+    fn changed(&mut self) {
+        self.digest.take();
+        self.generation += 1;
+    }
+
+    /// A number that grows with every change to the records (ours included), and only
+    /// then.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The table's digest for version 3 synchronisation (docs/protocol-v3.md §12).
     pub fn digest(&self) -> &crate::sync::TableDigest {
         self.digest.get_or_init(|| crate::sync::TableDigest::build(self.table.values()))
     }
 
     fn ours_mut(&mut self) -> &mut Peer {
-        self.digest.take();
+        self.changed();
         let me = self.table.get_mut(&self.ours).expect("our record is permanent");
         me.encoded = std::cell::OnceCell::new();
         me
@@ -371,7 +385,7 @@ impl Peers {
             if let Some(id) = candidate.summary.short_id {
                 change = self.short_ids.add(name, id);
             }
-            self.digest.take();
+            self.changed();
             self.table.insert(name, candidate);
         }
         let rec = self.table.get_mut(&name)?;
@@ -470,7 +484,7 @@ impl Peers {
             }
         }
         if !out.improved.is_empty() || !out.added.is_empty() {
-            self.digest.take();
+            self.changed();
         }
         out
     }
@@ -505,7 +519,7 @@ impl Peers {
             .collect();
         let mut removed = Vec::with_capacity(doomed.len());
         if !doomed.is_empty() {
-            self.digest.take();
+            self.changed();
         }
         for name in &doomed {
             if let Some(p) = self.table.remove(name) {

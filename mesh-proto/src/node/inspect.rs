@@ -48,6 +48,13 @@ impl<'a> Inspect<'a> {
         self.node.peers.iter()
     }
 
+    /// A number that grows with every change to the table's records (ours included,
+    /// so every registered or closed connection too), and only then: observers can
+    /// recompute what they derive from the table only when it moved.
+    pub fn table_generation(&self) -> u64 {
+        self.node.peers.generation()
+    }
+
     /// The record of `name`.
     pub fn peer(&self, name: &PeerName) -> Option<&'a Peer> {
         self.node.peers.get(name)

@@ -345,12 +345,19 @@ struct Runner<'a> {
     one_mesh: Option<Result<(), String>>,
     /// Wall clock when virtual time reached the workload's start.
     wall_at_start: Option<std::time::Instant>,
-    /// (sample time, frames sent by every member incarnation so far).
     /// Frames and bytes sent by all peers so far, at each sample.
     frames: Vec<(Instant, u64, u64)>,
     /// Stopped early (a storm would not end).
     aborted: bool,
+    /// The last agreement computed, with the state it was computed from.
+    agreement_cache: Option<(Vec<TableState>, Option<u64>)>,
+    /// Per member: whether it knew exactly the live peers, and in what state.
+    knows_cache: Vec<Option<(TableState, u64, bool)>>,
 }
+
+/// What a member's table derives from, for recomputing checks only when it moved: the
+/// member, its incarnation's UID and its table's generation.
+type TableState = (usize, u64, u64);
 
 /// Runs `sc` to the end and reports. Panics inside the protocol propagate (the explorer
 /// catches them and reports `no_panic`).
@@ -422,6 +429,8 @@ impl<'a> Runner<'a> {
             one_mesh: None,
             wall_at_start: None,
             frames: Vec::new(),
+            agreement_cache: None,
+            knows_cache: Vec::new(),
             aborted: false,
         }
     }
@@ -681,7 +690,8 @@ impl<'a> Runner<'a> {
         }
         let live = self.live_members();
         let expect: BTreeSet<PeerName> = live.iter().map(|i| peer_name(*i)).collect();
-        let full = live.iter().filter(|&&i| self.knows_exactly(i, &expect)).count();
+        let expect_key = live.iter().fold(FNV_OFFSET, |h, i| fnv(h, *i as u64));
+        let full = live.iter().filter(|&&i| self.knows_exactly_cached(i, &expect, expect_key)).count();
         let t = (now.as_nanos() / 1_000_000) as f64;
         self.report.series.full_topology.push((t, full as f64 / live.len().max(1) as f64));
         let bytes: u64 = self.sim.bytes_sent.iter().sum();
@@ -722,11 +732,49 @@ impl<'a> Runner<'a> {
             self.report.convergence_as_one_mesh = expected.is_ok();
             self.one_mesh = Some(expected);
         }
-        match self.agreement() {
+        match self.agreement_cached() {
             Some(fp) if self.stable.is_some_and(|(_, f)| f == fp) => {}
             Some(fp) => self.stable = Some((now, fp)),
             None => self.stable = None,
         }
+    }
+
+    /// The state agreement and knowledge are derived from, for member `i`.
+    fn table_state(&self, i: usize) -> Option<TableState> {
+        let node = self.sim.node(self.members[i])?;
+        let view = node.inspect();
+        Some((i, view.ours().summary.uid, view.table_generation()))
+    }
+
+    /// [`Runner::agreement`], recomputed only when a live member's table changed (or the
+    /// live members did): in a steady mesh most samples change nothing.
+    fn agreement_cached(&mut self) -> Option<u64> {
+        let key: Vec<TableState> = self.live_members().iter().filter_map(|i| self.table_state(*i)).collect();
+        if let Some((k, v)) = &self.agreement_cache {
+            if *k == key {
+                return *v;
+            }
+        }
+        let v = self.agreement();
+        self.agreement_cache = Some((key, v));
+        v
+    }
+
+    /// [`Runner::knows_exactly`] of the live peers (`key` fingerprints which they are),
+    /// recomputed only when the member's table or the live set changed.
+    fn knows_exactly_cached(&mut self, i: usize, expect: &BTreeSet<PeerName>, key: u64) -> bool {
+        let Some(state) = self.table_state(i) else { return false };
+        if self.knows_cache.len() <= i {
+            self.knows_cache.resize(i + 1, None);
+        }
+        if let Some((s, k, v)) = self.knows_cache[i] {
+            if s == state && k == key {
+                return v;
+            }
+        }
+        let v = self.knows_exactly(i, expect);
+        self.knows_cache[i] = Some((state, key, v));
+        v
     }
 
     /// A fingerprint of what the live mesh agrees on, if it agrees: one component naming
