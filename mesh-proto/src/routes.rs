@@ -19,45 +19,106 @@ pub enum Mode {
     EstablishedSymmetric,
 }
 
-/// The table's graph with names replaced by indices, built once per recalculation so
+/// The table's graph with names replaced by slot indices, kept up to date record by
+/// record (a change costs the changed records' connections, not the whole table), so
 /// that every search is a walk over vectors.
+///
+/// A slot is given to every name that is in the table or that some record connects to;
+/// edges to names not in the table are kept but never followed (the search ignores
+/// dangling edges). Searches visit peers in name order, so the result does not depend
+/// on which slot a name got.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
-    names: Vec<PeerName>,
-    /// Per node: (neighbour, whether this edge qualifies in established & symmetric mode).
-    adj: Vec<Vec<(u32, bool)>>,
+    slots: Vec<Node>,
+    index: BTreeMap<PeerName, u32>,
+    free: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Node {
+    name: PeerName,
+    /// The name has a record in the table.
+    present: bool,
+    /// How many edges lead here: a slot neither present nor referenced is reused.
+    refs: u32,
+    /// (neighbour slot, established as its owner reports), sorted by slot.
+    edges: Vec<(u32, bool)>,
 }
 
 impl Graph {
-    /// Builds the graph of `peers`; connections to names not in the table are dropped.
+    /// Builds the graph of `peers`.
     pub fn build(peers: &Peers) -> Graph {
-        let names: Vec<PeerName> = peers.names().copied().collect();
-        let index = |n: &PeerName| names.binary_search(n).ok().map(|i| i as u32);
-        let mut adj: Vec<Vec<(u32, bool)>> = peers
-            .iter()
-            .map(|p| p.connections.iter().filter_map(|(r, c)| index(r).map(|i| (i, c.established))).collect())
-            .collect();
-        // An edge is symmetric when the far end lists an established edge back. The
-        // flags are read first and written after, so no copy of the graph is needed.
-        let symmetric: Vec<bool> = adj
-            .iter()
-            .enumerate()
-            .flat_map(|(from, edges)| {
-                let adj = &adj;
-                edges.iter().map(move |&(to, ok)| {
-                    let back = &adj[to as usize];
-                    ok && back.binary_search_by_key(&(from as u32), |e| e.0).is_ok_and(|i| back[i].1)
-                })
-            })
-            .collect();
-        for (edge, ok) in adj.iter_mut().flatten().zip(symmetric) {
-            edge.1 = ok;
+        let mut g = Graph::default();
+        g.update(peers, peers.names().copied());
+        g
+    }
+
+    /// Brings the rows of `changed` names up to date with `peers`.
+    pub fn update(&mut self, peers: &Peers, changed: impl IntoIterator<Item = PeerName>) {
+        for name in changed {
+            let s = self.slot(name);
+            for (t, _) in std::mem::take(&mut self.slots[s as usize].edges) {
+                self.slots[t as usize].refs -= 1;
+                self.release(t);
+            }
+            let Some(p) = peers.get(&name) else {
+                self.slots[s as usize].present = false;
+                self.release(s);
+                continue;
+            };
+            let mut edges: Vec<(u32, bool)> =
+                p.connections.iter().map(|(r, c)| (self.slot(*r), c.established)).collect();
+            edges.sort_unstable_by_key(|e| e.0);
+            for (t, _) in &edges {
+                self.slots[*t as usize].refs += 1;
+            }
+            let node = &mut self.slots[s as usize];
+            node.present = true;
+            node.edges = edges;
         }
-        Graph { names, adj }
+    }
+
+    /// The slot of `name`, given one if it has none.
+    fn slot(&mut self, name: PeerName) -> u32 {
+        if let Some(&s) = self.index.get(&name) {
+            return s;
+        }
+        let node = Node { name, ..Node::default() };
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = node;
+                s
+            }
+            None => {
+                self.slots.push(node);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(name, s);
+        s
+    }
+
+    /// Frees slot `s` if nothing needs it any more.
+    fn release(&mut self, s: u32) {
+        let node = &self.slots[s as usize];
+        if !node.present && node.refs == 0 && node.edges.is_empty() {
+            self.index.remove(&node.name);
+            self.free.push(s);
+        }
     }
 
     fn index(&self, n: PeerName) -> Option<usize> {
-        self.names.binary_search(&n).ok()
+        self.index.get(&n).map(|s| *s as usize).filter(|s| self.slots[*s].present)
+    }
+
+    /// Whether the edge `from → to` may be followed in `mode`: `to` is in the table and,
+    /// for [`Mode::EstablishedSymmetric`], both ends report the link established.
+    fn follows(&self, from: u32, (to, established): (u32, bool), mode: Mode) -> bool {
+        let far = &self.slots[to as usize];
+        far.present
+            && (mode == Mode::All
+                || established
+                    && far.edges.binary_search_by_key(&from, |e| e.0).is_ok_and(|i| far.edges[i].1))
     }
 
     /// The search of docs/protocol-v2.md §18.1. Returns whether `stop_at` was dequeued and the
@@ -74,33 +135,35 @@ impl Graph {
             .enumerate()
             .filter(|(_, h)| **h != NOT_SEEN)
             .map(|(i, h)| {
-                (self.names[i], if *h == START { PeerName::UNKNOWN } else { self.names[*h as usize] })
+                let hop = if *h == START { PeerName::UNKNOWN } else { self.slots[*h as usize].name };
+                (self.slots[i].name, hop)
             })
             .collect();
         (reached, map)
     }
 
-    /// The search over indices: per node its next hop index, [`START`] or [`NOT_SEEN`].
+    /// The search over slots: per slot its next hop's slot, [`START`] or [`NOT_SEEN`].
     fn search_idx(&self, start: PeerName, stop_at: Option<PeerName>, mode: Mode) -> (bool, Vec<u32>) {
-        let mut hops = vec![NOT_SEEN; self.names.len()];
+        let mut hops = vec![NOT_SEEN; self.slots.len()];
         let Some(s) = self.index(start) else { return (false, hops) };
         let stop = stop_at.and_then(|n| self.index(n));
         hops[s] = START;
-        // Names are sorted, so index order is name order.
         let mut level = vec![s as u32];
         while !level.is_empty() {
-            level.sort_unstable();
+            // Each level in name order: the lowest-named discoverer gives the next hop.
+            level.sort_unstable_by_key(|i| self.slots[*i as usize].name);
             let mut next = Vec::new();
             for &cur in &level {
                 if Some(cur as usize) == stop {
                     return (true, hops);
                 }
-                for &(r, sym) in &self.adj[cur as usize] {
-                    if hops[r as usize] != NOT_SEEN || (mode == Mode::EstablishedSymmetric && !sym) {
+                for &e in &self.slots[cur as usize].edges {
+                    let r = e.0 as usize;
+                    if hops[r] != NOT_SEEN || !self.follows(cur, e, mode) {
                         continue;
                     }
-                    hops[r as usize] = if cur as usize == s { r } else { hops[cur as usize] };
-                    next.push(r);
+                    hops[r] = if cur as usize == s { e.0 } else { hops[cur as usize] };
+                    next.push(e.0);
                 }
             }
             level = next;
@@ -109,7 +172,7 @@ impl Graph {
     }
 
     /// The neighbours to pass a broadcast from `source` on to (docs/protocol-v2.md §18.3), with
-    /// `us` the local peer.
+    /// `us` the local peer, in name order.
     pub fn broadcast_next_hops(&self, us: PeerName, source: PeerName, mode: Mode) -> Vec<PeerName> {
         let Some(u) = self.index(us) else { return Vec::new() };
         if self.index(source).is_none() {
@@ -119,11 +182,14 @@ impl Graph {
         if !reached_us {
             return Vec::new();
         }
-        self.adj[u]
+        let mut hops: Vec<PeerName> = self.slots[u]
+            .edges
             .iter()
-            .filter(|(r, sym)| (mode == Mode::All || *sym) && reached[*r as usize] == NOT_SEEN)
-            .map(|(r, _)| self.names[*r as usize])
-            .collect()
+            .filter(|e| self.follows(u as u32, **e, mode) && reached[e.0 as usize] == NOT_SEEN)
+            .map(|e| self.slots[e.0 as usize].name)
+            .collect();
+        hops.sort_unstable();
+        hops
     }
 }
 
@@ -162,8 +228,18 @@ pub struct Routes {
 impl Routes {
     /// Computes the unicast tables and our own broadcast entries.
     pub fn compute(peers: &Peers) -> Routes {
-        let us = peers.our_name();
-        let graph = Graph::build(peers);
+        Routes::from_graph(peers.our_name(), Graph::build(peers))
+    }
+
+    /// The routes after the records of `changed` changed: the graph is updated for those
+    /// records only, then searched again.
+    pub fn update(self, peers: &Peers, changed: impl IntoIterator<Item = PeerName>) -> Routes {
+        let mut graph = self.graph;
+        graph.update(peers, changed);
+        Routes::from_graph(peers.our_name(), graph)
+    }
+
+    fn from_graph(us: PeerName, graph: Graph) -> Routes {
         let mut r = Routes {
             unicast: graph.search(us, None, Mode::EstablishedSymmetric).1,
             unicast_all: graph.search(us, None, Mode::All).1,
@@ -463,5 +539,49 @@ mod tests {
         assert_eq!(r.broadcast_all(n(3)), [n(4)]);
         assert_eq!(r.broadcast_all(n(2)), [n(4)]);
         assert_eq!(r.broadcast_established(), &BTreeMap::from([(n(1), vec![n(2)])]));
+    }
+
+    proptest::proptest! {
+        /// Routes updated record by record equal routes computed from scratch, after any
+        /// sequence of records changing, appearing (with placeholders) and being
+        /// collected.
+        #[test]
+        fn incremental_routes_equal_routes_from_scratch(
+            steps in proptest::collection::vec(
+                (2u64..12, 0u64..4, proptest::collection::vec((1u64..14, proptest::bool::ANY), 0..5), proptest::bool::ANY),
+                1..25,
+            )
+        ) {
+            let mut p = Peers::new(n(1), Bytes::new(), 1, 1);
+            let mut routes = Routes::default();
+            let mut version = 1;
+            for (name, uid, conns, gc) in steps {
+                version += 1;
+                let rec = PeerRecord {
+                    summary: PeerSummary { name: n(name), uid: uid + 1, version, ..PeerSummary::default() },
+                    connections: conns
+                        .iter()
+                        .map(|(to, est)| ConnectionSummary { name: n(*to), established: *est, ..Default::default() })
+                        .collect(),
+                };
+                p.apply_records(&[rec]);
+                if name % 3 == 0 {
+                    p.set_our_connection(n(name), RemoteConnection { addr: Bytes::new(), outbound: true, established: gc });
+                } else if gc {
+                    p.remove_our_connection(n(name));
+                    p.garbage_collect();
+                }
+                let changes = p.take_changes();
+                routes = routes.update(&p, changes);
+                let mut fresh = Routes::compute(&p);
+                proptest::prop_assert_eq!(&routes.unicast, &fresh.unicast);
+                proptest::prop_assert_eq!(&routes.unicast_all, &fresh.unicast_all);
+                proptest::prop_assert_eq!(routes.broadcast_established(), fresh.broadcast_established());
+                for source in 1..14 {
+                    let hops = fresh.broadcast_all(n(source)).to_vec();
+                    proptest::prop_assert_eq!(routes.broadcast_all(n(source)), hops.as_slice());
+                }
+            }
+        }
     }
 }

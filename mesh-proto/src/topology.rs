@@ -259,6 +259,8 @@ pub struct Peers {
     digest: std::cell::OnceCell<crate::sync::TableDigest>,
     /// Counts changes to the records (for observers that recompute only on change).
     generation: u64,
+    /// Names whose records changed, appeared or went since [`Peers::take_changes`].
+    changes: BTreeSet<PeerName>,
 }
 
 impl Peers {
@@ -270,7 +272,14 @@ impl Peers {
         short_ids.add(ours, short_id);
         let mut table = BTreeMap::new();
         table.insert(ours, me);
-        Peers { ours, table, short_ids, digest: std::cell::OnceCell::new(), generation: 0 }
+        Peers {
+            ours,
+            table,
+            short_ids,
+            digest: std::cell::OnceCell::new(),
+            generation: 0,
+            changes: BTreeSet::from([ours]),
+        }
     }
 
     /// Our name.
@@ -289,10 +298,18 @@ impl Peers {
         self.ours().summary.short_id.expect("our record always has a short id")
     }
 
-    /// A record changed, was added or removed: the digest is stale.
-    fn changed(&mut self) {
+    /// Records changed, were added or removed: the digest is stale.
+    fn changed(&mut self, names: impl IntoIterator<Item = PeerName>) {
         self.digest.take();
         self.generation += 1;
+        self.changes.extend(names);
+    }
+
+    /// The names whose records changed, appeared or went since the last call (all of
+    /// them, the first time), for observers that update what they derive from the table
+    /// record by record.
+    pub fn take_changes(&mut self) -> BTreeSet<PeerName> {
+        std::mem::take(&mut self.changes)
     }
 
     /// A number that grows with every change to the records (ours included), and only
@@ -307,7 +324,7 @@ impl Peers {
     }
 
     fn ours_mut(&mut self) -> &mut Peer {
-        self.changed();
+        self.changed([self.ours]);
         let me = self.table.get_mut(&self.ours).expect("our record is permanent");
         me.encoded = std::cell::OnceCell::new();
         me
@@ -385,7 +402,7 @@ impl Peers {
             if let Some(id) = candidate.summary.short_id {
                 change = self.short_ids.add(name, id);
             }
-            self.changed();
+            self.changed([name]);
             self.table.insert(name, candidate);
         }
         let rec = self.table.get_mut(&name)?;
@@ -484,7 +501,7 @@ impl Peers {
             }
         }
         if !out.improved.is_empty() || !out.added.is_empty() {
-            self.changed();
+            self.changed(out.improved.iter().chain(&out.added).copied().collect::<Vec<_>>());
         }
         out
     }
@@ -519,7 +536,7 @@ impl Peers {
             .collect();
         let mut removed = Vec::with_capacity(doomed.len());
         if !doomed.is_empty() {
-            self.changed();
+            self.changed(doomed.iter().copied());
         }
         for name in &doomed {
             if let Some(p) = self.table.remove(name) {

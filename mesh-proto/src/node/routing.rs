@@ -54,10 +54,15 @@ impl Node {
     /// Recomputes the routes if the table changed since they were.
     pub(super) fn ensure_routes(&mut self) {
         if self.routing.dirty {
-            let mut fresh = Routes::compute(&self.peers);
-            if self.broken(Sabotage::StaleRoutes) {
-                fresh.unicast.extend(std::mem::take(&mut self.routing.routes.unicast));
-                fresh.unicast_all.extend(std::mem::take(&mut self.routing.routes.unicast_all));
+            // Only the records that changed since the last recalculation are re-read.
+            let old = std::mem::take(&mut self.routing.routes);
+            let stale =
+                self.broken(Sabotage::StaleRoutes).then(|| (old.unicast.clone(), old.unicast_all.clone()));
+            let changes = self.peers.take_changes();
+            let mut fresh = old.update(&self.peers, changes);
+            if let Some((unicast, unicast_all)) = stale {
+                fresh.unicast.extend(unicast);
+                fresh.unicast_all.extend(unicast_all);
             }
             self.routing.routes = fresh;
             self.routing.dirty = false;
