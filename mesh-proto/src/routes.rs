@@ -554,9 +554,7 @@ mod tests {
         ) {
             let mut p = Peers::new(n(1), Bytes::new(), 1, 1);
             let mut routes = Routes::default();
-            let mut version = 1;
-            for (name, uid, conns, gc) in steps {
-                version += 1;
+            for (version, (name, uid, conns, gc)) in (2u64..).zip(steps) {
                 let rec = PeerRecord {
                     summary: PeerSummary { name: n(name), uid: uid + 1, version, ..PeerSummary::default() },
                     connections: conns
