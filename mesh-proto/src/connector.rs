@@ -136,6 +136,9 @@ pub(crate) struct Target {
     /// For a refused discovered target: how many connections its peer had when we
     /// first re-checked after the refusal.
     refused_degree: Option<usize>,
+    /// Set by the latest re-check: whether the target is valid, and if so whether it is
+    /// direct (kept on the target so a re-check allocates nothing per target).
+    valid: Option<bool>,
 }
 
 impl Target {
@@ -151,6 +154,7 @@ impl Target {
             remembered_until: None,
             refused: false,
             refused_degree: None,
+            valid: None,
         }
     }
 }
@@ -389,8 +393,8 @@ impl Connector {
         t.remembered_until = Some(now + DISCOVERY_MEMORY);
     }
 
-    /// Computes the valid targets (docs/protocol-v2.md §20.3), with whether each is direct, and
-    /// creates the new ones.
+    /// Marks the valid targets (docs/protocol-v2.md §20.3) with whether each is direct
+    /// ([`Target::valid`]; `None` on every other target), and creates the new ones.
     fn refresh(
         &mut self,
         now: Instant,
@@ -398,7 +402,7 @@ impl Connector {
         peers: &Peers,
         direct_keys: &BTreeSet<String>,
         reachable: impl Fn(PeerName) -> bool,
-    ) -> BTreeMap<String, bool> {
+    ) {
         let us = peers.our_name();
         let connected_names: BTreeSet<PeerName> = live.iter().map(|c| c.name).collect();
         let connected_addrs: BTreeSet<&str> = live.iter().map(|c| c.addr.as_str()).collect();
@@ -407,8 +411,23 @@ impl Connector {
             .filter(|c| !c.outbound)
             .filter_map(|c| c.addr.parse::<SocketAddr>().ok().map(|a| a.ip()))
             .collect();
-
-        let mut valid: BTreeMap<String, bool> = BTreeMap::new();
+        for t in self.targets.values_mut() {
+            t.valid = None;
+        }
+        // A key already valid keeps what it was first marked with, except that a direct
+        // peer's mark is final (direct peers are marked first).
+        fn mark(targets: &mut BTreeMap<String, Target>, key: &str, direct: bool, now: Instant) {
+            match targets.get_mut(key) {
+                Some(t) => {
+                    t.valid.get_or_insert(direct);
+                }
+                None => {
+                    let mut t = Target::new(now);
+                    t.valid = Some(direct);
+                    targets.insert(key.to_owned(), t);
+                }
+            }
+        }
         for a in self.direct.values() {
             let key = a.key(self.our_port);
             if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
@@ -424,42 +443,36 @@ impl Connector {
                 continue;
             }
             if !connected_addrs.contains(key.as_str()) {
-                valid.insert(key, true);
+                mark(&mut self.targets, &key, true, now);
             }
         }
-        // Discovered addresses, with the peer gossip says listens at each (where
-        // records disagree, the lowest name not ruled out).
-        let mut discovered: Vec<(String, PeerName)> = Vec::new();
-        if self.discovery {
-            self.sync_advertised(peers);
-            for (key, remotes) in &self.by_addr {
-                if connected_addrs.contains(key.as_str()) {
-                    continue;
-                }
-                if let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) {
-                    discovered.push((key.clone(), *remote));
-                }
-            }
-            // Ours: remembered addresses stay valid while their peer is not connected.
-            for (key, t) in &self.targets {
-                let remembered = t.remembered_until.is_some_and(|u| now < u)
-                    && t.expected.is_some_and(|p| p != us && !connected_names.contains(&p));
-                if remembered && !connected_addrs.contains(key.as_str()) {
-                    valid.entry(key.clone()).or_insert(false);
-                }
+        if !self.discovery {
+            return;
+        }
+        // Discovered addresses, with the peer gossip says listens at each (where records
+        // disagree, the lowest name not ruled out).
+        self.sync_advertised(peers);
+        // Ours: remembered addresses stay valid while their peer is not connected. (Marked
+        // before the discovered ones, which are noted as remembered below.)
+        for (key, t) in self.targets.iter_mut() {
+            let remembered = t.remembered_until.is_some_and(|u| now < u)
+                && t.expected.is_some_and(|p| p != us && !connected_names.contains(&p));
+            if remembered && !connected_addrs.contains(key.as_str()) {
+                t.valid.get_or_insert(false);
             }
         }
-        for (key, remote) in discovered {
-            let is_direct = direct_keys.contains(&key);
-            self.note_discovered(key.clone(), remote, now);
-            valid.entry(key).or_insert(is_direct);
-        }
-        for key in valid.keys() {
-            if !self.targets.contains_key(key) {
-                self.targets.insert(key.clone(), Target::new(now));
+        for (key, remotes) in &self.by_addr {
+            if connected_addrs.contains(key.as_str()) {
+                continue;
             }
+            let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) else {
+                continue;
+            };
+            mark(&mut self.targets, key, direct_keys.contains(key), now);
+            let t = self.targets.get_mut(key.as_str()).expect("just marked");
+            t.expected = Some(*remote);
+            t.remembered_until = Some(now + DISCOVERY_MEMORY);
         }
-        valid
     }
 
     /// Re-checks the targets (docs/protocol-v2.md §20.3, §20.4). Returns the dials to start now
@@ -478,7 +491,7 @@ impl Connector {
         reachable: impl Fn(PeerName) -> bool,
     ) -> (Vec<DialRequest>, Option<Instant>) {
         let direct_keys: BTreeSet<String> = self.direct.values().map(|a| a.key(self.our_port)).collect();
-        let valid = self.refresh(now, live, peers, &direct_keys, &reachable);
+        self.refresh(now, live, peers, &direct_keys, &reachable);
         let mut next: Option<Instant> = None;
         let mut doomed = Vec::new();
         let mut direct_due = Vec::new();
@@ -487,7 +500,7 @@ impl Connector {
             if !matches!(t.state, TargetState::Waiting | TargetState::Suspended) {
                 continue;
             }
-            let Some(&is_direct) = valid.get(key) else {
+            let Some(is_direct) = t.valid else {
                 if direct_keys.contains(key) {
                     t.state = TargetState::Suspended;
                 } else {

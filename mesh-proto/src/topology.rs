@@ -93,16 +93,21 @@ impl Peer {
     fn adopt(&mut self, s: &SummaryRef<'_>, conns: &[ConnectionRef<'_>]) {
         self.encoded = std::cell::OnceCell::new();
         self.summary = s.to_owned();
+        // Every address of the record shares one allocation (a record of a peer with 64
+        // connections would otherwise cost 64 small ones).
+        let mut all = bytes::BytesMut::with_capacity(conns.iter().map(|c| c.remote_tcp_addr.len()).sum());
+        for c in conns {
+            all.extend_from_slice(c.remote_tcp_addr);
+        }
+        let all = all.freeze();
+        let mut at = 0;
         // Entries are keyed by remote name: duplicates collapse and the last one wins.
         self.connections = conns
             .iter()
             .map(|c| {
-                let rc = RemoteConnection {
-                    addr: Bytes::copy_from_slice(c.remote_tcp_addr),
-                    outbound: c.outbound,
-                    established: c.established,
-                };
-                (c.name, rc)
+                let addr = all.slice(at..at + c.remote_tcp_addr.len());
+                at += c.remote_tcp_addr.len();
+                (c.name, RemoteConnection { addr, outbound: c.outbound, established: c.established })
             })
             .collect();
     }
