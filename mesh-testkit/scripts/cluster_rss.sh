@@ -15,7 +15,8 @@
 # one's `GET /status` until every peer knows the N-1 others (at most SETTLE seconds,
 # default 120), then measures for IDLE_SECONDS: the CPU (utime+stime from
 # /proc/PID/stat) of all processes over that time, then each one's VmRSS, RssAnon and
-# RssFile (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), the mean and max of VmRSS. Status is checked again at the end.
+# RssFile (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), and the mean and max of
+# VmRSS. Status is checked again at the end.
 # Every process is killed on exit, however the script ends. Logs: $LOGDIR (default a
 # temporary directory, removed on exit unless KEEP_LOGS=1).
 #
