@@ -10,7 +10,6 @@
 //! ```
 
 use async_signal::{Signal, Signals};
-use clap::Parser;
 use futures_lite::{FutureExt, StreamExt};
 use mesh_async_std::AsyncIo;
 use mesh_testkit::counter_app::{self, Args};

@@ -64,8 +64,13 @@ pub(crate) struct Watcher {
     pub changed: async_channel::Sender<()>,
 }
 
-/// Read buffer per connection.
-const READ_BUFFER: usize = 64 * 1024;
+/// Read buffer of a quiet connection: an idle mesh sends frames of a few hundred bytes,
+/// and every connection keeps its buffer for as long as it is open.
+const READ_BUFFER_MIN: usize = 4 * 1024;
+/// Read buffer of a busy connection, reached by doubling while reads fill the buffer.
+const READ_BUFFER_MAX: usize = 64 * 1024;
+/// Reads in a row that fit in [`READ_BUFFER_MIN`] before a grown buffer is given back.
+const READ_SHRINK_AFTER: u32 = 16;
 /// Bytes the writer gathers from its queue into one write.
 const WRITE_BATCH: usize = 256 * 1024;
 /// Inputs handled back to back before the outputs are performed.
@@ -187,6 +192,37 @@ pub(crate) async fn accept_loop<R: Runtime>(
     debug!("listener closed");
 }
 
+/// A connection's read buffer, sized to its traffic: small while it is quiet, doubled up
+/// to [`READ_BUFFER_MAX`] whenever a read fills it, and back to [`READ_BUFFER_MIN`] after
+/// [`READ_SHRINK_AFTER`] reads in a row that the small one would have held. A busy
+/// connection thus reads in large chunks, and a cluster of idle ones holds little.
+struct ReadBuffer {
+    buf: Vec<u8>,
+    small_reads: u32,
+}
+
+impl ReadBuffer {
+    fn new() -> Self {
+        ReadBuffer { buf: vec![0; READ_BUFFER_MIN], small_reads: 0 }
+    }
+
+    /// Adapts the size to a read of `n` bytes, once its bytes have been copied out.
+    fn after_read(&mut self, n: usize) {
+        let len = self.buf.len();
+        if n == len && len < READ_BUFFER_MAX {
+            // A fresh buffer, not a resize: the old contents need no copy.
+            self.buf = vec![0; (len * 2).min(READ_BUFFER_MAX)];
+            self.small_reads = 0;
+        } else if len > READ_BUFFER_MIN {
+            self.small_reads = if n <= READ_BUFFER_MIN { self.small_reads + 1 } else { 0 };
+            if self.small_reads >= READ_SHRINK_AFTER {
+                self.buf = vec![0; READ_BUFFER_MIN];
+                self.small_reads = 0;
+            }
+        }
+    }
+}
+
 async fn read_loop<S: futures_io::AsyncRead + Unpin>(
     _guard: TaskGuard,
     mut rd: S,
@@ -194,12 +230,16 @@ async fn read_loop<S: futures_io::AsyncRead + Unpin>(
     tx: async_channel::Sender<Input<impl Send>>,
     stop: async_channel::Receiver<()>,
 ) {
-    let mut buf = vec![0u8; READ_BUFFER];
+    let mut buf = ReadBuffer::new();
     loop {
-        let input = match or_stop(&stop, rd.read(&mut buf)).await {
+        let input = match or_stop(&stop, rd.read(&mut buf.buf)).await {
             None => return,
             Some(Ok(0)) => Input::Closed(conn, "connection closed by the remote".into()),
-            Some(Ok(n)) => Input::Data(conn, Bytes::copy_from_slice(&buf[..n])),
+            Some(Ok(n)) => {
+                let data = Bytes::copy_from_slice(&buf.buf[..n]);
+                buf.after_read(n);
+                Input::Data(conn, data)
+            }
             Some(Err(e)) => Input::Closed(conn, e.to_string()),
         };
         let last = matches!(input, Input::Closed(..));
@@ -217,13 +257,15 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
     rx: async_channel::Receiver<Bytes>,
     tx: async_channel::Sender<Input<impl Send>>,
 ) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Ok(first) = rx.recv().await {
-        // Everything queued goes out in one write, reported once.
+        // Everything queued goes out in one write, reported once. The batch is gathered
+        // afresh each time and handed over without a second copy; a buffer kept for the
+        // connection's life would stay resident on every connection that was busy once.
         let data = if rx.is_empty() {
             first
         } else {
-            batch.clear();
+            let guess = first.len().saturating_mul(rx.len() + 1).min(WRITE_BATCH);
+            let mut batch = Vec::with_capacity(guess.max(first.len()));
             batch.extend_from_slice(&first);
             while batch.len() < WRITE_BATCH {
                 match rx.try_recv() {
@@ -231,7 +273,7 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
                     Err(_) => break,
                 }
             }
-            Bytes::copy_from_slice(&batch)
+            Bytes::from(batch)
         };
         if let Err(e) = wr.write_all(&data).await {
             let _ = tx.send(Input::Closed(conn, e.to_string())).await;
@@ -493,5 +535,102 @@ fn log_event(e: &Event) {
         Event::PeerAdded(p) => debug!(peer = %p, "peer added"),
         Event::PeerRemoved(p) => debug!(peer = %p, "peer removed"),
         other => debug!(event = %other, "event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands out its chunks, each over as many reads as the caller's buffer needs.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl futures_io::AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let Some(chunk) = self.0.front_mut() else { return Poll::Ready(Ok(0)) };
+            let n = chunk.len().min(buf.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                self.0.pop_front();
+            }
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    fn block_on<F: Future>(fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn read_buffer_grows_while_reads_fill_it_and_shrinks_when_quiet() {
+        let mut b = ReadBuffer::new();
+        assert_eq!(b.buf.len(), READ_BUFFER_MIN);
+        b.after_read(100);
+        assert_eq!(b.buf.len(), READ_BUFFER_MIN);
+        let mut len = READ_BUFFER_MIN;
+        while len < READ_BUFFER_MAX {
+            b.after_read(len);
+            len = (len * 2).min(READ_BUFFER_MAX);
+            assert_eq!(b.buf.len(), len);
+        }
+        b.after_read(READ_BUFFER_MAX);
+        assert_eq!(b.buf.len(), READ_BUFFER_MAX, "never beyond the maximum");
+        // A read larger than the small buffer resets the count of small ones.
+        for _ in 0..READ_SHRINK_AFTER - 1 {
+            b.after_read(10);
+        }
+        b.after_read(READ_BUFFER_MIN + 1);
+        for _ in 0..READ_SHRINK_AFTER - 1 {
+            b.after_read(10);
+        }
+        assert_eq!(b.buf.len(), READ_BUFFER_MAX);
+        b.after_read(10);
+        assert_eq!(b.buf.len(), READ_BUFFER_MIN);
+    }
+
+    #[test]
+    fn large_messages_arrive_intact_across_growing_and_shrinking() {
+        let big = |seed: u8| (0..300_000u32).map(|i| (i % 251) as u8 ^ seed).collect::<Vec<u8>>();
+        let mut chunks = VecDeque::new();
+        for round in 0..3u8 {
+            for i in 0..2 * READ_SHRINK_AFTER {
+                chunks.push_back(vec![round.wrapping_add(i as u8); 100]);
+            }
+            chunks.push_back(big(round));
+        }
+        let sent: Vec<u8> = chunks.iter().flatten().copied().collect();
+        let (tx, rx) = async_channel::unbounded::<Input<()>>();
+        let (guard, _all_done) = async_channel::bounded(1);
+        let (_stop_tx, stop) = async_channel::bounded(1);
+        block_on(read_loop(TaskGuard(guard), Chunks(chunks), ConnId(1), tx, stop));
+        let (mut got, mut sizes) = (Vec::new(), Vec::new());
+        while let Ok(input) = rx.try_recv() {
+            match input {
+                Input::Data(_, d) => {
+                    sizes.push(d.len());
+                    got.extend_from_slice(&d);
+                }
+                Input::Closed(..) => break,
+                _ => panic!("unexpected input"),
+            }
+        }
+        assert!(got == sent, "{} bytes read, {} sent", got.len(), sent.len());
+        assert_eq!(sizes.iter().max(), Some(&READ_BUFFER_MAX), "the buffer grew under load");
+        // After each big message the small reads came back one per read.
+        assert_eq!(sizes.iter().filter(|&&n| n == 100).count(), 6 * READ_SHRINK_AFTER as usize);
     }
 }

@@ -5,12 +5,14 @@
 //!
 //! The flags and the HTTP interface are the Go app's: `GET` answers `get => N`, `POST`
 //! increments and answers `incr => N`, so Go, tokio and smol copies run in one cluster.
+//! One addition for scripts (`mesh-testkit/scripts/cluster_rss.sh`): `GET /status`
+//! answers `peers K\nestablished C\n`, the peers known besides ourselves and our
+//! established connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use clap::Parser;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -22,43 +24,156 @@ use tracing::{error, info, warn};
 
 use mesh_driver::{Channel, Mesh, MeshBuilder, Runtime};
 
-/// An increment-only counter shared by every peer of a mesh.
-#[derive(Parser, Debug, Clone)]
-#[command(version, about)]
+/// The command line: the Go app's flags, spelled `--flag value` or `--flag=value`.
+///
+/// Parsed by hand rather than with clap: clap was a tenth of the example's code, and code
+/// pages count in the resident memory of every process of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     /// Peer name, MAC style (default: the MAC of the first network interface that has one).
-    #[arg(long)]
     pub hwaddr: Option<String>,
     /// Nickname shown to other peers (default: the host name).
-    #[arg(long)]
     pub nickname: Option<String>,
     /// Address to listen on for mesh connections.
-    #[arg(long, default_value = "0.0.0.0:6783")]
     pub mesh: String,
     /// Address to serve HTTP on; `:8080` means every interface.
-    #[arg(long, default_value = ":8080")]
     pub http: String,
     /// Shared password. Absent: connections with Go peers (protocol version 2) are not
     /// encrypted, and those between Rust peers (version 3) are encrypted without
     /// authentication. `--password ''` encrypts with an empty password, which is what the
     /// Go app does when started without -password: encrypted, but it authenticates
     /// nothing.
-    #[arg(long)]
     pub password: Option<String>,
     /// Lowest protocol version to accept: 2 (Go's, the default) or 3, which refuses Go
     /// peers and version-2-only peers, so no one in the middle can force version 2.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
     pub min_protocol: u8,
     /// Highest protocol version to offer: 3 (the default) or 2, to act as a
     /// version-2-only peer.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     pub max_protocol: u8,
     /// Gossip channel name.
-    #[arg(long, default_value = "default")]
     pub channel: String,
     /// A peer to connect to (repeatable).
-    #[arg(long = "peer")]
     pub peers: Vec<String>,
+}
+
+const USAGE: &str = "\
+An increment-only counter shared by every peer of a mesh
+
+Usage: counter [OPTIONS]
+
+Options:
+      --hwaddr <HWADDR>              Peer name, MAC style (default: the MAC of the first
+                                     network interface that has one)
+      --nickname <NICKNAME>          Nickname shown to other peers (default: the host name)
+      --mesh <MESH>                  Address to listen on for mesh connections
+                                     [default: 0.0.0.0:6783]
+      --http <HTTP>                  Address to serve HTTP on; `:8080` means every
+                                     interface [default: :8080]
+      --password <PASSWORD>          Shared password; absent: plaintext with Go peers,
+                                     unauthenticated encryption between Rust peers; '':
+                                     encrypted with an empty password, as the Go app
+      --min-protocol <MIN_PROTOCOL>  Lowest protocol version to accept, 2 or 3 [default: 2]
+      --max-protocol <MAX_PROTOCOL>  Highest protocol version to offer, 2 or 3 [default: 3]
+      --channel <CHANNEL>            Gossip channel name [default: default]
+      --peer <PEERS>                 A peer to connect to (repeatable)
+  -h, --help                         Print help
+  -V, --version                      Print version
+";
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            hwaddr: None,
+            nickname: None,
+            mesh: "0.0.0.0:6783".into(),
+            http: ":8080".into(),
+            password: None,
+            min_protocol: 2,
+            max_protocol: 3,
+            channel: "default".into(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// What a command line asks for besides running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// `--help`: the usage text.
+    Help(String),
+    /// `--version`.
+    Version(String),
+    /// A bad command line, with what is wrong.
+    Bad(String),
+}
+
+impl Args {
+    /// Parses the process's arguments; prints the usage or the version and exits on
+    /// `--help` or `--version`, and prints the error and exits with status 2 on a bad
+    /// command line.
+    pub fn parse() -> Self {
+        match Self::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(a) => a,
+            Err(ArgsError::Help(t) | ArgsError::Version(t)) => {
+                print!("{t}");
+                std::process::exit(0)
+            }
+            Err(ArgsError::Bad(e)) => {
+                eprintln!("error: {e}\n\n{USAGE}");
+                std::process::exit(2)
+            }
+        }
+    }
+
+    /// Parses `args` (without the program name).
+    pub fn try_parse_from<I, S>(args: I) -> Result<Self, ArgsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        let mut a = Args::default();
+        let mut it = args.into_iter().map(Into::into);
+        while let Some(arg) = it.next() {
+            let arg =
+                arg.into_string().map_err(|s| ArgsError::Bad(format!("argument {s:?} is not UTF-8")))?;
+            match arg.as_str() {
+                "-h" | "--help" => return Err(ArgsError::Help(USAGE.into())),
+                "-V" | "--version" => {
+                    return Err(ArgsError::Version(format!("counter {}\n", env!("CARGO_PKG_VERSION"))));
+                }
+                _ => {}
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .ok_or_else(|| ArgsError::Bad(format!("{flag} needs a value")))?
+                    .into_string()
+                    .map_err(|s| ArgsError::Bad(format!("value {s:?} of {flag} is not UTF-8"))),
+            };
+            let version = |v: String| match v.parse::<u8>() {
+                Ok(n @ 2..=3) => Ok(n),
+                _ => Err(ArgsError::Bad(format!("{flag}: {v:?} is not 2 or 3"))),
+            };
+            match flag.as_str() {
+                "--hwaddr" => a.hwaddr = Some(value()?),
+                "--nickname" => a.nickname = Some(value()?),
+                "--mesh" => a.mesh = value()?,
+                "--http" => a.http = value()?,
+                "--password" => a.password = Some(value()?),
+                "--min-protocol" => a.min_protocol = version(value()?)?,
+                "--max-protocol" => a.max_protocol = version(value()?)?,
+                "--channel" => a.channel = value()?,
+                "--peer" => a.peers.push(value()?),
+                _ => return Err(ArgsError::Bad(format!("unexpected argument {arg:?}"))),
+            }
+        }
+        Ok(a)
+    }
 }
 
 /// `:8080` → `0.0.0.0:8080`, as Go's listeners read it.
@@ -94,14 +209,28 @@ fn default_nickname() -> String {
         .unwrap_or_else(|| "counter".into())
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): a level and `target=level`
+/// directives, e.g. `warn,mesh_driver=debug`, as tracing-subscriber's `Targets` reads
+/// them. (Not its `EnvFilter`: that one's regex engine was a fifth of the example's code,
+/// and code pages count in every process's resident memory.)
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    let (filter, bad) = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.trim().is_empty() => match s.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (default(), Some((s, e))),
+        },
+        _ => (default(), None),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
+    if let Some((s, e)) = bad {
+        warn!(rust_log = %s, error = %e, "ignoring RUST_LOG: logging at info");
+    }
 }
 
 /// A started counter peer: the mesh, the counter and the address to serve HTTP on.
@@ -183,6 +312,17 @@ impl<R: Runtime> App<R> {
 
     async fn respond(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
         let body = match *req.method() {
+            Method::GET if req.uri().path() == "/status" => match self.mesh.status().await {
+                Ok(st) => {
+                    let established = st
+                        .connections
+                        .iter()
+                        .filter(|c| c.state == mesh_proto::ConnectionState::Established)
+                        .count();
+                    format!("peers {}\nestablished {established}\n", st.peers.len().saturating_sub(1))
+                }
+                Err(e) => format!("error {e}\n"),
+            },
             Method::GET => format!("get => {}\n", self.counter.value()),
             Method::POST => {
                 let state = self.counter.increment();
@@ -201,5 +341,47 @@ impl<R: Runtime> App<R> {
     pub async fn stop(self) -> Result<(), mesh_driver::Error> {
         info!("stopping");
         self.mesh.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_as_clap_read_them() {
+        let a = Args::try_parse_from([
+            "--hwaddr",
+            "00:00:00:00:00:02",
+            "--mesh=127.0.0.1:6002",
+            "--http",
+            ":8002",
+            "--password",
+            "",
+            "--peer",
+            "127.0.0.1:6001",
+            "--peer=127.0.0.1:6003",
+            "--min-protocol",
+            "3",
+            "--channel=c",
+        ])
+        .unwrap();
+        assert_eq!(a.hwaddr.as_deref(), Some("00:00:00:00:00:02"));
+        assert_eq!((a.mesh.as_str(), a.http.as_str()), ("127.0.0.1:6002", ":8002"));
+        assert_eq!(a.password.as_deref(), Some(""));
+        assert_eq!(a.peers, ["127.0.0.1:6001", "127.0.0.1:6003"]);
+        assert_eq!((a.min_protocol, a.max_protocol, a.channel.as_str()), (3, 3, "c"));
+        assert_eq!(a.nickname, None);
+        assert_eq!(Args::try_parse_from(Vec::<String>::new()).unwrap(), Args::default());
+        assert_eq!(Args::default().mesh, "0.0.0.0:6783");
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for bad in [&["--max-protocol", "4"][..], &["--min-protocol=1"], &["--mesh"], &["--bogus"], &["x"]] {
+            assert!(matches!(Args::try_parse_from(bad), Err(ArgsError::Bad(_))), "{bad:?}");
+        }
+        assert!(matches!(Args::try_parse_from(["--help"]), Err(ArgsError::Help(_))));
+        assert!(matches!(Args::try_parse_from(["-V"]), Err(ArgsError::Version(_))));
     }
 }

@@ -11,13 +11,14 @@
 //! curl 127.0.0.1:8002             # get => 1
 //! ```
 
-use clap::Parser;
 use hyper_util::rt::TokioIo;
 use mesh_testkit::counter_app::{self, Args};
 use mesh_tokio::Tokio;
 use tracing::warn;
 
-#[tokio::main]
+// One thread: an idle counter does not need a worker per core, and each thread costs a
+// stack and a malloc arena in every process of a cluster.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     counter_app::init_logging();
     let app = counter_app::start(Tokio, Args::parse()).await?;
