@@ -158,6 +158,13 @@ pub async fn counters_converge<R: Runtime>(rt: R, password: Option<&str>) {
         "counters never all reached 6: {:?}",
         peers.iter().map(|p| p.counter.value()).collect::<Vec<_>>()
     );
+    // The counters can converge before every record has: broadcasts from a peer reach
+    // the others before its record does (version 3 offers records by digest, and sends
+    // them when asked). Each peer must come to know both others.
+    for p in &peers {
+        let known = p.mesh.wait_for_peers(2, Duration::from_secs(STEP_SECS)).await;
+        known.unwrap_or_else(|e| panic!("{} never knew both other peers: {e}", p.mesh.name()));
+    }
     let st = status(&rt, &peers[1].mesh).await;
     assert_eq!(st.encryption, password.is_some());
     assert_eq!(st.peers.len(), 3, "{:?}", st.peers);
