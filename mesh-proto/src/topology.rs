@@ -60,19 +60,33 @@ impl Peer {
 
     /// The record's gob messages (summary, connection list), as gossiped.
     pub fn encoded(&self) -> &(Bytes, Bytes) {
-        self.encoded.get_or_init(|| {
-            let mut summary = Vec::new();
-            wire::put_summary_message(&mut summary, &self.summary.as_ref());
-            let mut list = Vec::new();
-            let conns = self.connections.iter().map(|(name, c)| ConnectionRef {
-                name: *name,
-                remote_tcp_addr: &c.addr,
-                outbound: c.outbound,
-                established: c.established,
-            });
-            wire::put_connection_list_message(&mut list, conns);
-            (Bytes::from(summary), Bytes::from(list))
-        })
+        self.encoded.get_or_init(|| self.encode())
+    }
+
+    /// [`Peer::encoded`], kept for the next send only if `keep`; without it an encoding
+    /// not cached already is made for this send alone. Version 3 sends a record to a
+    /// link only when asked, so caching every record's encoding there would hold a
+    /// second copy of the table for little use.
+    pub fn encoding(&self, keep: bool) -> (Bytes, Bytes) {
+        match self.encoded.get() {
+            Some(e) => e.clone(),
+            None if keep => self.encoded().clone(),
+            None => self.encode(),
+        }
+    }
+
+    fn encode(&self) -> (Bytes, Bytes) {
+        let mut summary = Vec::new();
+        wire::put_summary_message(&mut summary, &self.summary.as_ref());
+        let mut list = Vec::new();
+        let conns = self.connections.iter().map(|(name, c)| ConnectionRef {
+            name: *name,
+            remote_tcp_addr: &c.addr,
+            outbound: c.outbound,
+            established: c.established,
+        });
+        wire::put_connection_list_message(&mut list, conns);
+        (Bytes::from(summary), Bytes::from(list))
     }
 
     /// The record a handshake proposes for a remote: version 0, no connections yet.

@@ -154,9 +154,9 @@ fn write_topology(
     // Each chunk is encoded straight into the frame: its length is known from the
     // records' cached encodings, so no payload is built apart and copied.
     let definitions = UpdateEncoder::definitions_len();
-    let mut chunk: Vec<&(Bytes, Bytes)> = Vec::new();
+    let mut chunk: Vec<(Bytes, Bytes)> = Vec::new();
     let mut len = 0;
-    let mut write = |chunk: &mut Vec<&(Bytes, Bytes)>, len: &mut usize, c: &mut Connection| {
+    let mut write = |chunk: &mut Vec<(Bytes, Bytes)>, len: &mut usize, c: &mut Connection| {
         if chunk.is_empty() {
             return;
         }
@@ -177,16 +177,18 @@ fn write_topology(
         chunk.clear();
         *len = 0;
     };
-    let records: Vec<&(Bytes, Bytes)> =
-        names.iter().filter_map(|n| peers.get(n)).map(|p| p.encoded()).collect();
+    // Version 2 links are sent whole tables again and again: keep the encodings there.
+    let keep = c.running().is_none_or(|r| r.version < 3);
+    let records: Vec<(Bytes, Bytes)> =
+        names.iter().filter_map(|n| peers.get(n)).map(|p| p.encoding(keep)).collect();
     stats.topology_records_sent += records.len() as u64;
     // One reservation for every chunk: growing by doubling would copy a whole table
     // (2 MB at 1,000 peers) on every full-topology send.
     let total: usize = records.iter().map(|e| e.0.len() + e.1.len()).sum();
     c.out.reserve(total + (total / TOPOLOGY_CHUNK + 1) * (definitions + 128));
     for e in records {
-        chunk.push(e);
         len += e.0.len() + e.1.len();
+        chunk.push(e);
         if len >= TOPOLOGY_CHUNK {
             write(&mut chunk, &mut len, c);
         }
