@@ -469,9 +469,10 @@ impl Connector {
                 continue;
             };
             mark(&mut self.targets, key, direct_keys.contains(key), now);
-            let t = self.targets.get_mut(key.as_str()).expect("just marked");
-            t.expected = Some(*remote);
-            t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            if let Some(t) = self.targets.get_mut(key.as_str()) {
+                t.expected = Some(*remote);
+                t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            }
         }
     }
 

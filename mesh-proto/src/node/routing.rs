@@ -90,11 +90,8 @@ impl Node {
             Relay::Topology { slot, exclude, names } => {
                 let conns = self.relay_conns(slot, exclude);
                 // Version 3 links are offered changed records by digest (§12.3).
-                let (v3, v2): (Vec<ConnId>, Vec<ConnId>) = if slot == Slot::Gossip {
-                    conns.into_iter().partition(|id| self.syncs_by_digest(*id))
-                } else {
-                    (Vec::new(), conns)
-                };
+                let (v3, v2) =
+                    if slot == Slot::Gossip { self.split_by_digest(conns) } else { (Vec::new(), conns) };
                 for id in v3 {
                     self.queue_sync_have(id, &names);
                 }
@@ -102,8 +99,7 @@ impl Node {
             }
             Relay::Periodic { exclude, names } => {
                 let conns = self.relay_conns(Slot::Gossip, exclude);
-                let (v3, v2): (Vec<ConnId>, Vec<ConnId>) =
-                    conns.into_iter().partition(|id| self.syncs_by_digest(*id));
+                let (v3, v2) = self.split_by_digest(conns);
                 for id in v3 {
                     self.queue_sync_summary(id);
                 }

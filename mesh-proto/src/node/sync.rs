@@ -66,6 +66,11 @@ impl Node {
         self.conns.get(&id).and_then(Connection::running).is_some_and(|r| r.version >= 3)
     }
 
+    /// `conns` split into version 3 links (synchronised by digest) and the others.
+    pub(super) fn split_by_digest(&self, conns: Vec<ConnId>) -> (Vec<ConnId>, Vec<ConnId>) {
+        conns.into_iter().partition(|id| self.syncs_by_digest(*id))
+    }
+
     /// Periodic gossip on a version 3 link: our summary.
     pub(super) fn queue_sync_summary(&mut self, id: ConnId) {
         if let Some(s) = self.conns.get_mut(&id).and_then(sync_of) {
@@ -255,14 +260,17 @@ impl Node {
             return false;
         }
         let mut s = std::mem::take(s);
-        let d = self.peers.digest();
         let mut frames: Vec<Vec<u8>> = Vec::new();
+        // The digest hashes every record after a change: only summaries and buckets need
+        // it, not the offers and requests that follow every change.
         if s.summary {
+            let d = self.peers.digest();
             let mut m = Vec::new();
             wire::encode_summary(&mut m, d.count(), d.root());
             frames.push(m);
         }
         if s.buckets {
+            let d = self.peers.digest();
             let bits = bits_for(d.count(), max);
             let mut m = Vec::new();
             wire::encode_buckets(&mut m, bits, d.count(), &d.buckets(bits));
