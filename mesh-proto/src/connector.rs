@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{DISCOVERY_MEMORY, RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
@@ -217,13 +218,18 @@ impl DialBudget {
 struct Advertised {
     uid: u64,
     version: u64,
-    addrs: Vec<(String, PeerName)>,
+    addrs: Vec<(AddrKey, PeerName)>,
 }
 
+/// A dial address as the address index holds it: one allocation per distinct address,
+/// shared by every record that advertises it (a thousand records of 64 connections each
+/// would otherwise hold 64,000 strings, most of them copies).
+type AddrKey = Arc<str>;
+
 /// Takes one record's addresses out of the address index.
-fn unindex(by_addr: &mut BTreeMap<String, BTreeMap<PeerName, u32>>, addrs: &[(String, PeerName)]) {
+fn unindex(by_addr: &mut BTreeMap<AddrKey, BTreeMap<PeerName, u32>>, addrs: &[(AddrKey, PeerName)]) {
     for (key, remote) in addrs {
-        let Some(remotes) = by_addr.get_mut(key) else { continue };
+        let Some(remotes) = by_addr.get_mut(&**key) else { continue };
         if let Some(n) = remotes.get_mut(remote) {
             *n -= 1;
             if *n == 0 {
@@ -231,7 +237,7 @@ fn unindex(by_addr: &mut BTreeMap<String, BTreeMap<PeerName, u32>>, addrs: &[(St
             }
         }
         if remotes.is_empty() {
-            by_addr.remove(key);
+            by_addr.remove(&**key);
         }
     }
 }
@@ -247,7 +253,7 @@ pub(crate) struct Connector {
     /// Every advertised address with the peers said to listen there, each with the
     /// number of records that say so: a re-check reads the few distinct addresses here
     /// instead of every record's connection list (a thousand records of 64 each).
-    by_addr: BTreeMap<String, BTreeMap<PeerName, u32>>,
+    by_addr: BTreeMap<AddrKey, BTreeMap<PeerName, u32>>,
     backoffs: u64,
 }
 
@@ -350,10 +356,15 @@ impl Connector {
             {
                 continue;
             }
-            let addrs: Vec<(String, PeerName)> =
-                p.connections.iter().filter_map(|(r, c)| Some((self.dial_key(c)?, *r))).collect();
-            for (key, remote) in &addrs {
+            let mut addrs = Vec::with_capacity(p.connections.len());
+            for (remote, c) in &p.connections {
+                let Some(key) = self.dial_key(c) else { continue };
+                let key: AddrKey = match self.by_addr.get_key_value(key.as_str()) {
+                    Some((shared, _)) => shared.clone(),
+                    None => key.into(),
+                };
                 *self.by_addr.entry(key.clone()).or_default().entry(*remote).or_default() += 1;
+                addrs.push((key, *remote));
             }
             let new = Advertised { uid: p.summary.uid, version: p.summary.version, addrs };
             if let Some(old) = self.advertised.insert(p.summary.name, new) {
@@ -462,14 +473,15 @@ impl Connector {
             }
         }
         for (key, remotes) in &self.by_addr {
-            if connected_addrs.contains(key.as_str()) {
+            let key: &str = key;
+            if connected_addrs.contains(key) {
                 continue;
             }
             let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) else {
                 continue;
             };
             mark(&mut self.targets, key, direct_keys.contains(key), now);
-            if let Some(t) = self.targets.get_mut(key.as_str()) {
+            if let Some(t) = self.targets.get_mut(key) {
                 t.expected = Some(*remote);
                 t.remembered_until = Some(now + DISCOVERY_MEMORY);
             }
@@ -915,7 +927,7 @@ mod tests {
         let later = later + Duration::from_secs(10);
         let dials = expected_at(&mut c, &table, &[], later);
         assert!(dials.contains(&("10.0.0.6:6783".to_owned(), Some(name(6)))), "{dials:?}");
-        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.6:6783"]);
+        assert_eq!(c.by_addr.keys().map(|k| &**k).collect::<Vec<_>>(), ["10.0.0.6:6783"]);
         // 10.0.0.3 is only remembered now: gone once the memory runs out.
         let forgotten = later + DISCOVERY_MEMORY;
         c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
@@ -1077,7 +1089,7 @@ mod tests {
         two.summary.version = 1;
         table.apply_records(&[rec(&two)]);
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
-        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.3:6783"]);
+        assert_eq!(c.by_addr.keys().map(|k| &**k).collect::<Vec<_>>(), ["10.0.0.3:6783"]);
         // Its new incarnation (a higher UID, the same version) dialled peer 5 instead.
         let mut again = record_with_connection(2, 5, "10.0.0.5:6783", true);
         again.summary.uid = 8;
@@ -1085,6 +1097,6 @@ mod tests {
         table.apply_records(&[rec(&again)]);
         assert_eq!(table.get(&PeerName::from_u64(2).unwrap()).map(|p| p.summary.uid), Some(8));
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
-        assert_eq!(c.by_addr.keys().collect::<Vec<_>>(), ["10.0.0.5:6783"]);
+        assert_eq!(c.by_addr.keys().map(|k| &**k).collect::<Vec<_>>(), ["10.0.0.5:6783"]);
     }
 }
