@@ -473,15 +473,14 @@ impl Connector {
             }
         }
         for (key, remotes) in &self.by_addr {
-            let key: &str = key;
-            if connected_addrs.contains(key) {
+            if connected_addrs.contains(&**key) {
                 continue;
             }
             let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) else {
                 continue;
             };
-            mark(&mut self.targets, key, direct_keys.contains(key), now);
-            if let Some(t) = self.targets.get_mut(key) {
+            mark(&mut self.targets, key, direct_keys.contains(&**key), now);
+            if let Some(t) = self.targets.get_mut(&**key) {
                 t.expected = Some(*remote);
                 t.remembered_until = Some(now + DISCOVERY_MEMORY);
             }
