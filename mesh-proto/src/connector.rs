@@ -6,14 +6,15 @@
 //! found again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{DISCOVERY_MEMORY, RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
+use crate::connection_list::{Addr, Connection};
 use crate::name::PeerName;
 use crate::time::Instant;
-use crate::topology::{Peer, Peers, RemoteConnection};
+use crate::topology::{Peer, Peers};
 
 /// Why a user-supplied peer address was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -327,15 +328,17 @@ impl Connector {
     }
 
     /// The address to dial for a connection a peer reports (docs/protocol-v2.md §20.3 step 3).
-    fn dial_key(&self, c: &RemoteConnection) -> Option<String> {
-        let addr = String::from_utf8_lossy(&c.addr);
-        let key = if c.outbound {
-            addr.into_owned()
-        } else {
-            // The describing peer only knows the dialler's ephemeral port: assume the
-            // dialler listens on the same port as we do.
-            let sa = addr.parse::<SocketAddr>().ok()?;
-            SocketAddr::new(sa.ip(), self.our_port).to_string()
+    fn dial_key(&self, c: &Connection<'_>) -> Option<String> {
+        // An inbound entry: the describing peer only knows the dialler's ephemeral port;
+        // assume the dialler listens on the same port as we do.
+        let key = match c.addr {
+            Addr::V4(a) if c.outbound => a.to_string(),
+            Addr::V4(a) => SocketAddrV4::new(*a.ip(), self.our_port).to_string(),
+            Addr::Other(b) if c.outbound => String::from_utf8_lossy(b).into_owned(),
+            Addr::Other(b) => {
+                let sa = std::str::from_utf8(b).ok()?.parse::<SocketAddr>().ok()?;
+                SocketAddr::new(sa.ip(), self.our_port).to_string()
+            }
         };
         (!key.is_empty()).then_some(key)
     }
@@ -357,8 +360,9 @@ impl Connector {
                 continue;
             }
             let mut addrs = Vec::with_capacity(p.connections.len());
-            for (remote, c) in &p.connections {
-                let Some(key) = self.dial_key(c) else { continue };
+            for c in p.connections.iter() {
+                let remote = &c.name;
+                let Some(key) = self.dial_key(&c) else { continue };
                 let key: AddrKey = match self.by_addr.get_key_value(key.as_str()) {
                     Some((shared, _)) => shared.clone(),
                     None => key.into(),
@@ -383,11 +387,12 @@ impl Connector {
         let connected_names: BTreeSet<PeerName> = live.iter().map(|c| c.name).collect();
         let connected_addrs: BTreeSet<&str> = live.iter().map(|c| c.addr.as_str()).collect();
         for p in removed {
-            for (remote, c) in &p.connections {
+            for c in p.connections.iter() {
+                let remote = &c.name;
                 if *remote == us || connected_names.contains(remote) {
                     continue;
                 }
-                match self.dial_key(c) {
+                match self.dial_key(&c) {
                     Some(key) if !connected_addrs.contains(key.as_str()) => {
                         self.note_discovered(key, *remote, now)
                     }
@@ -647,6 +652,7 @@ fn back_off(t: &mut Target, now: Instant, mut random: impl FnMut(u64) -> u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::RemoteConnection;
     use crate::wire::topology::PeerRecord;
     use bytes::Bytes;
 
@@ -918,7 +924,7 @@ mod tests {
         assert_eq!(expected_at(&mut c, &table, &live, later), [("10.0.0.3:6783".to_owned(), Some(name(5)))]);
         c.attempt_failed("10.0.0.3:6783", "refused".into(), later, |_| 0);
         // New versions move the addresses; the old ones leave the index.
-        two.connections.clear();
+        two.connections = Default::default();
         two.summary.version = 2;
         four = record_with_connection(4, 6, "10.0.0.6:6783", true);
         four.summary.version = 2;

@@ -135,6 +135,7 @@
 
 pub mod config;
 mod connection;
+mod connection_list;
 mod connector;
 pub mod counter;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
@@ -196,6 +197,7 @@ pub use time::Instant;
 /// The read-only view of a node's internals: [`Node::inspect`] and the record types it
 /// hands out. For simulators, tests and diagnostics; nothing here drives a node.
 pub mod inspect {
+    pub use crate::connection_list::{Addr, AddrText, Connection, ConnectionList};
     pub use crate::node::Inspect;
     pub use crate::routes::fanout;
     pub use crate::topology::{Peer, RemoteConnection};

@@ -67,7 +67,7 @@ impl Graph {
                 continue;
             };
             let mut edges: Vec<(u32, bool)> =
-                p.connections.iter().map(|(r, c)| (self.slot(*r), c.established)).collect();
+                p.connections.iter().map(|c| (self.slot(c.name), c.established)).collect();
             edges.sort_unstable_by_key(|e| e.0);
             for (t, _) in &edges {
                 self.slots[*t as usize].refs += 1;

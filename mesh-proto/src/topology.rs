@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use crate::config::{SHORT_ID_RANDOM_PICKS, SHORT_ID_SPACE};
+use crate::connection_list::{AddrText, ConnectionList};
 use crate::name::PeerName;
 use crate::wire::topology::{
     self as wire, ConnectionRef, ConnectionSummary, PeerRecord, PeerSummary, RecordRef, SummaryRef,
@@ -32,7 +33,7 @@ pub struct Peer {
     /// Its summary as last accepted (the version is the one adopted, or ours as bumped).
     pub summary: PeerSummary,
     /// Its connections as it last reported them, by remote name.
-    pub connections: BTreeMap<PeerName, RemoteConnection>,
+    pub connections: ConnectionList,
     /// Local references (not gossiped): ourselves, and connections bound to the record.
     local_refs: u32,
     /// This record's summary and connection-list gob messages, encoded on first use.
@@ -79,9 +80,10 @@ impl Peer {
         let mut summary = Vec::new();
         wire::put_summary_message(&mut summary, &self.summary.as_ref());
         let mut list = Vec::new();
-        let conns = self.connections.iter().map(|(name, c)| ConnectionRef {
-            name: *name,
-            remote_tcp_addr: &c.addr,
+        let texts: Vec<AddrText<'_>> = self.connections.iter().map(|c| c.addr.text()).collect();
+        let conns = self.connections.iter().zip(&texts).map(|(c, text)| ConnectionRef {
+            name: c.name,
+            remote_tcp_addr: text,
             outbound: c.outbound,
             established: c.established,
         });
@@ -98,7 +100,7 @@ impl Peer {
     pub fn placeholder(name: PeerName) -> Peer {
         Peer {
             summary: PeerSummary { name, ..PeerSummary::default() },
-            connections: BTreeMap::new(),
+            connections: ConnectionList::default(),
             local_refs: 0,
             encoded: std::cell::OnceCell::new(),
         }
@@ -107,32 +109,17 @@ impl Peer {
     fn adopt(&mut self, s: &SummaryRef<'_>, conns: &[ConnectionRef<'_>]) {
         self.encoded = std::cell::OnceCell::new();
         self.summary = s.to_owned();
-        // Every address of the record shares one allocation (a record of a peer with 64
-        // connections would otherwise cost 64 small ones).
-        let mut all = bytes::BytesMut::with_capacity(conns.iter().map(|c| c.remote_tcp_addr.len()).sum());
-        for c in conns {
-            all.extend_from_slice(c.remote_tcp_addr);
-        }
-        let all = all.freeze();
-        let mut at = 0;
         // Entries are keyed by remote name: duplicates collapse and the last one wins.
-        self.connections = conns
-            .iter()
-            .map(|c| {
-                let addr = all.slice(at..at + c.remote_tcp_addr.len());
-                at += c.remote_tcp_addr.len();
-                (c.name, RemoteConnection { addr, outbound: c.outbound, established: c.established })
-            })
-            .collect();
+        self.connections = ConnectionList::from_refs(conns);
     }
 
     /// The gossiped connection list of this record, in name order.
     pub fn connection_summaries(&self) -> Vec<ConnectionSummary> {
         self.connections
             .iter()
-            .map(|(name, c)| ConnectionSummary {
-                name: *name,
-                remote_tcp_addr: c.addr.clone(),
+            .map(|c| ConnectionSummary {
+                name: c.name,
+                remote_tcp_addr: c.addr.to_bytes(),
                 outbound: c.outbound,
                 established: c.established,
             })
@@ -392,18 +379,12 @@ impl Peers {
 
     /// Marks our connection to `remote` as established; false if there is none.
     pub fn set_our_connection_established(&mut self, remote: PeerName) -> bool {
-        match self.ours_mut().connections.get_mut(&remote) {
-            Some(c) => {
-                c.established = true;
-                true
-            }
-            None => false,
-        }
+        self.ours_mut().connections.set_established(&remote)
     }
 
     /// Removes our connection to `remote`.
     pub fn remove_our_connection(&mut self, remote: PeerName) -> bool {
-        self.ours_mut().connections.remove(&remote).is_some()
+        self.ours_mut().connections.remove(&remote)
     }
 
     /// Binds a connection to the record of `candidate.name`, inserting the candidate if
@@ -533,9 +514,9 @@ impl Peers {
         let mut stack = vec![self.ours];
         while let Some(n) = stack.pop() {
             if let Some(p) = self.table.get(&n) {
-                for r in p.connections.keys() {
-                    if self.table.contains_key(r) && seen.insert(*r) {
-                        stack.push(*r);
+                for r in p.connections.names() {
+                    if self.table.contains_key(&r) && seen.insert(r) {
+                        stack.push(r);
                     }
                 }
             }
@@ -662,7 +643,7 @@ mod tests {
         // Higher version wins and replaces the connection list wholesale.
         let a = p.apply_records(&[rec(2, 20, 4, &[3])]);
         assert_eq!(a.improved, [n(2)].into());
-        assert_eq!(p.get(&n(2)).unwrap().connections.keys().copied().collect::<Vec<_>>(), [n(3)]);
+        assert_eq!(p.get(&n(2)).unwrap().connections.names().collect::<Vec<_>>(), [n(3)]);
         // Same version, higher UID wins; lower UID loses.
         assert!(p.apply_records(&[rec(2, 19, 4, &[])]).improved.is_empty());
         assert_eq!(p.apply_records(&[rec(2, 21, 4, &[])]).improved, [n(2)].into());
@@ -710,13 +691,13 @@ mod tests {
         // [v5, v4]: v4 is inserted, then v5 beats it.
         let a = p.apply_records(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
         assert_eq!(p.get(&n(2)).unwrap().summary.version, 5);
-        assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(3)));
+        assert!(p.get(&n(2)).unwrap().connections.contains(&n(3)));
         assert_eq!(a.improved, [n(2)].into());
         // [v3, v4]: v4 is inserted, and v3 loses against it.
         let mut p = table();
         p.apply_records(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
         assert_eq!(p.get(&n(2)).unwrap().summary.version, 4);
-        assert!(p.get(&n(2)).unwrap().connections.contains_key(&n(4)));
+        assert!(p.get(&n(2)).unwrap().connections.contains(&n(4)));
     }
 
     #[test]
@@ -913,7 +894,7 @@ mod tests {
             RemoteConnection { addr: Bytes::new(), outbound: true, established: false },
         );
         assert!(p.set_our_connection_established(two));
-        assert!(p.ours().connections[&two].established);
+        assert!(p.ours().connections.get(&two).unwrap().established);
     }
 
     #[test]

@@ -776,7 +776,7 @@ fn terminations_count_ended_connections_but_not_failed_dials() {
 /// Runs until node `at` holds `from`'s update saying it lost its connection to `lost`.
 fn wait_for_loss(net: &mut Net, at: usize, from: usize, lost: usize) {
     let told = |net: &Net| {
-        net.nodes[at].inspect().peer(&name(from)).is_some_and(|p| !p.connections.contains_key(&name(lost)))
+        net.nodes[at].inspect().peer(&name(from)).is_some_and(|p| !p.connections.contains(&name(lost)))
     };
     for _ in 0..500 {
         if told(net) {

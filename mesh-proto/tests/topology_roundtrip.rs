@@ -17,7 +17,7 @@ fn n(i: u64) -> PeerName {
 fn view(p: &Peers, skip: PeerName) -> Vec<(PeerName, u64, u64, Vec<PeerName>)> {
     p.iter()
         .filter(|r| r.summary.name != skip)
-        .map(|r| (r.summary.name, r.summary.uid, r.summary.version, r.connections.keys().copied().collect()))
+        .map(|r| (r.summary.name, r.summary.uid, r.summary.version, r.connections.names().collect()))
         .collect()
 }
 

@@ -959,7 +959,7 @@ impl Sim {
                         p.summary.name,
                         p.summary.uid,
                         p.summary.version,
-                        p.connections.keys().copied().collect::<Vec<_>>(),
+                        p.connections.names().collect::<Vec<_>>(),
                     )
                 })
                 .collect();

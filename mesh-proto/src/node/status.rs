@@ -51,10 +51,10 @@ impl Node {
     fn peer_statuses(&self) -> Vec<PeerStatus> {
         let names: BTreeMap<PeerName, &[u8]> =
             self.peers.iter().map(|p| (p.summary.name, &p.summary.nickname[..])).collect();
-        let connection = |(n, c): (&PeerName, &crate::topology::RemoteConnection)| PeerConnectionStatus {
-            name: *n,
-            nickname: names.get(n).map(|nick| text(nick)).unwrap_or_default(),
-            addr: text(&c.addr),
+        let connection = |c: crate::connection_list::Connection<'_>| PeerConnectionStatus {
+            name: c.name,
+            nickname: names.get(&c.name).map(|nick| text(nick)).unwrap_or_default(),
+            addr: text(&c.addr.text()),
             outbound: c.outbound,
             established: c.established,
         };

@@ -2,18 +2,18 @@
 //! and then gossiped with the records that changed; garbage collection of records nobody
 //! reaches; our short id when another peer takes it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::Node;
 use super::routing::Relay;
 use super::timers::Timer;
 use crate::config::{GC_DELAY, TOPOLOGY_UPDATE_DELAY};
+use crate::connection_list::ConnectionList;
 use crate::event::{Event, Output};
 use crate::gossip::Slot;
 use crate::name::PeerName;
 use crate::sabotage::Sabotage;
 use crate::time::Instant;
-use crate::topology::RemoteConnection;
 
 /// What the next topology update carries.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ pub(crate) struct UpdateSchedule {
     /// The update must carry our record (see [`Node::schedule_forced_update`]).
     forced: bool,
     /// Our connections as of the last update we sent.
-    announced: BTreeMap<PeerName, RemoteConnection>,
+    announced: ConnectionList,
 }
 
 impl Node {
