@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{DISCOVERY_MEMORY, RETRY_GROWTH, RETRY_INITIAL, RETRY_MAX, RETRY_RESET_AFTER};
-use crate::connection_list::{Addr, Connection};
+use crate::connection_list::{Addr, Connection, ConnectionList};
 use crate::name::PeerName;
 use crate::time::Instant;
 use crate::topology::{Peer, Peers};
@@ -213,13 +213,14 @@ impl DialBudget {
     pub(crate) const UNLIMITED: DialBudget = DialBudget { any: usize::MAX, discovered: usize::MAX };
 }
 
-/// The dial addresses one record advertises, with the peer at each, derived once per
-/// record version and kept so that the next version can take them out of the index.
+/// The connection list of the record version the address index holds, kept so that
+/// the next version re-indexes only the entries that differ. It is the table's own
+/// list, shared: the index costs nothing per connection beyond its counts.
 #[derive(Clone, Debug)]
 struct Advertised {
     uid: u64,
     version: u64,
-    addrs: Vec<(AddrKey, PeerName)>,
+    conns: ConnectionList,
 }
 
 /// A dial address as the address index holds it: one allocation per distinct address,
@@ -227,19 +228,30 @@ struct Advertised {
 /// would otherwise hold 64,000 strings, most of them copies).
 type AddrKey = Arc<str>;
 
-/// Takes one record's addresses out of the address index.
-fn unindex(by_addr: &mut BTreeMap<AddrKey, BTreeMap<PeerName, u32>>, addrs: &[(AddrKey, PeerName)]) {
-    for (key, remote) in addrs {
-        let Some(remotes) = by_addr.get_mut(&**key) else { continue };
-        if let Some(n) = remotes.get_mut(remote) {
-            *n -= 1;
-            if *n == 0 {
-                remotes.remove(remote);
-            }
+/// Every advertised address with the peers said to listen there, each with the number
+/// of records that say so.
+type AddrIndex = BTreeMap<AddrKey, BTreeMap<PeerName, u32>>;
+
+/// Counts `remote` at `key` once more.
+fn index(by_addr: &mut AddrIndex, key: String, remote: PeerName) {
+    let key: AddrKey = match by_addr.get_key_value(key.as_str()) {
+        Some((shared, _)) => shared.clone(),
+        None => key.into(),
+    };
+    *by_addr.entry(key).or_default().entry(remote).or_default() += 1;
+}
+
+/// Counts `remote` at `key` once less, dropping what reaches zero.
+fn unindex(by_addr: &mut AddrIndex, key: &str, remote: PeerName) {
+    let Some(remotes) = by_addr.get_mut(key) else { return };
+    if let Some(n) = remotes.get_mut(&remote) {
+        *n -= 1;
+        if *n == 0 {
+            remotes.remove(&remote);
         }
-        if remotes.is_empty() {
-            by_addr.remove(&**key);
-        }
+    }
+    if remotes.is_empty() {
+        by_addr.remove(key);
     }
 }
 
@@ -254,7 +266,7 @@ pub(crate) struct Connector {
     /// Every advertised address with the peers said to listen there, each with the
     /// number of records that say so: a re-check reads the few distinct addresses here
     /// instead of every record's connection list (a thousand records of 64 each).
-    by_addr: BTreeMap<AddrKey, BTreeMap<PeerName, u32>>,
+    by_addr: AddrIndex,
     backoffs: u64,
 }
 
@@ -343,36 +355,66 @@ impl Connector {
         (!key.is_empty()).then_some(key)
     }
 
+    /// Brings the address index up to date with the table: one ordered walk of both
+    /// finds the records that went or changed, and a changed record re-indexes only
+    /// the connections that differ from the version indexed before.
     fn sync_advertised(&mut self, peers: &Peers) {
         let us = peers.our_name();
-        let gone: Vec<PeerName> = self.advertised.keys().filter(|n| !peers.contains(n)).copied().collect();
-        for name in gone {
-            if let Some(old) = self.advertised.remove(&name) {
-                unindex(&mut self.by_addr, &old.addrs);
+        let mut gone = Vec::new();
+        let mut changed = Vec::new();
+        let mut held = self.advertised.iter().peekable();
+        for p in peers.iter() {
+            let name = p.summary.name;
+            while let Some((n, _)) = held.next_if(|(n, _)| **n < name) {
+                gone.push(*n);
+            }
+            let same = held.next_if(|(n, _)| **n == name).map(|(_, a)| (a.uid, a.version));
+            if name != us && same != Some((p.summary.uid, p.summary.version)) {
+                changed.push(p);
             }
         }
-        for p in peers.iter().filter(|p| p.summary.name != us) {
-            if self
-                .advertised
-                .get(&p.summary.name)
-                .is_some_and(|a| a.uid == p.summary.uid && a.version == p.summary.version)
-            {
-                continue;
+        gone.extend(held.map(|(n, _)| *n));
+        for name in gone {
+            if let Some(old) = self.advertised.remove(&name) {
+                self.reindex(&old.conns, &ConnectionList::default());
             }
-            let mut addrs = Vec::with_capacity(p.connections.len());
-            for c in p.connections.iter() {
-                let remote = &c.name;
-                let Some(key) = self.dial_key(&c) else { continue };
-                let key: AddrKey = match self.by_addr.get_key_value(key.as_str()) {
-                    Some((shared, _)) => shared.clone(),
-                    None => key.into(),
-                };
-                *self.by_addr.entry(key.clone()).or_default().entry(*remote).or_default() += 1;
-                addrs.push((key, *remote));
+        }
+        for p in changed {
+            let new =
+                Advertised { uid: p.summary.uid, version: p.summary.version, conns: p.connections.clone() };
+            let old = self.advertised.insert(p.summary.name, new).map(|a| a.conns).unwrap_or_default();
+            self.reindex(&old, &p.connections);
+        }
+    }
+
+    /// Moves the address index from a record's `old` connections to its `new` ones,
+    /// touching only entries whose remote, address or direction differ.
+    fn reindex(&mut self, old: &ConnectionList, new: &ConnectionList) {
+        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            let (gone, came) = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(o), Some(n)) if o.name == n.name => {
+                    let same = (o.addr, o.outbound) == (n.addr, n.outbound);
+                    let pair = (old.next(), new.next());
+                    if same {
+                        continue;
+                    }
+                    pair
+                }
+                (Some(o), Some(n)) if o.name < n.name => (old.next(), None),
+                (Some(_), None) => (old.next(), None),
+                _ => (None, new.next()),
+            };
+            if let Some(c) = gone {
+                if let Some(key) = self.dial_key(&c) {
+                    unindex(&mut self.by_addr, &key, c.name);
+                }
             }
-            let new = Advertised { uid: p.summary.uid, version: p.summary.version, addrs };
-            if let Some(old) = self.advertised.insert(p.summary.name, new) {
-                unindex(&mut self.by_addr, &old.addrs);
+            if let Some(c) = came {
+                if let Some(key) = self.dial_key(&c) {
+                    index(&mut self.by_addr, key, c.name);
+                }
             }
         }
     }
@@ -477,6 +519,10 @@ impl Connector {
                 t.valid.get_or_insert(false);
             }
         }
+        // Both maps are in address order: walk them together instead of looking each
+        // address up, and add the new targets afterwards.
+        let mut fresh = Vec::new();
+        let mut targets = self.targets.iter_mut().peekable();
         for (key, remotes) in &self.by_addr {
             if connected_addrs.contains(&**key) {
                 continue;
@@ -484,12 +530,19 @@ impl Connector {
             let Some(remote) = remotes.keys().find(|r| **r != us && !connected_names.contains(r)) else {
                 continue;
             };
-            mark(&mut self.targets, key, direct_keys.contains(&**key), now);
-            if let Some(t) = self.targets.get_mut(&**key) {
-                t.expected = Some(*remote);
-                t.remembered_until = Some(now + DISCOVERY_MEMORY);
-            }
+            while targets.next_if(|(k, _)| k.as_str() < &**key).is_some() {}
+            let direct = direct_keys.contains(&**key);
+            let mut new = None;
+            let t = match targets.next_if(|(k, _)| k.as_str() == &**key) {
+                Some((_, t)) => t,
+                None => new.insert(Target::new(now)),
+            };
+            t.valid.get_or_insert(direct);
+            t.expected = Some(*remote);
+            t.remembered_until = Some(now + DISCOVERY_MEMORY);
+            fresh.extend(new.map(|t| (key.to_string(), t)));
         }
+        self.targets.extend(fresh);
     }
 
     /// Re-checks the targets (docs/protocol-v2.md §20.3, §20.4). Returns the dials to start now

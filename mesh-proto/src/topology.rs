@@ -509,15 +509,30 @@ impl Peers {
     /// Names reachable from us over every reported connection (directed, established or
     /// not), ourselves included.
     pub fn reachable(&self) -> BTreeSet<PeerName> {
-        let mut seen = BTreeSet::new();
-        seen.insert(self.ours);
-        let mut stack = vec![self.ours];
-        while let Some(n) = stack.pop() {
-            if let Some(p) = self.table.get(&n) {
-                for r in p.connections.names() {
-                    if self.table.contains_key(&r) && seen.insert(r) {
-                        stack.push(r);
-                    }
+        let records: Vec<&Peer> = self.table.values().collect();
+        self.reached(&records)
+            .into_iter()
+            .zip(&records)
+            .filter(|(r, _)| *r)
+            .map(|(_, p)| p.summary.name)
+            .collect()
+    }
+
+    /// Per record of `records` (the table in name order), whether it is reachable from
+    /// us: a walk over positions, each connection found by binary search in the
+    /// contiguous names rather than looked up in the map (a thousand records of 64).
+    fn reached(&self, records: &[&Peer]) -> Vec<bool> {
+        let position = |n: &PeerName| records.binary_search_by_key(n, |p| p.summary.name).ok();
+        let mut seen = vec![false; records.len()];
+        let mut stack: Vec<usize> = position(&self.ours).into_iter().collect();
+        for &i in &stack {
+            seen[i] = true;
+        }
+        while let Some(i) = stack.pop() {
+            for r in records[i].connections.names() {
+                if let Some(j) = position(&r).filter(|j| !seen[*j]) {
+                    seen[j] = true;
+                    stack.push(j);
                 }
             }
         }
@@ -527,12 +542,13 @@ impl Peers {
     /// Garbage collection (docs/protocol-v2.md §17.6): removes every unreachable record that has
     /// no local reference. Returns the removed records, in name order.
     pub fn garbage_collect(&mut self) -> Vec<Peer> {
-        let reachable = self.reachable();
-        let doomed: Vec<PeerName> = self
-            .table
-            .values()
-            .filter(|p| p.local_refs == 0 && !reachable.contains(&p.summary.name))
-            .map(|p| p.summary.name)
+        let records: Vec<&Peer> = self.table.values().collect();
+        let reached = self.reached(&records);
+        let doomed: Vec<PeerName> = records
+            .iter()
+            .zip(reached)
+            .filter(|(p, r)| p.local_refs == 0 && !r)
+            .map(|(p, _)| p.summary.name)
             .collect();
         let mut removed = Vec::with_capacity(doomed.len());
         if !doomed.is_empty() {
