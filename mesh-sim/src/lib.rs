@@ -24,6 +24,7 @@ pub mod builtin;
 pub mod explore;
 pub mod plot;
 pub mod runner;
+pub mod scaling;
 pub mod scenario;
 
 /// Index of a simulated node (stable across restarts).

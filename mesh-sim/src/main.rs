@@ -43,6 +43,22 @@ enum Command {
     Replay(ReplayArgs),
     /// Reduce a failing random schedule to a minimal one and print it as a test.
     Shrink(ShrinkArgs),
+    /// Tabulate and plot bytes per peer and convergence time against mesh size, from
+    /// `mesh-sim run --json` reports (one per size and protocol mix).
+    Scaling(ScalingArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScalingArgs {
+    /// Reports written by `mesh-sim run ... --json [--timing] > FILE`.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Write the plots (SVG) into this directory.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+    /// Also write PNG plots.
+    #[arg(long)]
+    png: bool,
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +106,10 @@ struct RunArgs {
     /// Active phase length in seconds.
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Quiet phase length in seconds (after the active phase; convergence is judged
+    /// in it).
+    #[arg(long)]
+    quiet_s: Option<u64>,
     /// Shared password.
     #[arg(long)]
     password: Option<String>,
@@ -100,6 +120,13 @@ struct RunArgs {
     /// 2, as Go peers do (the default, 3, lets Rust peers use version 3).
     #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u8).range(2..=3))]
     max_protocol: Option<u8>,
+    /// Make this share of the peers (in percent, spread evenly, the first peer never
+    /// among them) offer only version 2, as Go peers do; the rest offer version 3.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100), conflicts_with = "max_protocol")]
+    v2_share: Option<u8>,
+    /// Each peer's connection limit.
+    #[arg(long, value_name = "N")]
+    connection_limit: Option<usize>,
     #[command(flatten)]
     out: Output,
 }
@@ -205,6 +232,7 @@ fn main() -> ExitCode {
         },
         Command::Explore(args) => explore_cmd(&args),
         Command::Shrink(args) => shrink_cmd(&args),
+        Command::Scaling(args) => scaling_cmd(&args),
     }
 }
 
@@ -247,6 +275,9 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
     if let Some(d) = args.duration_s {
         sc.duration_ms = d.saturating_mul(1000);
     }
+    if let Some(q) = args.quiet_s {
+        sc.quiet_ms = q.saturating_mul(1000);
+    }
     if let Some(p) = &args.password {
         sc.password = Some(p.clone());
     }
@@ -257,17 +288,62 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
         sc.v2_only = (0..sc.nodes).collect();
         sc.v3_only.clear();
     }
+    if let Some(share) = args.v2_share {
+        sc.v2_only = spread(sc.nodes, usize::from(share));
+        sc.v3_only.retain(|i| !sc.v2_only.contains(i));
+    }
+    if let Some(limit) = args.connection_limit {
+        sc.connection_limit = limit;
+    }
     sc.validate().map_err(|e| e.to_string())?;
     Ok(sc)
+}
+
+/// `share` percent of `n` peer indices, evenly spread and never the first (in the
+/// built-in bootstrap scenarios peer 0 is the one everybody dials).
+fn spread(n: usize, share: usize) -> Vec<usize> {
+    let k = (n * share + 50) / 100;
+    (0..k)
+        .map(|j| ((2 * j + 1) * n / (2 * k)).max(1))
+        .filter(|i| *i < n)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn scaling_cmd(args: &ScalingArgs) -> ExitCode {
+    let mut points = Vec::new();
+    for path in &args.reports {
+        match mesh_sim::scaling::Point::read(path) {
+            Ok(p) => points.push(p),
+            Err(e) => return usage_error(e),
+        }
+    }
+    print!("{}", mesh_sim::scaling::table(&points));
+    if let Some(dir) = &args.plots {
+        match mesh_sim::scaling::write_plots(&points, dir, args.png) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("mesh-sim: plots failed: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn describe(sc: &Scenario) -> String {
     let classes: Vec<&str> = sc.faults.iter().map(|f| f.kind.class()).collect();
     format!(
-        "scenario {} seed {}: {} peers, {:?}, latency {} ms (+{} ms jitter{}), {}, limit {}, discovery {}, faults [{}], workload {} incr / {} bcast / {} ucast / {} churn / {} bulk of {} B / {} sparse bcast on {} channels, active {} s, quiet {} s",
+        "scenario {} seed {}: {} peers ({} version-2-only), {:?}, latency {} ms (+{} ms jitter{}), {}, limit {}, discovery {}, faults [{}], workload {} incr / {} bcast / {} ucast / {} churn / {} bulk of {} B / {} sparse bcast on {} channels, active {} s, quiet {} s",
         sc.name,
         sc.seed,
         sc.nodes,
+        sc.v2_only.len(),
         sc.topology,
         sc.link.latency_ms,
         sc.link.jitter_ms,
@@ -469,5 +545,20 @@ fn shrink_cmd(args: &ShrinkArgs) -> ExitCode {
             println!("\nas a test:\n{}", explore::as_test(&small, &v));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn a_share_of_peers_is_spread_evenly_and_spares_the_first() {
+        assert_eq!(spread(20, 10), [5, 15]);
+        let tenth = spread(1000, 10);
+        assert_eq!(tenth.len(), 100);
+        assert!(!tenth.contains(&0) && tenth.windows(2).all(|w| w[1] - w[0] == 10));
+        assert_eq!(spread(10, 0), Vec::<usize>::new());
+        assert_eq!(spread(3, 100), [1, 2], "the first peer stays version 3 even at 100%");
     }
 }

@@ -13,7 +13,7 @@ use crate::runner::Report;
 
 static FONT: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
         // The bundled font is valid; should it not be, text is simply missing.
@@ -21,7 +21,7 @@ fn register_font() {
     });
 }
 
-type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Clone, Copy)]
 enum Plot {

@@ -17,6 +17,9 @@
 # /proc/PID/stat) of all processes over that time, then each one's VmRSS, RssAnon and
 # RssFile (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), and the mean and max of
 # VmRSS. Status is checked again at the end.
+# MAX_PROTOCOL=2 makes every peer offer only version 2, as Go peers do (default 3: the
+# peers speak version 3 to each other), for the same figures under both versions:
+#   cluster_rss.sh 100; MAX_PROTOCOL=2 cluster_rss.sh 100
 # Every process is killed on exit, however the script ends. Logs: $LOGDIR (default a
 # temporary directory, removed on exit unless KEEP_LOGS=1).
 #
@@ -29,6 +32,7 @@ IDLE=${3:-60}
 BASE_MESH=${BASE_MESH:-16000}
 BASE_HTTP=${BASE_HTTP:-17000}
 SETTLE=${SETTLE:-120}
+MAX_PROTOCOL=${MAX_PROTOCOL:-3}
 PASSWORD=cluster-rss
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -60,7 +64,7 @@ trap 'exit 130' INT TERM
 for i in $(seq 1 "$N"); do
     args=(--hwaddr "$(printf '00:00:00:00:%02x:%02x' $((i / 256)) $((i % 256)))"
         --nickname "p$i" --mesh "127.0.0.1:$((BASE_MESH + i))"
-        --http "127.0.0.1:$((BASE_HTTP + i))" --password "$PASSWORD")
+        --http "127.0.0.1:$((BASE_HTTP + i))" --password "$PASSWORD" --max-protocol "$MAX_PROTOCOL")
     if ((i > 1)); then args+=(--peer "127.0.0.1:$((BASE_MESH + 1))"); fi
     "$bin" "${args[@]}" >"$logdir/p$i.log" 2>&1 &
     pids+=($!)
@@ -86,7 +90,7 @@ until formed; do
     fi
     sleep 1
 done
-echo "formed: $N $ADAPTER peers each know $((N - 1)) others after $((SECONDS - start)) s"
+echo "formed: $N $ADAPTER peers (max protocol $MAX_PROTOCOL) each know $((N - 1)) others after $((SECONDS - start)) s"
 
 ticks=$(getconf CLK_TCK)
 # utime + stime of one process, in clock ticks (fields 14 and 15; the name may hold spaces).

@@ -153,6 +153,10 @@ pub struct Report {
     pub seed: u64,
     /// Mesh peers.
     pub nodes: usize,
+    /// Each peer's connection limit.
+    pub connection_limit: usize,
+    /// How many peers offered only protocol version 2 (all of them: a version 2 mesh).
+    pub v2_only_peers: usize,
     /// Virtual time at the end, ms.
     pub virtual_ms: u64,
     /// When the last disturbance ended (the final heal), ms.
@@ -267,6 +271,8 @@ pub fn panicked(sc: &Scenario, msg: String) -> Report {
         scenario: sc.name.clone(),
         seed: sc.seed,
         nodes: sc.nodes,
+        connection_limit: sc.connection_limit,
+        v2_only_peers: sc.v2_only.len(),
         invariants: tally.finish(),
         violations: vec![Violation {
             invariant: "no_panic".into(),
@@ -403,6 +409,8 @@ impl<'a> Runner<'a> {
             scenario: sc.name.clone(),
             seed: sc.seed,
             nodes: sc.nodes,
+            connection_limit: sc.connection_limit,
+            v2_only_peers: sc.v2_only.len(),
             faults: crate::scenario::FaultKind::CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
             ..Report::default()
         };
