@@ -547,6 +547,9 @@ impl Runner<'_> {
             ("short_id_reassignments", sum(|s| s.short_id_reassignments)),
             ("unicasts_dropped", sum(|s| s.unicasts_dropped)),
             ("relay_channels_evicted", sum(|s| s.relay_channels_evicted)),
+            ("topology_records_sent", sum(|s| s.topology_records_sent)),
+            ("sync_messages_sent", sum(|s| s.sync_messages_sent)),
+            ("referrals", sum(|s| s.referrals)),
         ] {
             self.report.events.insert(k.to_owned(), v);
         }
