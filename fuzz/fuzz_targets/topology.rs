@@ -15,11 +15,14 @@ fuzz_target!(|data: &[u8]| {
     let mut peers = Peers::new(n(1), Bytes::from_static(b"us"), 11, 1);
     peers
         .set_our_connection(n(2), RemoteConnection { addr: Bytes::new(), outbound: true, established: true });
-    peers.apply_records(&[PeerRecord {
-        summary: PeerSummary { name: n(2), uid: 22, version: 3, short_id: Some(2), ..Default::default() },
-        connections: vec![ConnectionSummary { name: n(1), established: true, ..Default::default() }],
-    }]);
-    let applied = peers.apply(&records);
+    peers.apply_records(
+        &[PeerRecord {
+            summary: PeerSummary { name: n(2), uid: 22, version: 3, short_id: Some(2), ..Default::default() },
+            connections: vec![ConnectionSummary { name: n(1), established: true, ..Default::default() }],
+        }],
+        mesh_proto::Instant::ZERO,
+    );
+    let applied = peers.apply(&records, mesh_proto::Instant::ZERO);
     assert!(applied.improved.is_subset(&applied.received));
     let routes = Routes::compute(&peers);
     assert!(routes.unicast_all.contains_key(&n(1)));

@@ -929,7 +929,7 @@ mod tests {
             );
         }
         let rec = |p: &Peer| PeerRecord { summary: p.summary.clone(), connections: p.connection_summaries() };
-        table.apply_records(&[rec(&two), rec(&full)]);
+        table.apply_records(&[rec(&two), rec(&full)], crate::Instant::ZERO);
         let dial = |c: &mut Connector, table: &Peers, at: Instant, reachable: bool| {
             let d = c.check(at, &[], table, DialBudget::UNLIMITED, |_| 0, |p| reachable && p == three).0;
             d.into_iter().filter(|d| d.addr == "10.0.0.3:6783").collect::<Vec<_>>()
@@ -947,7 +947,7 @@ mod tests {
         // It lost a connection: it may have room now.
         full.connections.remove(&PeerName::from_u64(6).unwrap());
         full.summary.version = 2;
-        table.apply_records(&[rec(&full)]);
+        table.apply_records(&[rec(&full)], crate::Instant::ZERO);
         assert_eq!(dial(&mut c, &table, later, true).len(), 1);
     }
 
@@ -964,7 +964,7 @@ mod tests {
         let mut four = record_with_connection(4, 5, "10.0.0.3:6783", true);
         two.summary.version = 1;
         four.summary.version = 1;
-        table.apply_records(&[rec(&two), rec(&four)]);
+        table.apply_records(&[rec(&two), rec(&four)], crate::Instant::ZERO);
         let expected_at = |c: &mut Connector, table: &Peers, live: &[LiveConnection], at: Instant| {
             let (d, _) = c.check(at, live, table, DialBudget::UNLIMITED, |_| 0, |_| false);
             d.into_iter().map(|d| (d.addr, d.expected)).collect::<Vec<_>>()
@@ -981,7 +981,7 @@ mod tests {
         two.summary.version = 2;
         four = record_with_connection(4, 6, "10.0.0.6:6783", true);
         four.summary.version = 2;
-        table.apply_records(&[rec(&two), rec(&four)]);
+        table.apply_records(&[rec(&two), rec(&four)], crate::Instant::ZERO);
         let later = later + Duration::from_secs(10);
         let dials = expected_at(&mut c, &table, &[], later);
         assert!(dials.contains(&("10.0.0.6:6783".to_owned(), Some(name(6)))), "{dials:?}");
@@ -1145,14 +1145,14 @@ mod tests {
         let mut table = Peers::new(us, Bytes::new(), 1, 1);
         let mut two = record_with_connection(2, 3, "10.0.0.3:6783", true);
         two.summary.version = 1;
-        table.apply_records(&[rec(&two)]);
+        table.apply_records(&[rec(&two)], crate::Instant::ZERO);
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
         assert_eq!(c.by_addr.keys().map(|k| &**k).collect::<Vec<_>>(), ["10.0.0.3:6783"]);
         // Its new incarnation (a higher UID, the same version) dialled peer 5 instead.
         let mut again = record_with_connection(2, 5, "10.0.0.5:6783", true);
         again.summary.uid = 8;
         again.summary.version = 1;
-        table.apply_records(&[rec(&again)]);
+        table.apply_records(&[rec(&again)], crate::Instant::ZERO);
         assert_eq!(table.get(&PeerName::from_u64(2).unwrap()).map(|p| p.summary.uid), Some(8));
         c.check(t0, &[], &table, DialBudget::UNLIMITED, |_| 0, |_| false);
         assert_eq!(c.by_addr.keys().map(|k| &**k).collect::<Vec<_>>(), ["10.0.0.5:6783"]);

@@ -178,6 +178,7 @@ mod time;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
 mod topology;
+pub mod version_growth;
 pub mod wire;
 
 pub use config::{Config, Subnet, SubnetError};

@@ -361,7 +361,7 @@ mod tests {
                     .collect(),
             });
         }
-        p.apply_records(&recs);
+        p.apply_records(&recs, crate::Instant::ZERO);
         for (a, b) in edges {
             if *a == 1 {
                 p.set_our_connection(
@@ -433,7 +433,7 @@ mod tests {
                     .collect(),
             })
             .collect();
-        p.apply_records(&recs);
+        p.apply_records(&recs, crate::Instant::ZERO);
         for (a, b) in edges {
             if *a == me {
                 p.set_our_connection(
@@ -562,7 +562,7 @@ mod tests {
                         .map(|(to, est)| ConnectionSummary { name: n(*to), established: *est, ..Default::default() })
                         .collect(),
                 };
-                p.apply_records(&[rec]);
+                p.apply_records(&[rec], crate::Instant::ZERO);
                 if name % 3 == 0 {
                     p.set_our_connection(n(name), RemoteConnection { addr: Bytes::new(), outbound: true, established: gc });
                 } else if gc {

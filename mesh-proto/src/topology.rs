@@ -12,6 +12,8 @@ use bytes::Bytes;
 use crate::config::{SHORT_ID_RANDOM_PICKS, SHORT_ID_SPACE};
 use crate::connection_list::{AddrText, ConnectionList};
 use crate::name::PeerName;
+use crate::time::Instant;
+use crate::version_growth::Growth;
 use crate::wire::topology::{
     self as wire, ConnectionRef, ConnectionSummary, PeerRecord, PeerSummary, RecordRef, SummaryRef,
 };
@@ -36,6 +38,8 @@ pub struct Peer {
     pub connections: ConnectionList,
     /// Local references (not gossiped): ourselves, and connections bound to the record.
     local_refs: u32,
+    /// How far its version may still rise (not gossiped; docs/protocol-v2.md §17.3).
+    growth: Growth,
     /// This record's summary and connection-list gob messages, encoded on first use.
     /// Every change to a record changes its version or UID or replaces it, and each
     /// change resets this.
@@ -102,6 +106,7 @@ impl Peer {
             summary: PeerSummary { name, ..PeerSummary::default() },
             connections: ConnectionList::default(),
             local_refs: 0,
+            growth: Growth::default(),
             encoded: std::cell::OnceCell::new(),
         }
     }
@@ -142,6 +147,13 @@ impl Peer {
         self.beaten_by(s.version, s.uid, s.short_id.is_some())
     }
 
+    /// Whether this record's growth budget lets its version rise to `version` at `now`
+    /// (always for a placeholder or a handshake's candidate: nothing to rise from).
+    pub fn may_rise_to(&self, version: u64, now: Instant) -> bool {
+        let v = self.summary.version;
+        v == 0 || version.saturating_sub(v) <= self.growth.available(now)
+    }
+
     /// Whether a record known by its version, UID and whether it has a short id beats
     /// this one (by `supersedes`).
     pub fn beaten_by(&self, version: u64, uid: u64, has_short_id: bool) -> bool {
@@ -166,9 +178,13 @@ pub struct Applied {
     pub received: BTreeSet<PeerName>,
     /// Names counted as new information (new or improved records).
     pub improved: BTreeSet<PeerName>,
-    /// A record described an older incarnation of us with a version at least ours; our
-    /// version has been set beyond it.
+    /// A record described another incarnation of us with a version at least ours (or
+    /// ours with a higher one); our version has been raised past it, or as far as its
+    /// growth budget allows.
     pub bumped_self: bool,
+    /// Records not taken because their version rose further than the record's growth
+    /// budget allows, and claims about us that raised our version less than they asked.
+    pub version_jumps_refused: u64,
     /// A lower-named peer now claims our short id.
     pub short_id_displaced: bool,
     /// Names that entered the table (new records and placeholders).
@@ -418,9 +434,9 @@ impl Peers {
     }
 
     /// Applies owned records (see [`Peers::apply`]).
-    pub fn apply_records(&mut self, records: &[PeerRecord]) -> Applied {
+    pub fn apply_records(&mut self, records: &[PeerRecord], now: Instant) -> Applied {
         let refs: Vec<RecordRef<'_>> = records.iter().map(PeerRecord::as_ref).collect();
-        self.apply(&refs)
+        self.apply(&refs, now)
     }
 
     /// Whether a received record summarised by `s` could change our table: it is not
@@ -433,9 +449,8 @@ impl Peers {
     /// Applies a received update (docs/protocol-v2.md §17.3). Only what is kept is copied.
     /// Records decoded `skipped` (see [`Peers::wants`]) count as received and may bump
     /// our version, but are never adopted and create no placeholders.
-    pub fn apply(&mut self, records: &[RecordRef<'_>]) -> Applied {
+    pub fn apply(&mut self, records: &[RecordRef<'_>], now: Instant) -> Applied {
         let mut out = Applied::default();
-        let our_uid = self.ours().summary.uid;
         // Step 2: records for unknown names are new; with duplicates the last copy wins.
         let mut new_index: BTreeMap<PeerName, usize> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -471,11 +486,7 @@ impl Peers {
         for (i, r) in records.iter().enumerate() {
             let s = &r.summary;
             if s.name == self.ours {
-                let me = self.ours_mut();
-                if s.uid != our_uid && s.version >= me.summary.version {
-                    me.summary.version = s.version.saturating_add(1);
-                    out.bumped_self = true;
-                }
+                self.claim_about_us(s, now, &mut out);
                 continue;
             }
             if new_index.get(&s.name) == Some(&i) {
@@ -486,6 +497,11 @@ impl Peers {
             if r.skipped || !existing.is_beaten_by(s) {
                 continue;
             }
+            if !existing.may_rise_to(s.version, now) {
+                out.version_jumps_refused += 1;
+                continue;
+            }
+            existing.growth.spend(s.version.saturating_sub(existing.summary.version), now);
             let old_sid = existing.summary.short_id;
             existing.adopt(s, &r.connections);
             let new_sid = existing.summary.short_id;
@@ -504,6 +520,30 @@ impl Peers {
             self.changed(out.improved.iter().chain(&out.added).copied().collect::<Vec<_>>());
         }
         out
+    }
+
+    /// A received record claims our name (docs/protocol-v2.md §17.3 step 5). Another
+    /// incarnation of us (or a forgery) at a version at least ours, or our own UID at a
+    /// higher version (only a forgery), raises our version past it, so that our next
+    /// record wins again; by no more than our growth budget, so that no claim can push
+    /// us to where our own updates stop winning.
+    fn claim_about_us(&mut self, s: &SummaryRef<'_>, now: Instant, out: &mut Applied) {
+        let me = self.ours_mut();
+        let v = me.summary.version;
+        let overtakes = if s.uid == me.summary.uid { s.version > v } else { s.version >= v };
+        if !overtakes {
+            return;
+        }
+        let wanted = s.version.saturating_add(1) - v;
+        let rise = wanted.min(me.growth.available(now));
+        if rise < wanted {
+            out.version_jumps_refused += 1;
+        }
+        if rise > 0 {
+            me.growth.spend(rise, now);
+            me.summary.version = v + rise;
+            out.bumped_self = true;
+        }
     }
 
     /// Names reachable from us over every reported connection (directed, established or
@@ -648,23 +688,23 @@ mod tests {
     #[test]
     fn new_records_placeholders_and_comparison() {
         let mut p = table();
-        let a = p.apply_records(&[rec(2, 20, 3, &[1, 9])]);
+        let a = p.apply_records(&[rec(2, 20, 3, &[1, 9])], Instant::ZERO);
         assert_eq!(a.improved, [n(2)].into());
         assert_eq!(a.added, [n(2), n(9)].into());
         assert!(p.get(&n(9)).unwrap().is_placeholder());
         // Same version and uid: nothing new, connection list untouched.
-        let a = p.apply_records(&[rec(2, 20, 3, &[])]);
+        let a = p.apply_records(&[rec(2, 20, 3, &[])], Instant::ZERO);
         assert!(a.improved.is_empty());
         assert_eq!(p.get(&n(2)).unwrap().connections.len(), 2);
         // Higher version wins and replaces the connection list wholesale.
-        let a = p.apply_records(&[rec(2, 20, 4, &[3])]);
+        let a = p.apply_records(&[rec(2, 20, 4, &[3])], Instant::ZERO);
         assert_eq!(a.improved, [n(2)].into());
         assert_eq!(p.get(&n(2)).unwrap().connections.names().collect::<Vec<_>>(), [n(3)]);
         // Same version, higher UID wins; lower UID loses.
-        assert!(p.apply_records(&[rec(2, 19, 4, &[])]).improved.is_empty());
-        assert_eq!(p.apply_records(&[rec(2, 21, 4, &[])]).improved, [n(2)].into());
+        assert!(p.apply_records(&[rec(2, 19, 4, &[])], Instant::ZERO).improved.is_empty());
+        assert_eq!(p.apply_records(&[rec(2, 21, 4, &[])], Instant::ZERO).improved, [n(2)].into());
         // Any real record beats a placeholder.
-        assert_eq!(p.apply_records(&[rec(9, 1, 0, &[])]).improved, [n(9)].into());
+        assert_eq!(p.apply_records(&[rec(9, 1, 0, &[])], Instant::ZERO).improved, [n(9)].into());
     }
 
     #[test]
@@ -672,13 +712,13 @@ mod tests {
         let mut p = table();
         let mut r = rec(2, 20, 3, &[]);
         r.summary.short_id = None;
-        p.apply_records(&[r.clone()]);
-        assert!(p.apply_records(&[r.clone()]).improved.is_empty());
+        p.apply_records(&[r.clone()], Instant::ZERO);
+        assert!(p.apply_records(&[r.clone()], Instant::ZERO).improved.is_empty());
         r.summary.short_id = Some(2);
-        assert_eq!(p.apply_records(&[r.clone()]).improved, [n(2)].into());
+        assert_eq!(p.apply_records(&[r.clone()], Instant::ZERO).improved, [n(2)].into());
         // ... but losing the short id at the same version is not an improvement.
         r.summary.short_id = None;
-        assert!(p.apply_records(&[r]).improved.is_empty());
+        assert!(p.apply_records(&[r], Instant::ZERO).improved.is_empty());
         assert_eq!(p.get(&n(2)).unwrap().summary.short_id, Some(2));
     }
 
@@ -687,17 +727,79 @@ mod tests {
         let mut p = table();
         p.bump_our_version();
         p.bump_our_version(); // version 2
-        // Same UID: ignored, whatever the version.
-        let a = p.apply_records(&[rec(1, 100, 10, &[])]);
+        // Same UID at a version up to ours: ignored.
+        let a = p.apply_records(&[rec(1, 100, 2, &[])], Instant::ZERO);
         assert!(!a.bumped_self && a.improved.is_empty());
         assert_eq!(p.ours().summary.version, 2);
         // An older incarnation with a lower version: ignored.
-        assert!(!p.apply_records(&[rec(1, 55, 1, &[])]).bumped_self);
+        assert!(!p.apply_records(&[rec(1, 55, 1, &[])], Instant::ZERO).bumped_self);
         // An older incarnation with version >= ours: we bump beyond it.
-        let a = p.apply_records(&[rec(1, 55, 2, &[])]);
+        let a = p.apply_records(&[rec(1, 55, 2, &[])], Instant::ZERO);
         assert!(a.bumped_self && a.improved.is_empty() && a.received.contains(&n(1)));
         assert_eq!(p.ours().summary.version, 3);
         assert_eq!(p.ours().summary.uid, 100, "nothing is adopted from a record about us");
+        // Our own UID at a higher version can only be forged: we still move past it, so
+        // that our next record beats the forgery wherever it was taken.
+        let a = p.apply_records(&[rec(1, 100, 10, &[])], Instant::ZERO);
+        assert!(a.bumped_self && a.improved.is_empty());
+        assert_eq!(p.ours().summary.version, 11);
+    }
+
+    #[test]
+    fn a_forged_claim_cannot_push_our_version_out_of_reach() {
+        use crate::version_growth::{VERSION_BURST, VERSION_REFILL_PER_SEC};
+        let mut p = table();
+        let t = Instant::from_secs(10);
+        // A forgery near the top of the range moves us by the burst, no further.
+        let a = p.apply_records(&[rec(1, 666, u64::MAX - 1, &[])], t);
+        assert!(a.bumped_self);
+        assert_eq!(a.version_jumps_refused, 1);
+        assert_eq!(p.ours().summary.version, VERSION_BURST);
+        // Repeating it gains nothing at once, and a second later only the refill.
+        let a = p.apply_records(&[rec(1, 667, u64::MAX, &[])], t);
+        assert!(!a.bumped_self && a.version_jumps_refused == 1);
+        p.apply_records(&[rec(1, 668, u64::MAX, &[])], t + std::time::Duration::from_secs(1));
+        assert_eq!(p.ours().summary.version, VERSION_BURST + VERSION_REFILL_PER_SEC);
+        // Our own changes still raise our version, and never stop doing so.
+        p.bump_our_version();
+        assert_eq!(p.ours().summary.version, VERSION_BURST + VERSION_REFILL_PER_SEC + 1);
+    }
+
+    #[test]
+    fn a_restarted_peer_overtakes_its_old_incarnation_at_once() {
+        // The old incarnation lived long: a billion changes.
+        let old = 1_000_000_000;
+        let mut p = table();
+        let a = p.apply_records(&[rec(1, 55, old, &[])], Instant::from_secs(1));
+        assert!(a.bumped_self && a.version_jumps_refused == 0);
+        assert_eq!(p.ours().summary.version, old + 1);
+        // Elsewhere, the restarted peer's record replaces the old one by a small step.
+        let mut q = table();
+        q.apply_records(&[rec(2, 20, old, &[])], Instant::from_secs(1));
+        let a = q.apply_records(&[rec(2, 21, old + 1, &[])], Instant::from_secs(2));
+        assert_eq!(a.improved, [n(2)].into());
+        assert_eq!(q.get(&n(2)).unwrap().summary.uid, 21);
+    }
+
+    #[test]
+    fn a_record_whose_version_leaps_beyond_its_budget_is_not_taken() {
+        use crate::version_growth::VERSION_BURST;
+        let mut p = table();
+        let t = Instant::from_secs(5);
+        // A first sight has nothing to rise from: taken whatever its version.
+        p.apply_records(&[rec(2, 20, 7, &[])], t);
+        // A leap past the burst is refused and leaves the record as it was.
+        let a = p.apply_records(&[rec(2, 20, 7 + VERSION_BURST + 1, &[3])], t);
+        assert!(a.improved.is_empty() && a.version_jumps_refused == 1);
+        assert_eq!(p.get(&n(2)).unwrap().summary.version, 7);
+        assert!(p.get(&n(2)).unwrap().may_rise_to(7 + VERSION_BURST, t));
+        // Honest steps are taken, and spend the budget.
+        let a = p.apply_records(&[rec(2, 20, 7 + VERSION_BURST, &[])], t);
+        assert_eq!(a.improved, [n(2)].into());
+        assert!(!p.get(&n(2)).unwrap().may_rise_to(7 + VERSION_BURST + 1, t));
+        assert!(
+            p.get(&n(2)).unwrap().may_rise_to(7 + VERSION_BURST + 1, t + std::time::Duration::from_millis(1))
+        );
     }
 
     #[test]
@@ -705,13 +807,13 @@ mod tests {
         let mut p = table();
         // The last copy becomes the record; the earlier copy is compared against it.
         // [v5, v4]: v4 is inserted, then v5 beats it.
-        let a = p.apply_records(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])]);
+        let a = p.apply_records(&[rec(2, 20, 5, &[3]), rec(2, 20, 4, &[4])], Instant::ZERO);
         assert_eq!(p.get(&n(2)).unwrap().summary.version, 5);
         assert!(p.get(&n(2)).unwrap().connections.contains(&n(3)));
         assert_eq!(a.improved, [n(2)].into());
         // [v3, v4]: v4 is inserted, and v3 loses against it.
         let mut p = table();
-        p.apply_records(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])]);
+        p.apply_records(&[rec(2, 20, 3, &[3]), rec(2, 20, 4, &[4])], Instant::ZERO);
         assert_eq!(p.get(&n(2)).unwrap().summary.version, 4);
         assert!(p.get(&n(2)).unwrap().connections.contains(&n(4)));
     }
@@ -723,7 +825,7 @@ mod tests {
             n(2),
             RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
         );
-        p.apply_records(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])]);
+        p.apply_records(&[rec(2, 20, 1, &[1, 3]), rec(3, 30, 1, &[2]), rec(4, 40, 1, &[3])], Instant::ZERO);
         // 4 is not reachable from us (3 does not report 4).
         assert_eq!(p.garbage_collect().iter().map(|r| r.summary.name).collect::<Vec<_>>(), [n(4)]);
         // Dropping one of two paths to 3 keeps it.
@@ -731,7 +833,7 @@ mod tests {
             n(3),
             RemoteConnection { addr: Bytes::new(), outbound: true, established: true },
         );
-        p.apply_records(&[rec(2, 20, 2, &[1])]);
+        p.apply_records(&[rec(2, 20, 2, &[1])], Instant::ZERO);
         assert!(p.garbage_collect().is_empty());
         // Dropping the last path collects exactly 3, unless referenced.
         p.remove_our_connection(n(3));
@@ -775,7 +877,7 @@ mod tests {
                 r
             })
             .collect();
-        let a = p.apply_records(&recs);
+        let a = p.apply_records(&recs, Instant::ZERO);
         assert!(a.short_id_displaced);
         assert!(!p.reassign_short_id(|m| m - 1));
         assert_eq!(p.ours().summary.short_id, Some(6));
@@ -805,7 +907,7 @@ mod tests {
             r.summary.short_id = Some((x % 4096) as u16);
             recs.push(r);
         }
-        p.apply_records(&recs);
+        p.apply_records(&recs, Instant::ZERO);
         let mut seen = BTreeSet::new();
         for id in 0..4096u16 {
             let Some(e) = p.short_ids().get(id) else { continue };
@@ -831,17 +933,17 @@ mod tests {
             p.records(names.iter())
         };
         // Peer 2 hears of peer 1: it is displaced and moves.
-        let a = p2.apply_records(&full(&p1));
+        let a = p2.apply_records(&full(&p1), Instant::ZERO);
         assert!(a.short_id_displaced);
         let before = p2.ours().summary.version;
         assert!(p2.reassign_short_id(|m| (m - 1).min(4000)));
         assert_ne!(p2.ours().summary.short_id, Some(7));
         assert_eq!(p2.ours().summary.version, before + 1);
         // Peer 1, the lower name, keeps its id when it hears of peer 2.
-        assert!(!p1.apply_records(&full(&p2)).short_id_displaced);
+        assert!(!p1.apply_records(&full(&p2), Instant::ZERO).short_id_displaced);
         assert_eq!(p1.ours().summary.short_id, Some(7));
         // Peer 3 learns the new id from peer 2's update.
-        p3.apply_records(&full(&p2));
+        p3.apply_records(&full(&p2), Instant::ZERO);
         let seen = p3.get(&n(2)).unwrap();
         assert_eq!(
             (seen.summary.short_id, seen.summary.version),
@@ -919,21 +1021,21 @@ mod tests {
         let mut p = Peers::new(n(2), Bytes::new(), 2, 5);
         let mut one = rec(1, 11, 1, &[2]);
         one.summary.short_id = Some(9);
-        let a = p.apply_records(std::slice::from_ref(&one));
+        let a = p.apply_records(std::slice::from_ref(&one), Instant::ZERO);
         assert!(!a.short_id_displaced);
         one.summary.version = 2;
         one.summary.short_id = Some(5);
-        let a = p.apply_records(std::slice::from_ref(&one));
+        let a = p.apply_records(std::slice::from_ref(&one), Instant::ZERO);
         assert!(a.short_id_displaced, "{a:?}");
         assert_eq!(p.short_ids().get(5).and_then(|e| e.principal), Some(n(1)));
         assert_eq!(p.short_ids().get(9).and_then(|e| e.principal), None, "9 was released");
         // A higher name moving onto 9 and then 5 displaces nobody.
         let mut three = rec(3, 33, 1, &[2]);
         three.summary.short_id = Some(9);
-        p.apply_records(std::slice::from_ref(&three));
+        p.apply_records(std::slice::from_ref(&three), Instant::ZERO);
         three.summary.version = 2;
         three.summary.short_id = Some(5);
-        assert!(!p.apply_records(std::slice::from_ref(&three)).short_id_displaced);
+        assert!(!p.apply_records(std::slice::from_ref(&three), Instant::ZERO).short_id_displaced);
     }
 
     #[test]

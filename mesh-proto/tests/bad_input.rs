@@ -1124,6 +1124,42 @@ fn node_bad_inputs_after_a_plaintext_handshake() {
     );
 }
 
+/// A topology update (gossip on `topology`, framed) of one record with no connections.
+fn forged_record(name: u64, uid: u64, version: u64) -> Vec<u8> {
+    let mut update = Vec::new();
+    let summary =
+        topology::PeerSummary { name: PeerName::from_u64(name).unwrap(), uid, version, ..Default::default() };
+    topology::UpdateEncoder::new().push(&mut update, &summary, [].iter());
+    framed(&gossip_body(GossipKind::Gossip, b"topology", &update))
+}
+
+#[test]
+fn a_forged_record_about_us_cannot_freeze_our_version() {
+    use mesh_proto::version_growth::{VERSION_BURST, VERSION_REFILL_PER_SEC};
+    // Measured against earlier builds: our version went from 460 to u64::MAX at once.
+    let (mut node, conn, _) = node_with_peer(None);
+    let us = PeerName::from_u64(US).unwrap();
+    let version = |node: &Node| node.inspect().peer(&us).unwrap().summary.version;
+    let before = version(&node);
+    let t = Instant::from_secs(2);
+    for (uid, v) in [(666, u64::MAX - 1), (667, u64::MAX), (node.uid(), u64::MAX)] {
+        node.handle_data(conn, &forged_record(US, uid, v), t);
+    }
+    assert!(node.connected_peers().contains(&PeerName::from_u64(THEM).unwrap()), "the connection stays");
+    assert_eq!(version(&node), before + VERSION_BURST, "the burst, and no more, however often");
+    assert_eq!(node.stats().version_jumps_refused, 3);
+    // A second later the refill is all a forgery gains.
+    node.handle_data(conn, &forged_record(US, 668, u64::MAX), t + std::time::Duration::from_secs(1));
+    assert_eq!(version(&node), before + VERSION_BURST + VERSION_REFILL_PER_SEC);
+    // A record of another peer that leaps past its budget is not taken either.
+    let other = 0x0c;
+    node.handle_data(conn, &forged_record(other, 5, 10), t);
+    node.handle_data(conn, &forged_record(other, 5, u64::MAX), t);
+    let held = node.inspect().peer(&PeerName::from_u64(other).unwrap()).map(|p| p.summary.version);
+    assert_eq!(held, Some(10));
+    assert_eq!(node.stats().version_jumps_refused, 5);
+}
+
 #[test]
 fn node_bad_inputs_after_an_encrypted_handshake() {
     // A frame sealed out of sequence (seq 2 where 1 is due), a tampered one, a short one.

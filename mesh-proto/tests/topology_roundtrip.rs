@@ -90,7 +90,7 @@ fn full_topology_round_trips_through_random_changes() {
             }
             table.bump_our_version();
         } else {
-            table.apply_records(&[record(a, &owners[&a])]);
+            table.apply_records(&[record(a, &owners[&a])], mesh_proto::Instant::ZERO);
         }
 
         // Encode peer 1's full topology, as periodic gossip does.
@@ -100,16 +100,16 @@ fn full_topology_round_trips_through_random_changes() {
         let decoded = topology::decode(&payload).unwrap();
 
         let mut fresh = Peers::new(outside_name, Bytes::new(), 99, 99);
-        fresh.apply_records(&decoded);
+        fresh.apply_records(&decoded, mesh_proto::Instant::ZERO);
         assert_eq!(view(&fresh, outside_name), view(&table, outside_name), "fresh outside peer, step {step}");
-        persistent.apply_records(&decoded);
+        persistent.apply_records(&decoded, mesh_proto::Instant::ZERO);
         assert_eq!(
             view(&persistent, outside_name),
             view(&table, outside_name),
             "persistent outside peer, step {step}"
         );
         let refs = topology::decode_refs_wanted(&payload, Default::default(), |s| skimming.wants(s)).unwrap();
-        skimming.apply(&refs);
+        skimming.apply(&refs, mesh_proto::Instant::ZERO);
         assert_eq!(view(&skimming, outside_name), view(&table, outside_name), "skimming peer, step {step}");
         // Connection details survive too.
         for r in table.iter() {
@@ -143,7 +143,7 @@ fn records_no_newer_than_ours_are_skimmed() {
             .collect(),
     };
     let mut ours = Peers::new(n(1), Bytes::new(), 1, 1);
-    ours.apply_records(&[record(2, 5, &[3]), record(3, 5, &[2])]);
+    ours.apply_records(&[record(2, 5, &[3]), record(3, 5, &[2])], mesh_proto::Instant::ZERO);
     // n2 as we know it, n3 newer, and n4 new to us.
     let update = [record(2, 5, &[3, 7]), record(3, 6, &[2, 4]), record(4, 1, &[3])];
     let mut payload = Vec::new();
@@ -152,7 +152,7 @@ fn records_no_newer_than_ours_are_skimmed() {
     assert_eq!(refs.iter().map(|r| r.skipped).collect::<Vec<_>>(), [true, false, false]);
     assert!(refs[0].connections.is_empty());
     assert_eq!(refs[1..], topology::decode_refs(&payload, Default::default()).unwrap()[1..]);
-    let applied = ours.apply(&refs);
+    let applied = ours.apply(&refs, mesh_proto::Instant::ZERO);
     assert_eq!(applied.received.len(), 3);
     assert_eq!(applied.improved.into_iter().collect::<Vec<_>>(), [n(3), n(4)]);
     // The skimmed list named n7, which stays unknown (Go would add a placeholder that
@@ -161,7 +161,7 @@ fn records_no_newer_than_ours_are_skimmed() {
     // A skipped record is never adopted, even if a careless caller skipped a newer one.
     let refs = topology::decode_refs_wanted(&payload, Default::default(), |_| false).unwrap();
     let mut other = Peers::new(n(1), Bytes::new(), 1, 1);
-    let applied = other.apply(&refs);
+    let applied = other.apply(&refs, mesh_proto::Instant::ZERO);
     assert!(applied.improved.is_empty() && applied.added.is_empty());
     assert_eq!(applied.received.len(), 3);
 }

@@ -690,7 +690,7 @@ fn topology_apply_matches_the_go_receiver() {
     ];
     for (scenario, outcome) in steps {
         let update = topology::decode(&hx(&v[scenario]["gob"])).unwrap();
-        let applied = table.apply_records(&update);
+        let applied = table.apply_records(&update, mesh_proto::Instant::ZERO);
         if outcome == "stale" {
             assert_eq!(applied.improved, names(&v["stale_resend_of_full_update"]["new_or_improved"]));
             continue;
@@ -703,7 +703,7 @@ fn topology_apply_matches_the_go_receiver() {
     // A placeholder summary sent by Go is a new record to a fresh receiver.
     let mut fresh = Peers::new(receiver, Bytes::new(), 42, 4000);
     let s = &v["placeholder_summary"];
-    let applied = fresh.apply_records(&topology::decode(&hx(&s["gob"])).unwrap());
+    let applied = fresh.apply_records(&topology::decode(&hx(&s["gob"])).unwrap(), mesh_proto::Instant::ZERO);
     assert_eq!(applied.improved, names(&s["go_receiver_fresh"]["new_or_improved"]));
     assert_eq!(table_as_records(&fresh), records(&s["go_receiver_fresh"]["peers_after"]));
 }

@@ -99,7 +99,8 @@ impl Node {
             Ok(r) => r,
             Err(e) => return self.close(id, CloseReason::Topology(e), now),
         };
-        let applied = self.peers.apply(&records);
+        let applied = self.peers.apply(&records, now);
+        self.stats.version_jumps_refused += applied.version_jumps_refused;
         self.requests_answered(&applied.received);
         for name in &applied.added {
             self.outputs.push_back(Output::Event(Event::PeerAdded(*name)));

@@ -41,4 +41,8 @@ pub struct Stats {
     pub topology_records_sent: u64,
     /// Version 3 topology synchronisation messages sent (docs/protocol-v3.md §12).
     pub sync_messages_sent: u64,
+    /// Received records not taken, or claims about us taken only in part, because their
+    /// version rose faster than a record's growth budget allows (docs/protocol-v2.md
+    /// §17.3): forgeries, never an honest peer.
+    pub version_jumps_refused: u64,
 }

@@ -111,13 +111,16 @@ impl Node {
     fn wants_entry(&mut self, e: &Entry, now: Instant) -> bool {
         let key = (e.version, e.uid, e.short_id.is_some());
         let newer = match self.peers.get(&e.name) {
-            // A record of another incarnation of us: applying it moves our version past
-            // it, as a received update does.
+            // A record of another incarnation of us (or a forgery): applying it moves our
+            // version past it, as a received update does.
             _ if e.name == self.config.name => {
                 let me = &self.peers.ours().summary;
-                e.uid != me.uid && e.version >= me.version
+                if e.uid == me.uid { e.version > me.version } else { e.version >= me.version }
             }
-            Some(p) if !p.is_placeholder() => p.beaten_by(e.version, e.uid, e.short_id.is_some()),
+            // One whose version rose further than its growth budget allows would be refused.
+            Some(p) if !p.is_placeholder() => {
+                p.beaten_by(e.version, e.uid, e.short_id.is_some()) && p.may_rise_to(e.version, now)
+            }
             _ => true,
         };
         if !newer {

@@ -550,6 +550,7 @@ impl Runner<'_> {
             ("topology_records_sent", sum(|s| s.topology_records_sent)),
             ("sync_messages_sent", sum(|s| s.sync_messages_sent)),
             ("referrals", sum(|s| s.referrals)),
+            ("version_jumps_refused", sum(|s| s.version_jumps_refused)),
         ] {
             self.report.events.insert(k.to_owned(), v);
         }
