@@ -200,6 +200,25 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
+    /// What one topology record may cost, and how many entries the peers table may
+    /// hold (defaults far above any honest mesh: 10 000 connections a record, 1 KiB
+    /// nicknames, 1 MiB records, 20 000 entries). A record over a bound is refused and
+    /// the connection it came on closed, with a typed reason in the
+    /// `ConnectionClosed` event.
+    ///
+    /// ```
+    /// # use mesh_proto::config::RecordLimits;
+    /// # fn f<R: mesh_driver::Runtime>(b: mesh_driver::MeshBuilder<R>) -> mesh_driver::MeshBuilder<R> {
+    /// let mut limits = RecordLimits::default();
+    /// limits.max_peers = 50_000; // a very large mesh
+    /// b.record_limits(limits)
+    /// # }
+    /// ```
+    pub fn record_limits(mut self, limits: mesh_proto::config::RecordLimits) -> Self {
+        self.config.record_limits = limits;
+        self
+    }
+
     /// Items each [`Events`] subscriber may have unread before it lags (default 1024,
     /// at least 1): past it events are dropped for that subscriber and counted in an
     /// [`EventItem::Lagged`].

@@ -116,6 +116,39 @@ impl Default for GobLimits {
     }
 }
 
+/// Ours: what one topology record, and the whole table, may cost (docs/protocol-v2.md
+/// §17.8), on every connection whatever its version. A record beyond a bound is refused
+/// and the connection that sent it closed; the defaults are far above any honest mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordLimits {
+    /// Most connections one record may list. Default 10 000: a full mesh of ten
+    /// thousand peers, where Go's README speaks of a hundred and a connection limit
+    /// (64 in the example) keeps real records far smaller.
+    pub max_connections: usize,
+    /// Longest nickname, in bytes. Default 1 024: nicknames are host names, which DNS
+    /// caps at 253.
+    pub max_nickname_len: usize,
+    /// Largest record on the wire (its summary and connection list), in bytes. Default
+    /// 1 MiB: 10 000 connections with IPv6 addresses take about 600 KiB.
+    pub max_record_len: usize,
+    /// Most entries (records and placeholders) the table may hold. Default 20 000: four
+    /// times the largest mesh the simulator runs (5 000 peers). An update that would
+    /// take the table beyond it is refused whole.
+    pub max_peers: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        RecordLimits {
+            max_connections: 10_000,
+            max_nickname_len: 1024,
+            max_record_len: 1 << 20,
+            max_peers: 20_000,
+        }
+    }
+}
+
 /// Ours: the most bytes handed to the driver and not yet reported written before the
 /// send slots stop draining (they merge instead while the peer is slow).
 pub const WRITE_WINDOW: usize = 1024 * 1024;
@@ -219,6 +252,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most relay-only channels kept at once (the least recently used one is dropped).
     pub max_relay_channels: usize,
+    /// What one topology record, and the table, may cost.
+    pub record_limits: RecordLimits,
     /// Test builds only: mechanisms switched off on purpose (see [`crate::sabotage`]).
     #[cfg(feature = "sabotage")]
     pub sabotage: std::collections::BTreeSet<crate::sabotage::Sabotage>,
@@ -242,6 +277,7 @@ impl Config {
             send_timeout: SEND_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             max_relay_channels: MAX_RELAY_CHANNELS,
+            record_limits: RecordLimits::default(),
             #[cfg(feature = "sabotage")]
             sabotage: Default::default(),
         }

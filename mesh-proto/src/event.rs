@@ -141,6 +141,15 @@ pub enum CloseReason {
         /// Its error.
         error: GossipError,
     },
+    /// A topology update would have taken the table beyond
+    /// [`crate::config::RecordLimits::max_peers`] entries; nothing of it was applied.
+    #[error("a topology update would grow the peers table to {entries} entries; at most {max} are kept")]
+    TableFull {
+        /// The entries (records and placeholders) the update would have made.
+        entries: usize,
+        /// The bound.
+        max: usize,
+    },
     /// A unicast on the topology channel was addressed to us (Go treats it as an error).
     #[error("unicast to us on the topology channel")]
     TopologyUnicast,

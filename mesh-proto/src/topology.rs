@@ -189,6 +189,9 @@ pub struct Applied {
     pub short_id_displaced: bool,
     /// Names that entered the table (new records and placeholders).
     pub added: BTreeSet<PeerName>,
+    /// The update would have grown the table to this many entries, beyond its bound:
+    /// nothing of it was applied.
+    pub table_full: Option<usize>,
 }
 
 /// A short id's claimants: the principal is always the lowest name.
@@ -283,6 +286,8 @@ pub struct Peers {
     generation: u64,
     /// Names whose records changed, appeared or went since [`Peers::take_changes`].
     changes: BTreeSet<PeerName>,
+    /// Most entries (records and placeholders) a received update may grow the table to.
+    max_peers: usize,
 }
 
 impl Peers {
@@ -301,7 +306,14 @@ impl Peers {
             digest: std::cell::OnceCell::new(),
             generation: 0,
             changes: BTreeSet::from([ours]),
+            max_peers: usize::MAX,
         }
+    }
+
+    /// Bounds how many entries (records and placeholders) a received update may grow the
+    /// table to ([`crate::config::RecordLimits::max_peers`]); unbounded by default.
+    pub fn set_max_peers(&mut self, max: usize) {
+        self.max_peers = max;
     }
 
     /// Our name.
@@ -467,6 +479,11 @@ impl Peers {
                     placeholders.insert(c.name);
                 }
             }
+        }
+        // Ours: an update that would take the table past its bound is refused whole.
+        let entries = self.table.len() + new_index.len() + placeholders.len();
+        if entries > self.max_peers {
+            return Applied { table_full: Some(entries), ..Applied::default() };
         }
         // Step 4: insert new records and placeholders, and index their short ids.
         for (name, &i) in &new_index {

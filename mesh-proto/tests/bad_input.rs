@@ -951,9 +951,18 @@ const THEM: u64 = 0x0b;
 /// A node (alpha, with a counter on `default`) and one established connection from peer
 /// 0x0b, set up outside the bound; the returned session is the peer's when `password`.
 fn node_with_peer(password: Option<&str>) -> (Node, ConnId, Option<Session>) {
+    node_with_peer_configured(password, |_| {})
+}
+
+/// [`node_with_peer`], with the node's configuration changed by `tweak` first.
+fn node_with_peer_configured(
+    password: Option<&str>,
+    tweak: impl FnOnce(&mut Config),
+) -> (Node, ConnId, Option<Session>) {
     let mut config = Config::new(PeerName::from_u64(US).unwrap(), "alpha");
     config.peer_discovery = false;
     config.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    tweak(&mut config);
     let t0 = Instant::from_secs(1);
     let mut node = Node::new(config, Node::seed_from_u64(5), t0).unwrap();
     let counter = Counter::new(PeerName::from_u64(US).unwrap());
@@ -1011,6 +1020,11 @@ fn node_closes(what: &str, node: &mut Node, conn: ConnId, input: &[u8]) -> Close
     bounded_with(what, input.len(), COPY, NODE_FIXED, || {
         node.handle_data(conn, input, Instant::from_secs(2))
     });
+    close_reason(what, node, conn)
+}
+
+/// Why the node closed `conn`, from its events; fails if it did not.
+fn close_reason(what: &str, node: &mut Node, conn: ConnId) -> CloseReason {
     let mut reason = None;
     while let Some(o) = node.poll_output() {
         if let Output::Event(Event::ConnectionClosed { conn: c, reason: r, .. }) = o {
@@ -1158,6 +1172,94 @@ fn a_forged_record_about_us_cannot_freeze_our_version() {
     let held = node.inspect().peer(&PeerName::from_u64(other).unwrap()).map(|p| p.summary.version);
     assert_eq!(held, Some(10));
     assert_eq!(node.stats().version_jumps_refused, 5);
+}
+
+/// A framed topology update of one record of `name` with `nickname` and `connections`
+/// to distinct unknown peers.
+fn costly_record(name: u64, nickname: &[u8], connections: u64) -> Vec<u8> {
+    let summary = topology::PeerSummary {
+        name: PeerName::from_u64(name).unwrap(),
+        nickname: Bytes::copy_from_slice(nickname),
+        uid: 9,
+        version: 1,
+        ..Default::default()
+    };
+    let conns: Vec<topology::ConnectionSummary> = (0..connections)
+        .map(|i| topology::ConnectionSummary {
+            name: PeerName::from_u64((name << 20) + i).unwrap(),
+            remote_tcp_addr: Bytes::from_static(b"10.0.0.1:6783"),
+            outbound: true,
+            established: true,
+        })
+        .collect();
+    let mut update = Vec::new();
+    topology::UpdateEncoder::new().push(&mut update, &summary, conns.iter());
+    framed(&gossip_body(GossipKind::Gossip, b"topology", &update))
+}
+
+#[test]
+fn records_over_a_bound_are_refused_and_close_the_connection() {
+    use mesh_proto::config::RecordLimits;
+    let d = RecordLimits::default();
+    let c = PeerName::from_u64(0x0c).unwrap();
+    // The two costly records measured against earlier builds (+81 MB and +52 MB on the
+    // target, spreading mesh-wide): 100,000 connections to unknown peers, and a huge
+    // nickname (2 MiB here, within the frame limit).
+    let cases = [
+        (
+            "10,001 connections",
+            costly_record(0x0c, b"c", 10_001),
+            TopologyError::TooManyConnections { name: c, count: 10_001, max: d.max_connections },
+        ),
+        (
+            "100,000 connections",
+            costly_record(0x0c, b"c", 100_000),
+            // 28 bytes a connection on the wire, and the record's summary.
+            TopologyError::RecordTooLarge { name: c, len: 2_800_123, max: d.max_record_len },
+        ),
+        (
+            "a 2 MiB nickname",
+            costly_record(0x0c, &vec![b'n'; 2 << 20], 0),
+            TopologyError::NicknameTooLong { name: c, len: 2 << 20, max: d.max_nickname_len },
+        ),
+    ];
+    for (what, input, expected) in cases {
+        let (mut node, conn, _) = node_with_peer(None);
+        // Refused as the bytes arrive: the cost is the bounded decoding, not a table.
+        bounded_with(what, input.len(), RECORDS, NODE_FIXED, || {
+            node.handle_data(conn, &input, Instant::from_secs(2))
+        });
+        let reason = close_reason(what, &mut node, conn);
+        assert_eq!(reason, CloseReason::Topology(expected), "{what}");
+        assert!(node.inspect().peer(&c).is_none(), "{what}: nothing of it was taken");
+        assert!(node.inspect().peers().count() <= 2, "{what}: no placeholders");
+        assert_eq!(node.stats().records_refused, 1, "{what}");
+    }
+    // Within the defaults an honest large record is taken; a smaller size bound refuses it.
+    let big = costly_record(0x0c, b"c", 5_000);
+    let (mut node, conn, _) = node_with_peer(None);
+    node.handle_data(conn, &big, Instant::from_secs(2));
+    assert_eq!(node.inspect().peer(&c).map(|p| p.connections.len()), Some(5_000));
+    let (mut node, conn, _) =
+        node_with_peer_configured(None, |cfg| cfg.record_limits.max_record_len = 64 << 10);
+    let reason = node_closes("a record over 64 KiB", &mut node, conn, &big);
+    assert!(
+        matches!(reason, CloseReason::Topology(TopologyError::RecordTooLarge { max: 65536, len, .. }) if len > 65536),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn an_update_that_would_overfill_the_table_is_refused_whole() {
+    let (mut node, conn, _) = node_with_peer_configured(None, |cfg| cfg.record_limits.max_peers = 50);
+    // Us, them, the record and 40 placeholders: 43 entries fit.
+    node.handle_data(conn, &costly_record(0x0c, b"c", 40), Instant::from_secs(2));
+    assert_eq!(node.inspect().peers().count(), 43);
+    node.handle_data(conn, &costly_record(0x0d, b"d", 7), Instant::from_secs(3));
+    let reason = close_reason("an update of 8 more", &mut node, conn);
+    assert_eq!(reason, CloseReason::TableFull { entries: 51, max: 50 });
+    assert!(node.inspect().peer(&PeerName::from_u64(0x0d).unwrap()).is_none());
+    assert_eq!(node.stats().records_refused, 1);
 }
 
 #[test]

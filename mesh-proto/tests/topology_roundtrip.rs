@@ -108,7 +108,10 @@ fn full_topology_round_trips_through_random_changes() {
             view(&table, outside_name),
             "persistent outside peer, step {step}"
         );
-        let refs = topology::decode_refs_wanted(&payload, Default::default(), |s| skimming.wants(s)).unwrap();
+        let refs = topology::decode_refs_wanted(&payload, Default::default(), &Default::default(), |s| {
+            skimming.wants(s)
+        })
+        .unwrap();
         skimming.apply(&refs, mesh_proto::Instant::ZERO);
         assert_eq!(view(&skimming, outside_name), view(&table, outside_name), "skimming peer, step {step}");
         // Connection details survive too.
@@ -148,7 +151,9 @@ fn records_no_newer_than_ours_are_skimmed() {
     let update = [record(2, 5, &[3, 7]), record(3, 6, &[2, 4]), record(4, 1, &[3])];
     let mut payload = Vec::new();
     topology::encode(&mut payload, &update);
-    let refs = topology::decode_refs_wanted(&payload, Default::default(), |s| ours.wants(s)).unwrap();
+    let refs =
+        topology::decode_refs_wanted(&payload, Default::default(), &Default::default(), |s| ours.wants(s))
+            .unwrap();
     assert_eq!(refs.iter().map(|r| r.skipped).collect::<Vec<_>>(), [true, false, false]);
     assert!(refs[0].connections.is_empty());
     assert_eq!(refs[1..], topology::decode_refs(&payload, Default::default()).unwrap()[1..]);
@@ -159,7 +164,8 @@ fn records_no_newer_than_ours_are_skimmed() {
     // garbage collection then removes).
     assert!(!ours.contains(&n(7)));
     // A skipped record is never adopted, even if a careless caller skipped a newer one.
-    let refs = topology::decode_refs_wanted(&payload, Default::default(), |_| false).unwrap();
+    let refs =
+        topology::decode_refs_wanted(&payload, Default::default(), &Default::default(), |_| false).unwrap();
     let mut other = Peers::new(n(1), Bytes::new(), 1, 1);
     let applied = other.apply(&refs, mesh_proto::Instant::ZERO);
     assert!(applied.improved.is_empty() && applied.added.is_empty());

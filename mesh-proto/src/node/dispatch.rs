@@ -95,11 +95,21 @@ impl Node {
         }
         let peers = &self.peers;
         let wanted = |s: &SummaryRef<'_>| peers.wants(s);
-        let records = match crate::wire::topology::decode_refs_wanted(g.payload, Default::default(), wanted) {
-            Ok(r) => r,
-            Err(e) => return self.close(id, CloseReason::Topology(e), now),
-        };
+        let bounds = &self.config.record_limits;
+        let records =
+            match crate::wire::topology::decode_refs_wanted(g.payload, Default::default(), bounds, wanted) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.stats.records_refused += u64::from(e.is_over_bound());
+                    return self.close(id, CloseReason::Topology(e), now);
+                }
+            };
         let applied = self.peers.apply(&records, now);
+        if let Some(entries) = applied.table_full {
+            self.stats.records_refused += 1;
+            let max = self.config.record_limits.max_peers;
+            return self.close(id, CloseReason::TableFull { entries, max }, now);
+        }
         self.stats.version_jumps_refused += applied.version_jumps_refused;
         self.requests_answered(&applied.received);
         for name in &applied.added {

@@ -136,10 +136,12 @@ impl Node {
         let mut timers = Timers::default();
         let first = now + half + half.mul_f64(rng.below(1 << 32) as f64 / (1u64 << 32) as f64);
         timers.set(Timer::Gossip, Some(first));
+        let mut peers = Peers::new(config.name, config.nickname.clone(), uid, short_id);
+        peers.set_max_peers(config.record_limits.max_peers);
         Ok(Node {
             uid,
             rng,
-            peers: Peers::new(config.name, config.nickname.clone(), uid, short_id),
+            peers,
             routing: RouteCache::stale(),
             conns: BTreeMap::new(),
             by_name: BTreeMap::new(),

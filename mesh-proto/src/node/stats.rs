@@ -45,4 +45,8 @@ pub struct Stats {
     /// version rose faster than a record's growth budget allows (docs/protocol-v2.md
     /// §17.3): forgeries, never an honest peer.
     pub version_jumps_refused: u64,
+    /// Topology updates refused for a record over a bound of
+    /// [`crate::config::RecordLimits`] (connections, nickname, size) or for growing the
+    /// table past its bound; each closed the connection it came on.
+    pub records_refused: u64,
 }

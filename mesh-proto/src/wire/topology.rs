@@ -8,9 +8,9 @@
 
 use bytes::Bytes;
 
-use crate::config::{GobLimits, SHORT_ID_SPACE};
+use crate::config::{GobLimits, RecordLimits, SHORT_ID_SPACE};
 use crate::name::{PeerName, PeerNameError};
-use crate::wire::gob::{self, GobError, Stream, StructWriter};
+use crate::wire::gob::{self, GobError, Stream, StructWriter, Value};
 
 /// Type id Go uses for `peerSummary`.
 pub const PEER_SUMMARY_TYPE_ID: i64 = 66;
@@ -207,6 +207,47 @@ pub enum TopologyError {
     /// A short id does not fit in 12 bits.
     #[error("topology record has short id {0}, which does not fit in 12 bits")]
     ShortId(u64),
+    /// A record lists more connections than [`RecordLimits::max_connections`].
+    #[error("the record of {name} lists {count} connections; at most {max} are accepted")]
+    TooManyConnections {
+        /// The record's peer.
+        name: PeerName,
+        /// How many it lists.
+        count: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A record's nickname is longer than [`RecordLimits::max_nickname_len`].
+    #[error("the record of {name} has a nickname of {len} bytes; at most {max} are accepted")]
+    NicknameTooLong {
+        /// The record's peer.
+        name: PeerName,
+        /// The nickname's length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A record is larger on the wire than [`RecordLimits::max_record_len`].
+    #[error("the record of {name} takes {len} bytes; at most {max} are accepted")]
+    RecordTooLarge {
+        /// The record's peer.
+        name: PeerName,
+        /// Its size on the wire (summary and connection list).
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl TopologyError {
+    /// Whether this is a record over one of the [`RecordLimits`] (well-formed, but too
+    /// costly to take), rather than malformed bytes.
+    pub fn is_over_bound(&self) -> bool {
+        matches!(
+            self,
+            Self::TooManyConnections { .. } | Self::NicknameTooLong { .. } | Self::RecordTooLarge { .. }
+        )
+    }
 }
 
 /// Writes update payloads exactly as Go does: definitions at first use, ids 66/67/68.
@@ -315,82 +356,121 @@ pub fn decode_with_limits(payload: &[u8], limits: GobLimits) -> Result<Vec<PeerR
     Ok(decode_refs(payload, limits)?.iter().map(RecordRef::to_owned).collect())
 }
 
-/// Decodes an update payload into records borrowed from it.
+/// Decodes an update payload into records borrowed from it, within the default
+/// [`RecordLimits`].
 pub fn decode_refs(payload: &[u8], limits: GobLimits) -> Result<Vec<RecordRef<'_>>, TopologyError> {
-    decode_refs_wanted(payload, limits, |_| true)
+    decode_refs_wanted(payload, limits, &RecordLimits::default(), |_| true)
 }
 
 /// Like [`decode_refs`], but decodes the connection list only of records whose summary
 /// `wanted` accepts; the others come back `skipped`, with an empty list. A receiver
 /// ignores every record that is not newer than its own copy, and in steady state almost
 /// all are: their lists are the bulk of every update. Their bytes are still framed and
-/// bounded, but a malformed list inside a skipped record goes unnoticed.
+/// bounded, but a malformed list inside a skipped record goes unnoticed. Every record,
+/// skipped or not, is held to `bounds` (its nickname and size; its connection count
+/// when its list is decoded).
 pub fn decode_refs_wanted<'a>(
     payload: &'a [u8],
     limits: GobLimits,
+    bounds: &RecordLimits,
     mut wanted: impl FnMut(&SummaryRef<'_>) -> bool,
 ) -> Result<Vec<RecordRef<'a>>, TopologyError> {
     let mut stream = Stream::with_limits(payload, limits);
     let mut records = Vec::new();
-    while let Some(v) = stream.next_value()? {
-        let summary = v.decode(|f| {
-            let mut s = RawSummary::default();
-            f.structure(|name, field| {
+    loop {
+        let start = stream.remaining();
+        let Some(v) = stream.next_value()? else { break };
+        let summary = decode_summary(v)?;
+        if summary.nickname.len() > bounds.max_nickname_len {
+            let (len, max) = (summary.nickname.len(), bounds.max_nickname_len);
+            return Err(TopologyError::NicknameTooLong { name: summary.name, len, max });
+        }
+        // A stream that ends after a summary ends cleanly; that summary is dropped (Go).
+        let summary_len = start - stream.remaining();
+        let Some(v) = stream.next_value()? else { break };
+        // The list's message is framed already: the record's size is known before it is read.
+        let len = summary_len + v.body_len();
+        if len > bounds.max_record_len {
+            return Err(TopologyError::RecordTooLarge {
+                name: summary.name,
+                len,
+                max: bounds.max_record_len,
+            });
+        }
+        let skipped = !wanted(&summary);
+        let connections =
+            if skipped { Vec::new() } else { decode_list(v, summary.name, bounds.max_connections)? };
+        records.push(RecordRef { summary, connections, skipped });
+    }
+    Ok(records)
+}
+
+fn decode_summary<'a>(v: Value<'_, 'a>) -> Result<SummaryRef<'a>, TopologyError> {
+    let summary = v.decode(|f| {
+        let mut s = RawSummary::default();
+        f.structure(|name, field| {
+            match name {
+                b"NameByte" => s.name = field.bytes()?,
+                b"NickName" => s.nickname = field.string()?,
+                b"UID" => s.uid = field.uint()?,
+                b"Version" => s.version = field.uint()?,
+                b"ShortID" => s.short_id = field.uint()?,
+                b"HasShortID" => s.has_short_id = field.bool()?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(s)
+    })?;
+    summary.validate()
+}
+
+/// The connection list of `name`'s record: at most `max` entries are kept; one more
+/// fails the record once the list has been read (no allocation for the excess).
+fn decode_list<'a>(
+    v: Value<'_, 'a>,
+    name: PeerName,
+    max: usize,
+) -> Result<Vec<ConnectionRef<'a>>, TopologyError> {
+    let mut connections = Vec::new();
+    let mut first_error = None;
+    let mut count = 0usize;
+    v.decode(|f| {
+        f.slice(|elem| {
+            let mut c = RawConnection::default();
+            elem.structure(|name, field| {
                 match name {
-                    b"NameByte" => s.name = field.bytes()?,
-                    b"NickName" => s.nickname = field.string()?,
-                    b"UID" => s.uid = field.uint()?,
-                    b"Version" => s.version = field.uint()?,
-                    b"ShortID" => s.short_id = field.uint()?,
-                    b"HasShortID" => s.has_short_id = field.bool()?,
+                    b"NameByte" => c.name = field.bytes()?,
+                    b"RemoteTCPAddr" => c.addr = field.string()?,
+                    b"Outbound" => c.outbound = field.bool()?,
+                    b"Established" => c.established = field.bool()?,
                     _ => {}
                 }
                 Ok(())
             })?;
-            Ok(s)
-        })?;
-        let summary = summary.validate()?;
-        // A stream that ends after a summary ends cleanly; that summary is dropped (Go).
-        let Some(v) = stream.next_value()? else { break };
-        if !wanted(&summary) {
-            records.push(RecordRef { summary, connections: Vec::new(), skipped: true });
-            continue;
-        }
-        let mut connections = Vec::new();
-        let mut first_error = None;
-        v.decode(|f| {
-            f.slice(|elem| {
-                let mut c = RawConnection::default();
-                elem.structure(|name, field| {
-                    match name {
-                        b"NameByte" => c.name = field.bytes()?,
-                        b"RemoteTCPAddr" => c.addr = field.string()?,
-                        b"Outbound" => c.outbound = field.bool()?,
-                        b"Established" => c.established = field.bool()?,
-                        _ => {}
-                    }
-                    Ok(())
-                })?;
-                match PeerName::from_bytes(c.name) {
-                    Ok(name) => connections.push(ConnectionRef {
-                        name,
-                        remote_tcp_addr: c.addr,
-                        outbound: c.outbound,
-                        established: c.established,
-                    }),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+            count += 1;
+            match PeerName::from_bytes(c.name) {
+                Ok(_) if count > max => {}
+                Ok(name) => connections.push(ConnectionRef {
+                    name,
+                    remote_tcp_addr: c.addr,
+                    outbound: c.outbound,
+                    established: c.established,
+                }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
-                Ok(())
-            })
-        })?;
-        if let Some(e) = first_error {
-            return Err(e.into());
-        }
-        records.push(RecordRef { summary, connections, skipped: false });
+            }
+            Ok(())
+        })
+    })?;
+    if let Some(e) = first_error {
+        return Err(e.into());
     }
-    Ok(records)
+    if count > max {
+        return Err(TopologyError::TooManyConnections { name, count, max });
+    }
+    Ok(connections)
 }
 
 #[derive(Default)]
@@ -490,5 +570,38 @@ mod tests {
         assert_eq!(view.nickname, b"nine");
         assert_eq!(view.to_owned(), owned);
         assert_eq!(view.as_ref(), view);
+    }
+
+    #[test]
+    fn bounds_hold_for_skipped_records_too_and_exactly_at_the_limit() {
+        let name = PeerName::from_u64(3).unwrap();
+        let record = |nick: usize, conns: u64| {
+            let summary =
+                PeerSummary { name, nickname: Bytes::from(vec![b'x'; nick]), uid: 1, ..Default::default() };
+            let list: Vec<ConnectionSummary> = (1..=conns)
+                .map(|i| ConnectionSummary {
+                    name: PeerName::from_u64(100 + i).unwrap(),
+                    ..Default::default()
+                })
+                .collect();
+            let mut out = Vec::new();
+            UpdateEncoder::new().push(&mut out, &summary, list.iter());
+            out
+        };
+        let b = RecordLimits { max_connections: 3, max_nickname_len: 4, max_record_len: 200, max_peers: 10 };
+        let decode =
+            |p: &[u8], want: bool| decode_refs_wanted(p, GobLimits::default(), &b, |_| want).map(|r| r.len());
+        assert_eq!(decode(&record(4, 3), true), Ok(1), "at the limits");
+        for want in [true, false] {
+            let e = decode(&record(5, 0), want).unwrap_err();
+            assert_eq!(e, TopologyError::NicknameTooLong { name, len: 5, max: 4 });
+            assert!(e.is_over_bound());
+            assert!(matches!(decode(&record(0, 20), want), Err(TopologyError::RecordTooLarge { .. })));
+        }
+        let e = decode(&record(0, 4), true).unwrap_err();
+        assert_eq!(e, TopologyError::TooManyConnections { name, count: 4, max: 3 });
+        // A list that is not decoded is not counted (its record is not taken either).
+        assert_eq!(decode(&record(0, 4), false), Ok(1));
+        assert!(!TopologyError::ShortId(5000).is_over_bound());
     }
 }

@@ -551,6 +551,7 @@ impl Runner<'_> {
             ("sync_messages_sent", sum(|s| s.sync_messages_sent)),
             ("referrals", sum(|s| s.referrals)),
             ("version_jumps_refused", sum(|s| s.version_jumps_refused)),
+            ("records_refused", sum(|s| s.records_refused)),
         ] {
             self.report.events.insert(k.to_owned(), v);
         }

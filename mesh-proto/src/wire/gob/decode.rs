@@ -32,6 +32,11 @@ impl<'a> Stream<'a> {
         self.r.is_empty()
     }
 
+    /// How many bytes of the input are still unread.
+    pub fn remaining(&self) -> usize {
+        self.r.remaining()
+    }
+
     /// The next value message, absorbing any definitions before it; `None` at the end.
     pub fn next_value(&mut self) -> Result<Option<Value<'_, 'a>>> {
         loop {
@@ -74,6 +79,11 @@ pub struct Value<'t, 'a> {
 }
 
 impl<'t, 'a> Value<'t, 'a> {
+    /// The bytes of this value's message after its type id.
+    pub fn body_len(&self) -> usize {
+        self.r.remaining()
+    }
+
     /// The wire type id of this value.
     pub fn type_id(&self) -> i64 {
         self.ty
