@@ -1,5 +1,5 @@
 //! Protocol message decoding, and re-encoding what decodes; version 3's topology
-//! synchronisation messages too.
+//! synchronisation messages and heartbeat too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
     {
         // Fixed-width layouts: what decodes re-encodes to the very same bytes.
         assert_eq!(reencode(&s), data);
+    }
+    // Version 3's heartbeat and the count it acknowledges: re-encoded byte for byte.
+    if let Some((&message::TAG_HEARTBEAT, payload)) = data.split_first()
+        && let Ok(read) = message::decode_heartbeat_v3(payload)
+    {
+        let mut again = Vec::new();
+        message::put_heartbeat_v3(&mut again, read);
+        assert_eq!(again, data);
     }
 });
 

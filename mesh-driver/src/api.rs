@@ -193,6 +193,22 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
+    /// On version 3 links, a heartbeat (one every 30 s) not acknowledged within this
+    /// time closes the connection: the remote stopped reading, even on a link too quiet
+    /// to fill a buffer (default 60 s; more than 30 s and at most an hour, or
+    /// [`MeshBuilder::start`] fails). Version 2 (Go) has no acknowledgement.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ack_timeout = timeout;
+        self
+    }
+
+    /// A connection on which nothing arrives for this long is closed (default 60 s, as
+    /// Go; more than 30 s, the heartbeat interval, or [`MeshBuilder::start`] fails).
+    pub fn receive_timeout(mut self, timeout: Duration) -> Self {
+        self.config.receive_timeout = timeout;
+        self
+    }
+
     /// Most relay-only channels (names we have no gossiper for, relayed for others) kept
     /// at once; the least recently used is dropped (default 256).
     pub fn max_relay_channels(mut self, max: usize) -> Self {

@@ -98,6 +98,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ours: outbound bytes of a connection must drain within this time, or it is closed.
 /// Go has no send timeout at all (weaveworks/mesh#125).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Ours, version 3 links: a heartbeat must be acknowledged within this time, or the
+/// remote is taken to have stopped reading and the connection is closed
+/// (docs/protocol-v3.md §13).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Ours: the most relay-only channels (for names we have no gossiper for) kept at once.
 pub const MAX_RELAY_CHANNELS: usize = 256;
 
@@ -248,6 +252,14 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Outbound bytes that do not drain within this time close the connection.
     pub send_timeout: Duration,
+    /// Version 3 links: a heartbeat not acknowledged within this time closes the
+    /// connection (the remote stopped reading), whatever the traffic. The remote
+    /// acknowledges with its own next heartbeat, so this must exceed the heartbeat
+    /// interval (30 s); at most an hour.
+    pub ack_timeout: Duration,
+    /// A registered connection on which nothing arrives for this long is closed (Go: 60 s,
+    /// fixed). It must exceed the heartbeat interval (30 s).
+    pub receive_timeout: Duration,
     /// A dial that has not connected within this time is given up.
     pub connect_timeout: Duration,
     /// Most relay-only channels kept at once (the least recently used one is dropped).
@@ -275,6 +287,8 @@ impl Config {
             gossip_interval: GOSSIP_INTERVAL,
             max_frame_len: MAX_FRAME_LEN,
             send_timeout: SEND_TIMEOUT,
+            ack_timeout: ACK_TIMEOUT,
+            receive_timeout: RECEIVE_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             max_relay_channels: MAX_RELAY_CHANNELS,
             record_limits: RecordLimits::default(),

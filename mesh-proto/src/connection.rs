@@ -53,6 +53,17 @@ pub(crate) struct Running {
     pub(crate) since: Instant,
     pub(crate) heartbeat_at: Instant,
     pub(crate) receive_deadline: Instant,
+    /// Version 3: how long a heartbeat may go unacknowledged (0 on version 2 links,
+    /// which have no acknowledgement).
+    pub(crate) ack_timeout: std::time::Duration,
+    /// Version 3: heartbeats read on this connection, which ours acknowledge.
+    pub(crate) heartbeats_read: u64,
+    /// Version 3: heartbeats of ours the remote has acknowledged.
+    pub(crate) heartbeats_acked: u64,
+    /// Version 3: when each heartbeat sent and not yet acknowledged went out, oldest
+    /// first (at most `ack_timeout` / heartbeat interval + 1 of them: the oldest's
+    /// deadline closes the connection).
+    pub(crate) unacked: VecDeque<Instant>,
     /// Topology send slots: names of the records to describe, merged by union.
     pub(crate) topology: SendSlots<BTreeSet<PeerName>>,
     /// Version 3 links: topology synchronisation waiting to be sent.
@@ -116,13 +127,17 @@ impl Connection {
     }
 
     /// The phase's own deadline: the handshake's, or a running connection's receive
-    /// timeout or next heartbeat (the send timeout is [`Connection::oldest_unwritten`]'s).
+    /// timeout, next heartbeat or acknowledgement due (the send timeout is
+    /// [`Connection::oldest_unwritten`]'s).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Paced { .. } => None,
             Phase::Dialing { deadline } => Some(*deadline),
             Phase::Handshaking(h) => Some(h.deadline()),
-            Phase::Running(r) => Some(r.receive_deadline.min(r.heartbeat_at)),
+            Phase::Running(r) => {
+                let ack = r.unacked.front().map_or(Instant::MAX, |&sent| sent.saturating_add(r.ack_timeout));
+                Some(r.receive_deadline.min(r.heartbeat_at).min(ack))
+            }
         }
     }
 

@@ -159,6 +159,10 @@ pub enum CloseReason {
     /// Bytes we sent were not written in time: the remote stopped reading.
     #[error("outbound data did not drain in time: the remote stopped reading")]
     SendTimeout,
+    /// Version 3: a heartbeat was not acknowledged within this time: the remote stopped
+    /// reading (docs/protocol-v3.md §13).
+    #[error("no heartbeat acknowledgement within {0:?}: the remote stopped reading")]
+    AckTimeout(std::time::Duration),
     /// Too much was buffered for a peer that does not read.
     #[error("too much outbound data buffered for a slow peer")]
     SendBufferFull,

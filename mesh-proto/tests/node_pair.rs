@@ -1292,3 +1292,58 @@ fn a_version_3_newcomer_learns_the_table_by_digests_and_is_sent_each_record_once
     let after = net.nodes[0].stats().topology_records_sent - before;
     assert!((4..=8).contains(&after), "node 0 sent {after} records");
 }
+
+#[test]
+fn a_peer_that_stops_reading_is_closed_on_version_3_links_and_not_on_version_2_ones() {
+    // Node 1 keeps its connection and sends heartbeats but reads nothing (node 0's bytes
+    // are held back, and node 1 puts up with silence for 10 minutes). Nothing else is
+    // sent, so no buffer fills and no send times out: only version 3's acknowledgements
+    // reveal it.
+    for version in [3, 2] {
+        let mut net = Net::new(2, |i, c| {
+            c.max_protocol_version = version;
+            if i == 1 {
+                c.receive_timeout = Duration::from_secs(600);
+            }
+        });
+        net.dial(0, 1);
+        let registered = net.now;
+        assert!(net.conn(0, 1).is_some());
+        net.held.insert(0, Vec::new());
+        // Node 0's first heartbeat goes one interval after registration, unread; its
+        // acknowledgement is due a timeout later.
+        let due = registered + mesh_proto::config::HEARTBEAT_INTERVAL + mesh_proto::config::ACK_TIMEOUT;
+        net.run_until(due - Duration::from_millis(1));
+        assert!(net.closes(0).is_empty(), "version {version}: {:?}", net.closes(0));
+        net.run_until(due);
+        if version == 3 {
+            assert_eq!(net.closes(0), vec![CloseReason::AckTimeout(mesh_proto::config::ACK_TIMEOUT)]);
+            assert_eq!(net.nodes[0].stats().slow_reader_closes, 1);
+        } else {
+            net.run_for(Duration::from_secs(400));
+            assert!(net.closes(0).is_empty(), "version 2 cannot tell: {:?}", net.closes(0));
+        }
+    }
+}
+
+#[test]
+fn heartbeats_acknowledge_each_other_on_version_3_links() {
+    // A timeout just above the heartbeat interval: only acknowledgements carried by the
+    // remote's next heartbeat keep the link for five minutes.
+    let mut net = Net::new(2, |_, c| {
+        c.max_protocol_version = 3;
+        c.ack_timeout = Duration::from_secs(40);
+    });
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(300));
+    for i in 0..2 {
+        assert!(net.closes(i).is_empty(), "node {i}: {:?}", net.closes(i));
+    }
+    // Timeouts the acknowledgement cannot meet are refused when the node is made.
+    let mut c = Config::new(name(0), "n0");
+    c.ack_timeout = mesh_proto::config::HEARTBEAT_INTERVAL;
+    assert!(matches!(
+        Node::new(c, Node::seed_from_u64(1), Instant::ZERO),
+        Err(mesh_proto::NodeError::BadTimeout { what: "ack_timeout", .. })
+    ));
+}

@@ -28,6 +28,17 @@ pub enum NodeError {
         /// The configured limit.
         len: usize,
     },
+    /// The configured `ack_timeout` or `receive_timeout` does not exceed the heartbeat
+    /// interval (30 s), or `ack_timeout` exceeds an hour.
+    #[error("{what} of {value:?} is outside ({:?}, {max:?}]", crate::config::HEARTBEAT_INTERVAL)]
+    BadTimeout {
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: std::time::Duration,
+        /// The most it may be.
+        max: std::time::Duration,
+    },
     /// A gossiper is already registered under this name (or it is `topology`).
     #[error("channel {0:?} is already registered")]
     ChannelTaken(String),

@@ -2,12 +2,13 @@
 //! the handshake (bind to a record, self check, tie-break, connection limit, register),
 //! its timers, and its teardown.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
 use super::Node;
-use crate::config::{HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN, RECEIVE_TIMEOUT};
+use crate::config::{HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN};
 use crate::connection::{ConnId, Connection, Phase, Running};
 use crate::event::{CloseReason, Event, Output};
 use crate::gossip::Slot;
@@ -137,7 +138,7 @@ impl Node {
                     Err(e) => return self.close(id, CloseReason::Crypto(e), now),
                 }
             }
-            r.receive_deadline = now + RECEIVE_TIMEOUT;
+            r.receive_deadline = now + self.config.receive_timeout;
             let body = body.freeze();
             if !records {
                 if !self.on_message(id, body, now) {
@@ -167,7 +168,13 @@ impl Node {
                 return false;
             }
             Ok(Message::Gossip(g)) => self.on_gossip(id, &body, g, now),
-            // Tags 32 to 35 synchronise topology on version 3 links; on version 2 links
+            Ok(Message::Heartbeat) if self.syncs_by_digest(id) => {
+                match message::decode_heartbeat_v3(&body[1..]) {
+                    Ok(read) => self.on_heartbeat_v3(id, read),
+                    Err(e) => self.close(id, CloseReason::Message(e), now),
+                }
+            }
+            // Tags 32 to 36 synchronise topology on version 3 links; on version 2 links
             // they are unknown tags like any other.
             Ok(Message::Unknown { tag, payload }) if self.syncs_by_digest(id) => {
                 if let Some(sync) = crate::wire::sync::Sync::decode(tag, payload) {
@@ -179,6 +186,21 @@ impl Node {
             Ok(_) => {}
         }
         self.conns.contains_key(&id)
+    }
+
+    /// A heartbeat arrived on version 3 link `id`, saying the remote has read `read`
+    /// (modulo 256) of ours (docs/protocol-v3.md §13): those are acknowledged, and ours
+    /// will acknowledge this one. Fewer than 128 are ever unacknowledged (the timeout is
+    /// at most an hour), so the count's low byte says how many more were read; a count
+    /// beyond what we sent acknowledges nothing.
+    fn on_heartbeat_v3(&mut self, id: ConnId, read: u8) {
+        let Some(r) = self.conns.get_mut(&id).and_then(Connection::running_mut) else { return };
+        r.heartbeats_read += 1;
+        let more = usize::from(read.wrapping_sub(r.heartbeats_acked as u8));
+        if more <= r.unacked.len() {
+            r.unacked.drain(..more);
+            r.heartbeats_acked += more as u64;
+        }
     }
 
     /// The handshake of `id` succeeded: bind, check, tie-break, admit, register.
@@ -223,7 +245,11 @@ impl Node {
             bound: false,
             since: now,
             heartbeat_at: now + HEARTBEAT_INTERVAL,
-            receive_deadline: now + RECEIVE_TIMEOUT,
+            receive_deadline: now + self.config.receive_timeout,
+            ack_timeout: if version >= 3 { self.config.ack_timeout } else { Duration::ZERO },
+            heartbeats_read: 0,
+            heartbeats_acked: 0,
+            unacked: VecDeque::new(),
             topology: Default::default(),
             sync: Default::default(),
         }));
@@ -352,7 +378,8 @@ impl Node {
         }
     }
 
-    /// The connection's own deadlines: send timeout, dial, handshake, receive, heartbeat.
+    /// The connection's own deadlines: send timeout, dial, handshake, receive, heartbeat,
+    /// and on version 3 links the heartbeat acknowledgement.
     pub(super) fn conn_timers(&mut self, id: ConnId, now: Instant) {
         let send_timeout = self.config.send_timeout;
         let keep = self.broken(Sabotage::NeverCloseSlowReader);
@@ -371,16 +398,31 @@ impl Node {
             }
             Phase::Running(r) => {
                 if r.receive_deadline <= now && keep {
-                    r.receive_deadline = now + RECEIVE_TIMEOUT;
+                    r.receive_deadline = now + self.config.receive_timeout;
                 } else if r.receive_deadline <= now {
                     return self.close(id, CloseReason::ReceiveTimeout, now);
+                }
+                let ack_timeout = r.ack_timeout;
+                if r.unacked.front().is_some_and(|&sent| sent.saturating_add(ack_timeout) <= now) && !keep {
+                    return self.close(id, CloseReason::AckTimeout(ack_timeout), now);
                 }
                 if r.heartbeat_at <= now {
                     while r.heartbeat_at <= now {
                         r.heartbeat_at += HEARTBEAT_INTERVAL;
                     }
+                    let v3 = r.version >= 3;
+                    let read = r.heartbeats_read as u8; // modulo 256, on purpose
+                    if v3 {
+                        r.unacked.push_back(now);
+                    }
                     // Heartbeats go out directly, not through the send slots.
-                    let sent = c.append_frame(self.config.max_frame_len, |o| o.push(message::TAG_HEARTBEAT));
+                    let sent = c.append_frame(self.config.max_frame_len, |o| {
+                        if v3 {
+                            message::put_heartbeat_v3(o, read);
+                        } else {
+                            o.push(message::TAG_HEARTBEAT);
+                        }
+                    });
                     self.stats.frames_sent += u64::from(sent.is_ok());
                     self.to_flush.insert(id);
                 }

@@ -119,6 +119,15 @@ impl Node {
         if !(crate::config::MIN_FRAME_LIMIT..=crate::config::MAX_FRAME_LEN).contains(&config.max_frame_len) {
             return Err(NodeError::BadFrameLimit { len: config.max_frame_len });
         }
+        let hour = std::time::Duration::from_secs(3600);
+        for (what, value, max) in [
+            ("ack_timeout", config.ack_timeout, hour),
+            ("receive_timeout", config.receive_timeout, std::time::Duration::MAX),
+        ] {
+            if value <= crate::config::HEARTBEAT_INTERVAL || value > max {
+                return Err(NodeError::BadTimeout { what, value, max });
+            }
+        }
         let mut rng = Random::from_seed(seed);
         let uid = loop {
             let u = rng.next_u64();

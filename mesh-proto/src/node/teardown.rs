@@ -67,7 +67,10 @@ impl Node {
         for ch in self.channels.values_mut() {
             ch.slots().drop_conn(id.0);
         }
-        if matches!(reason, CloseReason::SendTimeout | CloseReason::SendBufferFull) {
+        if matches!(
+            reason,
+            CloseReason::SendTimeout | CloseReason::SendBufferFull | CloseReason::AckTimeout(_)
+        ) {
             self.stats.slow_reader_closes += 1;
         }
         if conn.outbound {

@@ -19,6 +19,22 @@ pub const TAG_BROADCAST: u8 = 6;
 /// Overlay control (ignored with the null overlay), like legacy tags 1 to 3.
 pub const TAG_OVERLAY_CONTROL: u8 = 7;
 
+/// Appends a version 3 heartbeat: tag 0, then `read: u8`, how many heartbeats we have
+/// read on the connection so far, modulo 256, which acknowledges them
+/// (docs/protocol-v3.md §13). Version 2's heartbeat is the tag alone.
+pub fn put_heartbeat_v3(out: &mut Vec<u8>, read: u8) {
+    out.extend_from_slice(&[TAG_HEARTBEAT, read]);
+}
+
+/// The count (modulo 256) a version 3 heartbeat's payload (after the tag)
+/// acknowledges: exactly one byte.
+pub fn decode_heartbeat_v3(payload: &[u8]) -> Result<u8, MessageError> {
+    match payload {
+        &[read] => Ok(read),
+        _ => Err(MessageError::Heartbeat { len: payload.len() }),
+    }
+}
+
 /// The three kinds of gossip message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GossipKind {
@@ -95,6 +111,12 @@ pub enum MessageError {
     /// A source or destination does not fit in 48 bits.
     #[error("bad peer name in gossip envelope: {0}")]
     Name(#[from] PeerNameError),
+    /// A version 3 heartbeat's payload was not 8 bytes.
+    #[error("version 3 heartbeat with a payload of {len} bytes; it has 1")]
+    Heartbeat {
+        /// The payload's length.
+        len: usize,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -183,5 +205,22 @@ pub fn unicast_destination(body: &[u8]) -> Result<Option<PeerName>, MessageError
             Ok(Some(destination))
         }
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_3_heartbeat_is_the_tag_and_one_byte_of_count() {
+        let mut out = Vec::new();
+        put_heartbeat_v3(&mut out, 0xa7);
+        assert_eq!(out, [0, 0xa7]);
+        assert_eq!(Message::decode(&out), Ok(Message::Heartbeat));
+        assert_eq!(decode_heartbeat_v3(&out[1..]), Ok(0xa7));
+        for len in [0, 2, 9] {
+            assert_eq!(decode_heartbeat_v3(&vec![0; len]), Err(MessageError::Heartbeat { len }));
+        }
     }
 }
