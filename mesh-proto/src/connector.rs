@@ -472,38 +472,7 @@ impl Connector {
         for t in self.targets.values_mut() {
             t.valid = None;
         }
-        // A key already valid keeps what it was first marked with, except that a direct
-        // peer's mark is final (direct peers are marked first).
-        fn mark(targets: &mut BTreeMap<String, Target>, key: &str, direct: bool, now: Instant) {
-            match targets.get_mut(key) {
-                Some(t) => {
-                    t.valid.get_or_insert(direct);
-                }
-                None => {
-                    let mut t = Target::new(now);
-                    t.valid = Some(direct);
-                    targets.insert(key.to_owned(), t);
-                }
-            }
-        }
-        for a in self.direct.values() {
-            let key = a.key(self.our_port);
-            if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
-                continue; // it evidently connects to us; we cannot tell its port
-            }
-            // Ours: the peer that answered here is connected already (perhaps inbound).
-            // Go keeps re-dialling it, and every duplicate churns (weaveworks/weave#478).
-            if self.targets.get(&key).and_then(|t| t.peer).is_some_and(|p| connected_names.contains(&p)) {
-                continue;
-            }
-            // Ours: it refused us, and we reach it through others anyway.
-            if self.targets.get(&key).is_some_and(|t| t.refused && t.peer.is_some_and(&reachable)) {
-                continue;
-            }
-            if !connected_addrs.contains(key.as_str()) {
-                mark(&mut self.targets, &key, true, now);
-            }
-        }
+        self.mark_direct(now, &connected_names, &connected_addrs, &inbound_ips, reachable);
         if !self.discovery {
             return;
         }
@@ -519,6 +488,50 @@ impl Connector {
                 t.valid.get_or_insert(false);
             }
         }
+        self.mark_discovered(now, us, &connected_names, &connected_addrs, direct_keys);
+    }
+
+    /// Marks the direct peers' addresses valid (direct), but not those that evidently
+    /// connect to us, answered with a peer connected already, or refused us while we
+    /// reach their peer through others.
+    fn mark_direct(
+        &mut self,
+        now: Instant,
+        connected_names: &BTreeSet<PeerName>,
+        connected_addrs: &BTreeSet<&str>,
+        inbound_ips: &BTreeSet<IpAddr>,
+        reachable: impl Fn(PeerName) -> bool,
+    ) {
+        for a in self.direct.values() {
+            let key = a.key(self.our_port);
+            if a.port.is_none() && a.ip.is_some_and(|ip| inbound_ips.contains(&ip)) {
+                continue; // it evidently connects to us; we cannot tell its port
+            }
+            // Ours: the peer that answered here is connected already (perhaps inbound).
+            // Go keeps re-dialling it, and every duplicate churns (weaveworks/weave#478).
+            if self.targets.get(&key).and_then(|t| t.peer).is_some_and(|p| connected_names.contains(&p)) {
+                continue;
+            }
+            // Ours: it refused us, and we reach it through others anyway.
+            if self.targets.get(&key).is_some_and(|t| t.refused && t.peer.is_some_and(&reachable)) {
+                continue;
+            }
+            if !connected_addrs.contains(key.as_str()) {
+                mark_target(&mut self.targets, &key, true, now);
+            }
+        }
+    }
+
+    /// Marks the discovered addresses valid, each expecting the peer gossip says listens
+    /// there, and remembers them for [`DISCOVERY_MEMORY`].
+    fn mark_discovered(
+        &mut self,
+        now: Instant,
+        us: PeerName,
+        connected_names: &BTreeSet<PeerName>,
+        connected_addrs: &BTreeSet<&str>,
+        direct_keys: &BTreeSet<String>,
+    ) {
         // Both maps are in address order: walk them together instead of looking each
         // address up, and add the new targets afterwards.
         let mut fresh = Vec::new();
@@ -700,6 +713,21 @@ fn back_off(t: &mut Target, now: Instant, mut random: impl FnMut(u64) -> u64) {
     t.try_after = Some(now + Duration::from_nanos(i / 2 + jitter));
     let grown = t.interval * RETRY_GROWTH.0 / RETRY_GROWTH.1;
     t.interval = grown.min(RETRY_MAX);
+}
+
+/// Marks `key` valid. A key already valid keeps what it was first marked with, except
+/// that a direct peer's mark is final (direct peers are marked first).
+fn mark_target(targets: &mut BTreeMap<String, Target>, key: &str, direct: bool, now: Instant) {
+    match targets.get_mut(key) {
+        Some(t) => {
+            t.valid.get_or_insert(direct);
+        }
+        None => {
+            let mut t = Target::new(now);
+            t.valid = Some(direct);
+            targets.insert(key.to_owned(), t);
+        }
+    }
 }
 
 #[cfg(test)]
