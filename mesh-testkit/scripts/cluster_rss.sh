@@ -11,7 +11,11 @@
 # Builds the example in release (into $CARGO_TARGET_DIR, default ./target; one job unless
 # CARGO_BUILD_JOBS says otherwise), starts N processes on loopback, mesh ports
 # BASE_MESH+1.. and HTTP ports BASE_HTTP+1.. (environment, defaults 16000 and 17000),
-# every one with password `cluster-rss` and the first as its `--peer`. It polls each
+# every one with password `cluster-rss` and the first as its `--peer` (above 64 peers,
+# the counter's connection limit, peer i dials peer i/2 instead: a binary tree. On
+# loopback every peer shares one IP, so discovery cannot turn an inbound connection into
+# a dial address (it would be the IP with our own port), and newcomers refused by a full
+# first peer would find no one else). It polls each
 # one's `GET /status` until every peer knows the N-1 others (at most SETTLE seconds,
 # default 120), then measures for IDLE_SECONDS: the CPU (utime+stime from
 # /proc/PID/stat) of all processes over that time, then each one's VmRSS, RssAnon and
@@ -33,6 +37,7 @@ BASE_MESH=${BASE_MESH:-16000}
 BASE_HTTP=${BASE_HTTP:-17000}
 SETTLE=${SETTLE:-120}
 MAX_PROTOCOL=${MAX_PROTOCOL:-3}
+STAR_MAX=64
 PASSWORD=cluster-rss
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -65,7 +70,11 @@ for i in $(seq 1 "$N"); do
     args=(--hwaddr "$(printf '00:00:00:00:%02x:%02x' $((i / 256)) $((i % 256)))"
         --nickname "p$i" --mesh "127.0.0.1:$((BASE_MESH + i))"
         --http "127.0.0.1:$((BASE_HTTP + i))" --password "$PASSWORD" --max-protocol "$MAX_PROTOCOL")
-    if ((i > 1)); then args+=(--peer "127.0.0.1:$((BASE_MESH + 1))"); fi
+    if ((i > 1 && N <= STAR_MAX)); then
+        args+=(--peer "127.0.0.1:$((BASE_MESH + 1))")
+    elif ((i > 1)); then
+        args+=(--peer "127.0.0.1:$((BASE_MESH + i / 2))")
+    fi
     "$bin" "${args[@]}" >"$logdir/p$i.log" 2>&1 &
     pids+=($!)
 done
@@ -90,7 +99,9 @@ until formed; do
     fi
     sleep 1
 done
-echo "formed: $N $ADAPTER peers (max protocol $MAX_PROTOCOL) each know $((N - 1)) others after $((SECONDS - start)) s"
+shape=star
+((N > STAR_MAX)) && shape=tree
+echo "formed: $N $ADAPTER peers ($shape, max protocol $MAX_PROTOCOL) each know $((N - 1)) others after $((SECONDS - start)) s"
 
 ticks=$(getconf CLK_TCK)
 # utime + stime of one process, in clock ticks (fields 14 and 15; the name may hold spaces).
