@@ -518,7 +518,10 @@ impl Peers {
                 out.version_jumps_refused += 1;
                 continue;
             }
-            existing.growth.spend(s.version.saturating_sub(existing.summary.version), now);
+            if existing.summary.version > 0 {
+                // (A first description, of a placeholder or a candidate, leaves it full.)
+                existing.growth.spend(s.version - existing.summary.version, now);
+            }
             let old_sid = existing.summary.short_id;
             existing.adopt(s, &r.connections);
             let new_sid = existing.summary.short_id;
