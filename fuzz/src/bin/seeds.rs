@@ -379,6 +379,12 @@ fn handshake_seeds(v: &Vectors, c: &mut Corpus) {
     }
 }
 
+/// A heartbeat's body: version 3's carries how many heartbeats were read (here none),
+/// version 2's is the tag alone.
+fn heartbeat_body(v3: bool) -> Vec<u8> {
+    if v3 { vec![0, 0] } else { vec![0] }
+}
+
 /// A node seed and what running it must report.
 fn node_seed(c: &mut Corpus, name: &str, input: node::Input, check: impl Fn(&node::Report) -> bool) {
     let bytes = input.to_bytes();
@@ -407,7 +413,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         ["gossip", "broadcast_local_origin", "broadcast_relayed", "unicast", "gossip_counter_empty_map"]
             .iter()
             .flat_map(|k| gossip[*k].clone())
-            .chain([vec![0], topology_body])
+            .chain([topology_body])
             .chain(sync_messages())
             .collect();
     let frames = |conn: u8, bodies: &[Vec<u8>]| -> Vec<Op> {
@@ -444,6 +450,8 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
     // Every honest-remote seed twice: the remote offers [2, 3] as a current Rust peer
     // does, so the node speaks version 3 with it, and (`v2_` seeds) only version 2.
     for (v2_only, v) in [(false, ""), (true, "v2_")] {
+        // Version 3's heartbeat carries the count of heartbeats read (none here).
+        let heartbeat = heartbeat_body(!v2_only);
         let hello = |conn: u8, name: u64, password: Password| Op::Hello {
             conn,
             name,
@@ -469,7 +477,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         for (encrypted, pw, label) in [(false, Password::None, "plain"), (true, Password::Pw, "pw")] {
             // Gossip, broadcasts (ours and relayed), a unicast for someone else, a heartbeat
             // and a topology update; then the timers, writes and the application's calls.
-            let mut extra = frames(0, &good);
+            let mut extra = frames(0, &[good.clone(), vec![heartbeat.clone()]].concat());
             extra.extend([
                 Op::Advance { ms: 1_100 },
                 Op::Written { conn: 0, n: 0 },
@@ -480,7 +488,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
                 Op::Written { conn: 0, n: 0 },
                 Op::Status,
             ]);
-            extra.extend(frames(0, &[vec![0]]));
+            extra.extend(frames(0, std::slice::from_ref(&heartbeat)));
             node_seed(c, &format!("{v}{label}_session"), session(encrypted, pw, extra), |r| {
                 // The peers the topology named are dialled and never answer: those dials
                 // are given up at the connect timeout, and nothing else closes.
@@ -494,7 +502,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
                 hello(0, 0x0b, pw),
                 Op::Deliver { conn: 0, max: 0 },
                 Op::Deliver { conn: 0, max: 0 },
-                Op::Frame { conn: 0, body: vec![0] },
+                Op::Frame { conn: 0, body: heartbeat.clone() },
                 Op::Deliver { conn: 0, max: 0 },
                 Op::Forget { peers: vec![b"10.9.0.11:6783".to_vec()] },
             ];
@@ -578,7 +586,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         // The remote's features are frame 0 and a heartbeat frame 1, so frame 2 is due.
         let due = CloseReason::Crypto(CryptoError::Open { seq: 2 });
         let after_heartbeat = |extra: Vec<Op>| {
-            let mut ops = frames(0, &[vec![0]]);
+            let mut ops = frames(0, std::slice::from_ref(&heartbeat));
             ops.extend(extra);
             ops.push(Op::Deliver { conn: 0, max: 0 });
             session(true, pw, ops)
@@ -592,7 +600,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         node_seed(
             c,
             &format!("{v}reordered_frame"),
-            after_heartbeat(vec![Op::Skip { conn: 0 }, Op::Frame { conn: 0, body: vec![0] }]),
+            after_heartbeat(vec![Op::Skip { conn: 0 }, Op::Frame { conn: 0, body: heartbeat.clone() }]),
             only_close(due.clone()),
         );
         // A tag byte: version 2's tag leads the sealed body, version 3's follows the
@@ -635,7 +643,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
                 Op::Deliver { conn: 0, max: 0 },
                 Op::Deliver { conn: 0, max: 0 },
             ],
-            frames(0, &[vec![0]]),
+            frames(0, &[heartbeat_body(versions != Versions::V2Only && !v2_only)]),
         ]
         .concat(),
     };
