@@ -167,7 +167,15 @@ where
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d((min_n * 0.8..max_n * 1.25).log_scale(), (lo * 0.5..hi * 2.0).log_scale())?;
-    chart.configure_mesh().x_desc("peers (log)").y_desc(y_desc).draw()?;
+    // Label only the round sizes: a log axis puts a key point at every hundred, and
+    // near a thousand their labels run into each other.
+    let round = |x: &f64| {
+        let n = x.round() as u64;
+        let lead = n / 10u64.pow(n.max(1).ilog10());
+        let exact = n == lead * 10u64.pow(n.max(1).ilog10());
+        if exact && matches!(lead, 1 | 2 | 5) { n.to_string() } else { String::new() }
+    };
+    chart.configure_mesh().x_desc("peers (log)").y_desc(y_desc).x_label_formatter(&round).draw()?;
     for (i, (name, s)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let line: Vec<(f64, f64)> =
@@ -178,7 +186,12 @@ where
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
         chart.draw_series(line.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 
