@@ -209,6 +209,7 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         // everyone and the live dial graph is connected; discovery only adds to that.
         expect_formed: false,
         max_relay_channels,
+        receive_timeout_ms: None,
         sabotage: opts.sabotage.clone(),
     }
 }

@@ -53,6 +53,10 @@ pub struct Scenario {
     pub expect_formed: bool,
     /// Each peer's bound on relay-only channels (`None`: the default, 256).
     pub max_relay_channels: Option<usize>,
+    /// Each peer's receive timeout in ms (`None`: the default, 60 s). A long one makes a
+    /// peer that stops reading keep its connections however long it hears nothing, as
+    /// a hostile or stuck peer would, so only the other ends can find it.
+    pub receive_timeout_ms: Option<u64>,
     /// Core mechanisms switched off on purpose in every peer, by name (`skip_gc`,
     /// `stale_routes`, ...), to show an invariant failing. Needs mesh-sim's `sabotage`
     /// feature.
@@ -81,6 +85,7 @@ impl Default for Scenario {
             planted: None,
             expect_formed: false,
             max_relay_channels: None,
+            receive_timeout_ms: None,
             sabotage: Vec::new(),
         }
     }

@@ -289,3 +289,38 @@ fn version_3_steady_state_costs_a_fiftieth_of_version_2() {
     assert!(b3 * 50.0 <= b2, "steady bytes per peer per interval: v2 {b2:.0}, v3 {b3:.0}");
     assert!(v3.bytes_per_peer * 5.0 <= v2.bytes_per_peer, "{} vs {}", v3.bytes_per_peer, v2.bytes_per_peer);
 }
+
+/// A peer that stops reading and puts up with hearing nothing (a long receive timeout,
+/// as a hostile or stuck peer would) on quiet links: version 3's heartbeat
+/// acknowledgements close its connections within the slow-reader bound; version 2 has
+/// no way to tell, and the invariant catches it keeping them.
+#[test]
+fn a_patient_peer_that_stops_reading_is_found_only_by_version_3() {
+    let scenario = Scenario::parse(
+        r#"name = "deaf-reader"
+        seed = 3
+        nodes = 8
+        topology = { kind = "random", degree = 2 }
+        password = "deaf"
+        duration_ms = 300000
+        quiet_ms = 120000
+        receive_timeout_ms = 600000
+        [[faults]]
+        at_ms = 30000
+        until_ms = 250000
+        kind = { type = "stop_reading", node = 3 }"#,
+    )
+    .expect("valid scenario");
+    let v3 = runner::run(&scenario, &RunOptions::default());
+    assert!(v3.passed(), "{:#?}", v3.violations);
+    assert_eq!(v3.invariants["slow_reader"].examined, 1);
+    assert!(v3.events["slow_reader_closes"] > 0, "{:?}", v3.events);
+    let mut v2 = scenario.clone();
+    v2.v2_only = (0..v2.nodes).collect();
+    let v2 = runner::run(&v2, &RunOptions::default());
+    assert!(
+        v2.violations.iter().any(|v| v.invariant == "slow_reader"),
+        "version 2 was expected to keep the stopped reader's connections: {:#?}",
+        v2.violations
+    );
+}

@@ -458,6 +458,9 @@ impl<'a> Runner<'a> {
         if let Some(m) = sc.max_relay_channels {
             c.max_relay_channels = m;
         }
+        if let Some(ms) = sc.receive_timeout_ms {
+            c.receive_timeout = Duration::from_millis(ms);
+        }
         #[cfg(feature = "sabotage")]
         {
             c.sabotage = sc.sabotage.iter().filter_map(|s| s.parse().ok()).collect();
