@@ -542,18 +542,25 @@ impl Peers {
         out
     }
 
+    /// Whether a record claiming our name with this UID and version moves our version
+    /// past it: another incarnation (or a forgery) at a version at least ours, or our
+    /// own UID at a higher version (only a forgery).
+    pub fn claim_moves_us(&self, uid: u64, version: u64) -> bool {
+        let me = &self.ours().summary;
+        if uid == me.uid { version > me.version } else { version >= me.version }
+    }
+
     /// A received record claims our name (docs/protocol-v2.md §17.3 step 5). Another
     /// incarnation of us (or a forgery) at a version at least ours, or our own UID at a
     /// higher version (only a forgery), raises our version past it, so that our next
     /// record wins again; by no more than our growth budget, so that no claim can push
     /// us to where our own updates stop winning.
     fn claim_about_us(&mut self, s: &SummaryRef<'_>, now: Instant, out: &mut Applied) {
-        let me = self.ours_mut();
-        let v = me.summary.version;
-        let overtakes = if s.uid == me.summary.uid { s.version > v } else { s.version >= v };
-        if !overtakes {
+        if !self.claim_moves_us(s.uid, s.version) {
             return;
         }
+        let me = self.ours_mut();
+        let v = me.summary.version;
         let wanted = s.version.saturating_add(1) - v;
         let rise = wanted.min(me.growth.available(now));
         if rise < wanted {

@@ -113,10 +113,7 @@ impl Node {
         let newer = match self.peers.get(&e.name) {
             // A record of another incarnation of us (or a forgery): applying it moves our
             // version past it, as a received update does.
-            _ if e.name == self.config.name => {
-                let me = &self.peers.ours().summary;
-                if e.uid == me.uid { e.version > me.version } else { e.version >= me.version }
-            }
+            _ if e.name == self.config.name => self.peers.claim_moves_us(e.uid, e.version),
             // One whose version rose further than its growth budget allows would be refused.
             Some(p) if !p.is_placeholder() => {
                 p.beaten_by(e.version, e.uid, e.short_id.is_some()) && p.may_rise_to(e.version, now)
