@@ -5,12 +5,20 @@
 //!
 //! The flags and the HTTP interface are the Go app's: `GET` answers `get => N`, `POST`
 //! increments and answers `incr => N`, so Go, tokio and smol copies run in one cluster.
-//! One addition for scripts (`mesh-testkit/scripts/cluster_rss.sh`): `GET /status`
-//! answers `peers K\nestablished C\n`, the peers known besides ourselves and our
-//! established connections.
+//! Additions for scripts (`mesh-testkit/scripts/cluster_rss.sh`) and `mesh-lab`:
+//! - `GET /status` answers `peers K\nestablished C\nown N\n`: the peers known besides
+//!   ourselves, our established connections and our own entry of the counter;
+//! - `GET /topology` answers one line per record of the peers table, `name uid version`,
+//!   by name: two peers whose answers are equal hold the same topology;
+//! - `--state FILE` keeps our own entry in FILE, written before an increment is
+//!   acknowledged and read at start, so an acknowledged increment survives a crash and a
+//!   restart under the same name (the counter merges by maximum: without it, a restarted
+//!   peer counts from zero again and its first increments vanish under its old entry).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -54,6 +62,8 @@ pub struct Args {
     pub channel: String,
     /// A peer to connect to (repeatable).
     pub peers: Vec<String>,
+    /// Where to keep our own count across restarts (none: in memory only).
+    pub state: Option<String>,
 }
 
 const USAGE: &str = "\
@@ -76,6 +86,8 @@ Options:
       --max-protocol <MAX_PROTOCOL>  Highest protocol version to offer, 2 or 3 [default: 3]
       --channel <CHANNEL>            Gossip channel name [default: default]
       --peer <PEERS>                 A peer to connect to (repeatable)
+      --state <FILE>                 Keep our own count in FILE, written before each
+                                     increment is acknowledged, read at start
   -h, --help                         Print help
   -V, --version                      Print version
 ";
@@ -92,6 +104,7 @@ impl Default for Args {
             max_protocol: 3,
             channel: "default".into(),
             peers: Vec::new(),
+            state: None,
         }
     }
 }
@@ -169,6 +182,7 @@ impl Args {
                 "--max-protocol" => a.max_protocol = version(value()?)?,
                 "--channel" => a.channel = value()?,
                 "--peer" => a.peers.push(value()?),
+                "--state" => a.state = Some(value()?),
                 _ => return Err(ArgsError::Bad(format!("unexpected argument {arg:?}"))),
             }
         }
@@ -243,6 +257,11 @@ pub struct App<R: Runtime> {
     pub channel: Channel<Counts, R>,
     /// Where the HTTP interface should listen.
     pub http: SocketAddr,
+    /// Our name.
+    pub name: PeerName,
+    /// The `--state` file, locked across an increment and its write, so the file never
+    /// goes back to a smaller count than one acknowledged.
+    state: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl<R: Runtime> Clone for App<R> {
@@ -252,6 +271,8 @@ impl<R: Runtime> Clone for App<R> {
             counter: self.counter.clone(),
             channel: self.channel.clone(),
             http: self.http,
+            name: self.name,
+            state: self.state.clone(),
         }
     }
 }
@@ -282,7 +303,15 @@ pub async fn start<R: Runtime>(rt: R, args: Args) -> Result<App<R>, Box<dyn std:
         }
         Some(p) => builder = builder.password(Bytes::from(p)),
     }
-    let counter = Counter::new(name);
+    let state = args.state.map(PathBuf::from);
+    let counter = match &state {
+        Some(path) => {
+            let own = read_state(path)?;
+            info!(own, path = %path.display(), "own count restored");
+            Counter::with_state(name, Counts([(name, own)].into()))
+        }
+        None => Counter::new(name),
+    };
     let channel = builder.channel(args.channel, counter.gossiper());
     let mesh = builder.start().await?;
     let mut peers = args.peers;
@@ -291,7 +320,25 @@ pub async fn start<R: Runtime>(rt: R, args: Args) -> Result<App<R>, Box<dyn std:
         warn!(error = %e, "ignoring peer");
     }
     info!(%name, %nickname, mesh = %mesh.local_addr(), %http, "counter started");
-    Ok(App { mesh, counter, channel, http })
+    Ok(App { mesh, counter, channel, http, name, state: Arc::new(Mutex::new(state)) })
+}
+
+/// Our own count from a `--state` file: 0 if it does not exist yet.
+fn read_state(path: &Path) -> Result<i64, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => s.trim().parse().map_err(|_| format!("{}: {s:?} is not a count", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Writes our own count to a `--state` file through a temporary file and a rename, so a
+/// crash leaves the old count or the new one, never a torn file. No fsync: the file must
+/// survive the process, not the machine.
+fn write_state(path: &Path, own: i64) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{own}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 impl<R: Runtime> App<R> {
@@ -319,22 +366,49 @@ impl<R: Runtime> App<R> {
                         .iter()
                         .filter(|c| c.state == mesh_proto::ConnectionState::Established)
                         .count();
-                    format!("peers {}\nestablished {established}\n", st.peers.len().saturating_sub(1))
+                    let own = self.counter.snapshot().0.get(&self.name).copied().unwrap_or(0);
+                    let known = st.peers.len().saturating_sub(1);
+                    format!("peers {known}\nestablished {established}\nown {own}\n")
+                }
+                Err(e) => format!("error {e}\n"),
+            },
+            Method::GET if req.uri().path() == "/topology" => match self.mesh.status().await {
+                Ok(st) => {
+                    let mut peers: Vec<_> = st.peers.iter().map(|p| (p.name, p.uid, p.version)).collect();
+                    peers.sort();
+                    peers.iter().map(|(n, u, v)| format!("{n} {u} {v}\n")).collect()
                 }
                 Err(e) => format!("error {e}\n"),
             },
             Method::GET => format!("get => {}\n", self.counter.value()),
-            Method::POST => {
-                let state = self.counter.increment();
-                let value = state.value();
-                if let Err(e) = self.channel.broadcast(state).await {
-                    error!(error = %e, "broadcast failed");
+            Method::POST => match self.increment() {
+                Ok(state) => {
+                    let value = state.value();
+                    if let Err(e) = self.channel.broadcast(state).await {
+                        error!(error = %e, "broadcast failed");
+                    }
+                    format!("incr => {value}\n")
                 }
-                format!("incr => {value}\n")
-            }
+                Err(e) => {
+                    error!(error = %e, "writing the state file failed");
+                    let mut r = Response::new(Full::new(Bytes::from(format!("error {e}\n"))));
+                    *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                    return Ok(r);
+                }
+            },
             _ => String::new(),
         };
         Ok(Response::new(Full::new(Bytes::from(body))))
+    }
+
+    /// Increments our entry and, with `--state`, writes it before anyone is told.
+    fn increment(&self) -> std::io::Result<Counts> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = self.counter.increment();
+        if let Some(path) = state.as_ref() {
+            write_state(path, counts.0.get(&self.name).copied().unwrap_or(0))?;
+        }
+        Ok(counts)
     }
 
     /// Leaves the mesh.
@@ -364,6 +438,8 @@ mod tests {
             "--min-protocol",
             "3",
             "--channel=c",
+            "--state",
+            "/tmp/c.state",
         ])
         .unwrap();
         assert_eq!(a.hwaddr.as_deref(), Some("00:00:00:00:00:02"));
@@ -372,8 +448,24 @@ mod tests {
         assert_eq!(a.peers, ["127.0.0.1:6001", "127.0.0.1:6003"]);
         assert_eq!((a.min_protocol, a.max_protocol, a.channel.as_str()), (3, 3, "c"));
         assert_eq!(a.nickname, None);
+        assert_eq!(a.state.as_deref(), Some("/tmp/c.state"));
         assert_eq!(Args::try_parse_from(Vec::<String>::new()).unwrap(), Args::default());
         assert_eq!(Args::default().mesh, "0.0.0.0:6783");
+    }
+
+    #[test]
+    fn the_state_file_keeps_the_last_count_written() {
+        let dir = std::env::temp_dir().join(format!("counter-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("own");
+        assert_eq!(read_state(&path), Ok(0), "a missing file is a count of zero");
+        write_state(&path, 41).unwrap();
+        write_state(&path, 42).unwrap();
+        assert_eq!(read_state(&path), Ok(42));
+        assert!(!path.with_extension("tmp").exists(), "the temporary file is renamed away");
+        std::fs::write(&path, "forty-two").unwrap();
+        assert!(read_state(&path).unwrap_err().contains("is not a count"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
