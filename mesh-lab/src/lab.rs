@@ -266,8 +266,12 @@ impl Lab<'_> {
                     self.log(format!("fault: {}", f.kind));
                 } else if state[k] == 1 && f.until_s <= t {
                     // What the fault did to the mesh, seen by those who can answer (not
-                    // asking the one it made unreachable, which would only time out).
-                    let skip = f.kind.unreachable();
+                    // asking the one it made unreachable or narrowed, which would only
+                    // time out or hold the heal back).
+                    let skip = match f.kind {
+                        Fault::Bandwidth { node, .. } => Some(node),
+                        ref k => k.unreachable(),
+                    };
                     let before: Vec<Option<usize>> = (0..s.nodes)
                         .map(|i| {
                             (Some(i) != skip)

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::runner::{self, InvariantReport, Report, RunOptions, Violation};
-use crate::scenario::{Fault, FaultKind, Link, Scenario, Topology, Workload};
+use crate::scenario::{Fault, FaultKind, Forgery, Link, Scenario, Topology, Workload};
 
 /// What the generator may produce.
 #[derive(Clone, Debug)]
@@ -210,6 +210,7 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Scenario {
         expect_formed: false,
         max_relay_channels,
         receive_timeout_ms: None,
+        record_limits: None,
         sabotage: opts.sabotage.clone(),
     }
 }
@@ -355,6 +356,17 @@ fn without_node(sc: &Scenario, n: usize) -> Scenario {
                 }
                 FaultKind::Intruder { via, collides_with } => {
                     FaultKind::Intruder { via: shift(*via), collides_with: collides_with.map(shift) }
+                }
+                FaultKind::Forge { node, to, record } => {
+                    let record = match record {
+                        Forgery::Claim { victim } => Forgery::Claim { victim: shift(*victim) },
+                        other => other.clone(),
+                    };
+                    FaultKind::Forge {
+                        node: shift(*node),
+                        to: to.iter().map(|t| shift(*t)).collect(),
+                        record,
+                    }
                 }
             };
             Some(Fault { kind, ..f.clone() })

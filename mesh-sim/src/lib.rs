@@ -153,11 +153,36 @@ struct Pipe {
 }
 
 enum Ev {
-    Accept { pipe: usize, from: String },
-    Dialed { pipe: usize },
-    DialFailed { node: NodeId, incarnation: u64, conn: ConnId, why: &'static str },
-    Deliver { pipe: usize, to: usize, data: Bytes },
-    Closed { pipe: usize, to: usize, why: &'static str },
+    Accept {
+        pipe: usize,
+        from: String,
+    },
+    Dialed {
+        pipe: usize,
+    },
+    DialFailed {
+        node: NodeId,
+        incarnation: u64,
+        conn: ConnId,
+        why: &'static str,
+    },
+    Deliver {
+        pipe: usize,
+        to: usize,
+        data: Bytes,
+    },
+    /// Bytes a hostile peer adds to its stream: read by the receiver, confirmed to no
+    /// one (the sender's node never wrote them).
+    Inject {
+        pipe: usize,
+        to: usize,
+        data: Bytes,
+    },
+    Closed {
+        pipe: usize,
+        to: usize,
+        why: &'static str,
+    },
 }
 
 /// The simulator.
@@ -835,6 +860,21 @@ impl Sim {
                 }
             }
             Ev::Deliver { pipe, to, data } => self.deliver(pipe, to, data),
+            Ev::Inject { pipe, to, data } => {
+                let end = &self.pipes[pipe].ends[to];
+                let (id, inc) = (end.node, end.incarnation);
+                let Some(conn) = end.conn.filter(|_| self.pipes[pipe].open) else { return };
+                if self.nodes[id.0].incarnation != inc {
+                    return;
+                }
+                self.mix(b"inject");
+                self.mix(&data);
+                let now = self.local_now(id);
+                if let Some(node) = self.nodes[id.0].node.as_mut() {
+                    node.handle_data(conn, &data, now);
+                    self.pump(id);
+                }
+            }
             Ev::Closed { pipe, to, why } => {
                 // The reset reached this end: the pipe is dead even if this end had
                 // closed its side already (both ends closing at once left it "open").
@@ -997,6 +1037,29 @@ impl Sim {
         let lo = (id, inc, ConnId(0));
         let hi = (id, inc, ConnId(u64::MAX));
         self.conn_pipe.range(lo..=hi).map(|((_, _, c), _)| *c).collect()
+    }
+
+    /// Adds `data` to the stream from `from` to `to` on a connection both ends hold, after
+    /// everything `from` sent on it so far: what a hostile peer writes besides what its
+    /// node does. It must be whole frames of the connection's protocol as it stands
+    /// (plaintext version 2 frames, say: the simulator cannot seal for a node). Arrives
+    /// after the link's latency. False if no such connection is open, its link is cut or
+    /// the receiver is not reading (its buffered bytes would be overtaken).
+    pub fn inject(&mut self, from: NodeId, to: NodeId, data: Bytes) -> bool {
+        let held = |e: &End| e.conn.is_some() && self.nodes[e.node.0].incarnation == e.incarnation;
+        let found = (0..self.pipes.len()).rev().find_map(|p| {
+            let pipe = &self.pipes[p];
+            let side = pipe.ends.iter().position(|e| e.node == to)?;
+            (pipe.open && pipe.ends[1 - side].node == from && pipe.ends.iter().all(held)).then_some((p, side))
+        });
+        let Some((p, side)) = found else { return false };
+        if self.cut_towards(from, to).is_some() || !self.nodes[to.0].reading {
+            return false;
+        }
+        let at = (self.now + self.latency(from, to)).max(self.pipes[p].flows[side].last_arrival);
+        self.pipes[p].flows[side].last_arrival = at;
+        self.schedule(at, Ev::Inject { pipe: p, to: side, data });
+        true
     }
 
     /// The open network pipes (TCP connections) with `id` at one end.

@@ -435,6 +435,9 @@ fn print_table(r: &Report) {
         ("broadcast latency max", ms(r.broadcast_latency_ms.map(|p| p.max))),
         ("messages per broadcast", r.messages_per_broadcast.map_or("-".into(), |m| format!("{m:.2}"))),
         ("duplicate deliveries", r.duplicate_deliveries.to_string()),
+        ("table entries at the end, fewest-most", format!("{}-{}", r.smallest_table, r.largest_table)),
+        ("table entries at their peak, fewest-most", format!("{}-{}", r.peak_table_everywhere, r.peak_table)),
+        ("highest record version", r.highest_version.to_string()),
         ("digest", r.digest.clone()),
     ];
     let mut rows = rows;

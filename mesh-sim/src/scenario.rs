@@ -57,6 +57,9 @@ pub struct Scenario {
     /// peer that stops reading keep its connections however long it hears nothing, as
     /// a hostile or stuck peer would, so only the other ends can find it.
     pub receive_timeout_ms: Option<u64>,
+    /// Each peer's bounds on what one topology record may cost (`None`: the defaults of
+    /// `mesh_proto::config::RecordLimits`); a bound left out keeps its default.
+    pub record_limits: Option<Limits>,
     /// Core mechanisms switched off on purpose in every peer, by name (`skip_gc`,
     /// `stale_routes`, ...), to show an invariant failing. Needs mesh-sim's `sabotage`
     /// feature.
@@ -86,6 +89,7 @@ impl Default for Scenario {
             expect_formed: false,
             max_relay_channels: None,
             receive_timeout_ms: None,
+            record_limits: None,
             sabotage: Vec::new(),
         }
     }
@@ -157,6 +161,55 @@ pub struct Workload {
     /// Broadcasts on a sparse channel from random live peers that have one.
     pub sparse_broadcasts: usize,
 }
+
+/// Bounds on topology records, each overriding its default when given (see
+/// `mesh_proto::config::RecordLimits`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most connections one record may list.
+    pub max_connections: Option<usize>,
+    /// Longest nickname, in bytes.
+    pub max_nickname_len: Option<usize>,
+    /// Largest record on the wire, in bytes.
+    pub max_record_len: Option<usize>,
+    /// Most entries the table may hold.
+    pub max_peers: Option<usize>,
+}
+
+impl Limits {
+    /// No bound at all, as before there were any.
+    pub fn none() -> Limits {
+        let max = Some(usize::MAX);
+        Limits { max_connections: max, max_nickname_len: max, max_record_len: max, max_peers: max }
+    }
+}
+
+/// A topology record a hostile peer forges (see [`FaultKind::Forge`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
+pub enum Forgery {
+    /// A record with peer `victim`'s name, another UID and the highest version: an
+    /// attempt to push the victim's version out of reach.
+    Claim {
+        /// Whose name it claims.
+        victim: usize,
+    },
+    /// A record of an unknown peer listing `count` connections to unknown peers: each
+    /// would become a placeholder in every table it reaches.
+    Connections {
+        /// How many.
+        count: usize,
+    },
+    /// A record of an unknown peer with a nickname of `len` bytes.
+    Nickname {
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// Most connections or nickname bytes a forged record may have in a scenario.
+pub const MAX_FORGERY: usize = 4 << 20;
 
 /// One fault.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -240,6 +293,19 @@ pub enum FaultKind {
         /// Whose name it takes, if any; otherwise it has the wrong password.
         collides_with: Option<usize>,
     },
+    /// Peer `node`, an admitted member turned hostile, writes a forged topology update
+    /// on its connection to each peer of `to` it is connected to when the fault starts
+    /// (its end changes nothing). The simulator writes the frame itself, so the scenario must be
+    /// plaintext version 2 for `node`: no password, `node` in `v2_only`. Random
+    /// schedules never contain it.
+    Forge {
+        /// The hostile peer.
+        node: usize,
+        /// The peers it sends the forgery to.
+        to: Vec<usize>,
+        /// What it forges.
+        record: Forgery,
+    },
 }
 
 impl FaultKind {
@@ -255,10 +321,11 @@ impl FaultKind {
             FaultKind::Crash { .. } => "crash",
             FaultKind::ClockSkew { .. } => "clock_skew",
             FaultKind::Intruder { .. } => "intruder",
+            FaultKind::Forge { .. } => "forge",
         }
     }
 
-    /// Every class name.
+    /// Every class name that random schedules draw from (all but `forge`).
     pub const CLASSES: [&'static str; 9] = [
         "partition",
         "one_way",
@@ -286,6 +353,13 @@ impl FaultKind {
             }
             FaultKind::Intruder { via, collides_with } => {
                 std::iter::once(*via).chain(*collides_with).collect()
+            }
+            FaultKind::Forge { node, to, record } => {
+                let victim = match record {
+                    Forgery::Claim { victim } => Some(*victim),
+                    _ => None,
+                };
+                std::iter::once(*node).chain(to.iter().copied()).chain(victim).collect()
             }
         }
     }
@@ -369,6 +443,21 @@ impl Scenario {
             }
             if f.at_ms > self.duration_ms || f.until_ms.is_some_and(|u| u < f.at_ms || u > self.duration_ms) {
                 return bad(format!("fault {i} must start and end within 0..={} ms", self.duration_ms));
+            }
+        }
+        for f in &self.faults {
+            if let FaultKind::Forge { node, record, .. } = &f.kind {
+                if self.password.is_some() || !self.v2_only.contains(node) {
+                    return bad(format!(
+                        "forge: peer {node} must speak plaintext version 2 (no password, in v2_only): \
+                         the simulator writes its forged frames unsealed"
+                    ));
+                }
+                if let Forgery::Connections { count: n } | Forgery::Nickname { len: n } = record
+                    && *n > MAX_FORGERY
+                {
+                    return bad(format!("forge: at most {MAX_FORGERY} connections or nickname bytes"));
+                }
             }
         }
         for l in std::iter::once(&self.link).chain(self.faults.iter().filter_map(|f| match &f.kind {

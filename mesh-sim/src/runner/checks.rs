@@ -527,6 +527,18 @@ impl Runner<'_> {
         self.report.broadcast_latency_ms = percentiles(latencies.clone());
         self.report.series.broadcast_latency_ms = latencies;
         self.report.duplicate_deliveries = dups;
+        self.report.smallest_table = usize::MAX;
+        for id in self.sim.live_ids() {
+            let Some(node) = self.sim.node(id) else { continue };
+            let inspect = node.inspect();
+            self.report.largest_table = self.report.largest_table.max(inspect.peer_count());
+            self.report.smallest_table = self.report.smallest_table.min(inspect.peer_count());
+            let highest = inspect.peers().map(|p| p.summary.version).max().unwrap_or(0);
+            self.report.highest_version = self.report.highest_version.max(highest);
+        }
+        self.report.smallest_table = self.report.smallest_table.min(self.report.largest_table);
+        self.report.peak_table = self.peak_tables.iter().copied().max().unwrap_or(0);
+        self.report.peak_table_everywhere = self.peak_tables.iter().copied().min().unwrap_or(0);
         if self.report.broadcasts > 0 {
             self.report.messages_per_broadcast = Some(messages as f64 / self.report.broadcasts as f64);
         }

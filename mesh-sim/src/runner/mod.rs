@@ -48,6 +48,7 @@
 
 mod app;
 mod checks;
+mod forge;
 mod verdict;
 
 use std::cell::RefCell;
@@ -66,7 +67,7 @@ use serde::Serialize;
 pub use verdict::{INVARIANTS, InvariantReport, Verdict};
 
 use crate::apps::{Blob, Ids};
-use crate::scenario::{FaultKind, Link, Scenario, Topology};
+use crate::scenario::{FaultKind, Forgery, Link, Scenario, Topology};
 use crate::{Cut, LinkProfile, NodeId, Sim};
 use app::{App, setup};
 use verdict::Tally;
@@ -186,6 +187,16 @@ pub struct Report {
     pub faults: BTreeMap<String, u64>,
     /// How often each protocol event happened.
     pub events: BTreeMap<String, u64>,
+    /// The most entries (records and placeholders) a live peer's table held at the end.
+    pub largest_table: usize,
+    /// The fewest.
+    pub smallest_table: usize,
+    /// The most entries a peer's table held at any sample of the run.
+    pub peak_table: usize,
+    /// The fewest of the peers' peaks: every peer's table held this many at some sample.
+    pub peak_table_everywhere: usize,
+    /// The highest version of any record a live peer held at the end.
+    pub highest_version: u64,
     /// Verdict per invariant, with what it examined.
     pub invariants: BTreeMap<String, InvariantReport>,
     /// Every violation, in order.
@@ -339,6 +350,8 @@ struct Runner<'a> {
     slow_checks: Vec<(usize, Instant, Vec<usize>)>,
     last_bytes: u64,
     last_sample: Instant,
+    /// The most entries each member's table held at a sample.
+    peak_tables: Vec<usize>,
     /// (a, b): peer a dials peer b directly (initial peers, churn).
     direct: BTreeSet<(usize, usize)>,
     /// The peers each member dials at every start.
@@ -429,6 +442,7 @@ impl<'a> Runner<'a> {
             tally: Tally::default(),
             slow_checks: Vec::new(),
             last_bytes: 0,
+            peak_tables: vec![0; sc.nodes],
             last_sample: Instant::ZERO,
             direct,
             initial_dials,
@@ -460,6 +474,13 @@ impl<'a> Runner<'a> {
         }
         if let Some(ms) = sc.receive_timeout_ms {
             c.receive_timeout = Duration::from_millis(ms);
+        }
+        if let Some(l) = sc.record_limits {
+            let r = &mut c.record_limits;
+            r.max_connections = l.max_connections.unwrap_or(r.max_connections);
+            r.max_nickname_len = l.max_nickname_len.unwrap_or(r.max_nickname_len);
+            r.max_record_len = l.max_record_len.unwrap_or(r.max_record_len);
+            r.max_peers = l.max_peers.unwrap_or(r.max_peers);
         }
         #[cfg(feature = "sabotage")]
         {
@@ -710,6 +731,10 @@ impl<'a> Runner<'a> {
         self.report.series.bytes_per_sec.push((t, (bytes - self.last_bytes) as f64 / dt));
         self.last_bytes = bytes;
         self.last_sample = now;
+        for &i in &live {
+            let held = self.sim.node(self.members[i]).map_or(0, |n| n.inspect().peer_count());
+            self.peak_tables[i] = self.peak_tables[i].max(held);
+        }
         // Strictly after: a sample at the very instant of the last fault's end runs
         // before the fault is lifted.
         if now > self.final_heal {
@@ -962,6 +987,11 @@ impl<'a> Runner<'a> {
                     self.sim.set_clock(id, Duration::ZERO, 0);
                 }
             }
+            FaultKind::Forge { node, to, record } => {
+                if start {
+                    self.forge(*node, to, record);
+                }
+            }
             FaultKind::Intruder { via, collides_with } => {
                 if start {
                     let i = self.members.len() + k;
@@ -981,6 +1011,22 @@ impl<'a> Runner<'a> {
                 } else if let Some(id) = self.intruders.remove(&k) {
                     self.sim.crash(id);
                 }
+            }
+        }
+    }
+
+    /// Peer `node` writes a forged record to each of `to` it is connected to.
+    fn forge(&mut self, node: usize, to: &[usize], record: &Forgery) {
+        let hostile = self.members[node];
+        let victim = match record {
+            Forgery::Claim { victim } => peer_name(*victim),
+            _ => peer_name(node),
+        };
+        let frame = forge::forged_update(peer_name(node), record, victim);
+        let connected = self.sim.node(hostile).map(|n| n.connected_peers()).unwrap_or_default();
+        for &t in to {
+            if connected.contains(&peer_name(t)) && self.sim.inject(hostile, self.members[t], frame.clone()) {
+                *self.report.events.entry("forgeries_sent".into()).or_insert(0) += 1;
             }
         }
     }
