@@ -58,14 +58,24 @@ fn a_record_listing_ten_thousand_and_one_connections_goes_no_further_than_its_fi
 }
 
 #[test]
-fn a_record_that_would_overfill_the_table_is_refused_whole() {
-    // 5,000 connections, within the connection bound, but a table bound of 1,000.
-    let mut sc = attack("[0]", r#"{ type = "connections", count = 5000 }"#);
-    sc.record_limits = Some(Limits { max_peers: Some(1000), ..Limits::default() });
-    let r = run(&sc);
-    assert!(r.passed(), "{:#?}", r.violations);
-    assert_eq!((r.events["forgeries_sent"], r.events["records_refused"]), (1, 1), "{:?}", r.events);
-    assert_eq!(r.peak_table, 8, "nothing of the update was taken");
+fn a_record_over_the_size_or_table_bound_is_refused_whole() {
+    // 5,000 connections (about 150 KB), within the connection bound, against a table bound
+    // of 1,000 entries, then a record size bound of 64 KiB.
+    let sc = attack("[0]", r#"{ type = "connections", count = 5000 }"#);
+    for limits in [
+        Limits { max_peers: Some(1000), ..Limits::default() },
+        Limits { max_record_len: Some(64 << 10), ..Limits::default() },
+    ] {
+        let r = run(&Scenario { record_limits: Some(limits), ..sc.clone() });
+        assert!(r.passed(), "{limits:?}: {:#?}", r.violations);
+        assert_eq!(
+            (r.events["forgeries_sent"], r.events["records_refused"]),
+            (1, 1),
+            "{limits:?}: {:?}",
+            r.events
+        );
+        assert_eq!(r.peak_table, 8, "{limits:?}: nothing of the update was taken");
+    }
 }
 
 #[test]
