@@ -45,6 +45,8 @@ pub enum LabError {
 const TICK: Duration = Duration::from_millis(100);
 /// How often it polls the nodes while it waits for agreement.
 const POLL: Duration = Duration::from_millis(500);
+/// How often, from the start of the load, every process's memory is kept for the report.
+const RSS_MARK: Duration = Duration::from_secs(30);
 /// How long a fault waits for requests in flight to the node it makes unreachable.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -61,6 +63,9 @@ struct Lab<'a> {
     clock: Instant,
     rss: Vec<Rss>,
     last_rss: Option<Instant>,
+    /// When the workload started, and how many of the every-30-s samples are taken.
+    load_started: Option<Instant>,
+    rss_marks: u32,
     events: Vec<String>,
 }
 
@@ -90,6 +95,8 @@ pub fn run(schedule: &Schedule, opts: &Options, interrupted: &AtomicBool) -> Res
         clock: Instant::now(),
         rss: vec![Rss::default(); schedule.nodes],
         last_rss: None,
+        load_started: None,
+        rss_marks: 0,
         events: Vec::new(),
     };
     lab.run()
@@ -119,9 +126,15 @@ impl Lab<'_> {
             return;
         }
         self.last_rss = Some(Instant::now());
+        let mark = self.load_started.is_some_and(|t| t.elapsed() >= RSS_MARK * self.rss_marks);
+        self.rss_marks += u32::from(mark);
         for (n, r) in self.nodes.iter().zip(&mut self.rss) {
-            if let Some(kib) = n.rss_kib() {
+            let kib = n.rss_kib();
+            if let Some(kib) = kib {
                 r.record(kib);
+            }
+            if mark {
+                r.every_30s_kib.push(kib.unwrap_or(0));
             }
         }
     }
@@ -251,6 +264,7 @@ impl Lab<'_> {
         self.workload = Some(Workload::start(urls, s.rate, s.workers, self.opts.seed));
         let t0 = Instant::now();
         self.clock = t0;
+        self.load_started = Some(t0);
         self.log("load started: times from here on count from this moment, as the schedule's do".into());
         let mut state = vec![0u8; s.faults.len()]; // 0 pending, 1 active, 2 undone
         let mut heals: Vec<Heal> = Vec::new();

@@ -83,6 +83,9 @@ pub struct Rss {
     pub max_kib: u64,
     /// How many samples.
     pub samples: u64,
+    /// The resident set at the start of the load and every 30 s after (0 while the
+    /// process was down): whether memory stays flat under load.
+    pub every_30s_kib: Vec<u64>,
 }
 
 impl Rss {
@@ -126,7 +129,7 @@ impl fmt::Display for Report {
         for (n, r) in self.nodes.iter().zip(&self.rss) {
             writeln!(
                 f,
-                "  {:>3} {} {:<5} v{} {:<13} starts {}  rss first {:.1} last {:.1} max {:.1} MiB",
+                "  {:>3} {} {:<5} v{} {:<13} starts {}  rss first {:.1}, 1 min into the load {}, last {:.1}, max {:.1} MiB",
                 n.index,
                 n.name,
                 n.adapter,
@@ -134,6 +137,7 @@ impl fmt::Display for Report {
                 n.ip,
                 n.starts,
                 r.first_kib as f64 / 1024.0,
+                r.every_30s_kib.get(2).map_or_else(|| "-".into(), |k| format!("{:.1}", *k as f64 / 1024.0)),
                 r.last_kib as f64 / 1024.0,
                 r.max_kib as f64 / 1024.0
             )?;
