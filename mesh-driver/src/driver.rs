@@ -73,6 +73,11 @@ const READ_BUFFER_MAX: usize = 64 * 1024;
 const READ_SHRINK_AFTER: u32 = 16;
 /// Bytes the writer gathers from its queue into one write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// A read at least this large hands its buffer to the node task instead of a copy.
+const HAND_OVER_MIN: usize = 16 * 1024;
+/// A queued transmit at least this large is written as it is instead of copied into a
+/// batch: a copy of it costs more than the system call it saves.
+const WRITE_DIRECT_MIN: usize = 16 * 1024;
 /// Inputs handled back to back before the outputs are performed.
 const INPUT_BATCH: usize = 256;
 /// Inputs waiting for the node task; readers wait when it is full.
@@ -206,7 +211,23 @@ impl ReadBuffer {
         ReadBuffer { buf: vec![0; READ_BUFFER_MIN], small_reads: 0 }
     }
 
-    /// Adapts the size to a read of `n` bytes, once its bytes have been copied out.
+    /// The `n` bytes just read, and the buffer adapted for the next read. A large read
+    /// hands its buffer over and gets a fresh one: copying out 64 KiB costs more than
+    /// zeroing a new buffer, while a small read is copied so its buffer stays.
+    fn take(&mut self, n: usize) -> Bytes {
+        let data = if n >= HAND_OVER_MIN {
+            let len = self.buf.len();
+            let mut full = std::mem::replace(&mut self.buf, vec![0; len]);
+            full.truncate(n);
+            Bytes::from(full)
+        } else {
+            Bytes::copy_from_slice(&self.buf[..n])
+        };
+        self.after_read(n);
+        data
+    }
+
+    /// Adapts the size to a read of `n` bytes, once its bytes have been taken.
     fn after_read(&mut self, n: usize) {
         let len = self.buf.len();
         if n == len && len < READ_BUFFER_MAX {
@@ -235,11 +256,7 @@ async fn read_loop<S: futures_io::AsyncRead + Unpin>(
         let input = match or_stop(&stop, rd.read(&mut buf.buf)).await {
             None => return,
             Some(Ok(0)) => Input::Closed(conn, "connection closed by the remote".into()),
-            Some(Ok(n)) => {
-                let data = Bytes::copy_from_slice(&buf.buf[..n]);
-                buf.after_read(n);
-                Input::Data(conn, data)
-            }
+            Some(Ok(n)) => Input::Data(conn, buf.take(n)),
             Some(Err(e)) => Input::Closed(conn, e.to_string()),
         };
         let last = matches!(input, Input::Closed(..));
@@ -250,6 +267,34 @@ async fn read_loop<S: futures_io::AsyncRead + Unpin>(
     }
 }
 
+/// Writes `parts` in order: runs of small ones copied into one buffer per write, large
+/// ones written directly.
+async fn write_parts<S: futures_io::AsyncWrite + Unpin>(
+    wr: &mut S,
+    parts: Vec<Bytes>,
+) -> std::io::Result<()> {
+    if let [one] = &parts[..] {
+        return wr.write_all(one).await;
+    }
+    let small = parts.iter().map(Bytes::len).filter(|&n| n < WRITE_DIRECT_MIN).sum();
+    let mut batch: Vec<u8> = Vec::with_capacity(small);
+    for part in parts {
+        if part.len() >= WRITE_DIRECT_MIN {
+            if !batch.is_empty() {
+                wr.write_all(&batch).await?;
+                batch.clear();
+            }
+            wr.write_all(&part).await?;
+        } else {
+            batch.extend_from_slice(&part);
+        }
+    }
+    if !batch.is_empty() {
+        wr.write_all(&batch).await?;
+    }
+    Ok(())
+}
+
 async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
     _guard: TaskGuard,
     mut wr: S,
@@ -258,28 +303,26 @@ async fn write_loop<S: futures_io::AsyncWrite + Unpin>(
     tx: async_channel::Sender<Input<impl Send>>,
 ) {
     while let Ok(first) = rx.recv().await {
-        // Everything queued goes out in one write, reported once. The batch is gathered
-        // afresh each time and handed over without a second copy; a buffer kept for the
-        // connection's life would stay resident on every connection that was busy once.
-        let data = if rx.is_empty() {
-            first
-        } else {
-            let guess = first.len().saturating_mul(rx.len() + 1).min(WRITE_BATCH);
-            let mut batch = Vec::with_capacity(guess.max(first.len()));
-            batch.extend_from_slice(&first);
-            while batch.len() < WRITE_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
+        // Everything queued (up to WRITE_BATCH) goes out and is reported once. Small
+        // transmits are gathered into one write, large ones written as they are. The
+        // batch is gathered afresh each time: a buffer kept for the connection's life
+        // would stay resident on every connection that was busy once.
+        let mut parts = vec![first];
+        let mut total = parts[0].len();
+        while total < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => {
+                    total += more.len();
+                    parts.push(more);
                 }
+                Err(_) => break,
             }
-            Bytes::from(batch)
-        };
-        if let Err(e) = wr.write_all(&data).await {
+        }
+        if let Err(e) = write_parts(&mut wr, parts).await {
             let _ = tx.send(Input::Closed(conn, e.to_string())).await;
             return;
         }
-        if tx.send(Input::Written(conn, data.len())).await.is_err() {
+        if tx.send(Input::Written(conn, total)).await.is_err() {
             break;
         }
     }
@@ -600,6 +643,53 @@ mod tests {
         assert_eq!(b.buf.len(), READ_BUFFER_MAX);
         b.after_read(10);
         assert_eq!(b.buf.len(), READ_BUFFER_MIN);
+    }
+
+    /// Records each write it takes whole.
+    struct Writes(Vec<Vec<u8>>);
+
+    impl futures_io::AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn small_transmits_are_batched_and_large_ones_written_as_they_are() {
+        let part = |len: usize, b: u8| Bytes::from(vec![b; len]);
+        let big = WRITE_DIRECT_MIN;
+        let parts = vec![part(10, 1), part(20, 2), part(big, 3), part(30, 4), part(big + 1, 5), part(5, 6)];
+        let all: Vec<u8> = parts.iter().flatten().copied().collect();
+        let mut w = Writes(Vec::new());
+        block_on(write_parts(&mut w, parts)).unwrap();
+        let lens: Vec<usize> = w.0.iter().map(Vec::len).collect();
+        assert_eq!(lens, [30, big, 30, big + 1, 5], "runs of small ones gathered, large ones alone");
+        assert_eq!(w.0.concat(), all, "every byte, in order");
+    }
+
+    #[test]
+    fn a_large_read_hands_its_buffer_over_and_a_small_one_is_copied() {
+        let mut b = ReadBuffer { buf: vec![7; READ_BUFFER_MAX], small_reads: 0 };
+        let before = b.buf.as_ptr();
+        let data = b.take(HAND_OVER_MIN);
+        assert_eq!((data.len(), data.as_ptr()), (HAND_OVER_MIN, before), "the read's own buffer, not a copy");
+        assert_eq!(b.buf.len(), READ_BUFFER_MAX, "a fresh buffer of the same size for the next read");
+        assert!(b.buf.iter().all(|&x| x == 0));
+        b.buf[..3].copy_from_slice(&[1, 2, 3]);
+        let kept = b.buf.as_ptr();
+        assert_eq!(&b.take(3)[..], [1, 2, 3]);
+        assert_eq!(b.buf.as_ptr(), kept, "a small read keeps the buffer");
     }
 
     #[test]
