@@ -52,6 +52,8 @@ pub struct FrameDecoder {
     pending: Option<usize>,
     /// More than [`IDLE_CAPACITY`] was buffered at once since the buffer was last empty.
     burst: bool,
+    /// Body length of the frame returned last.
+    last_len: usize,
 }
 
 impl FrameDecoder {
@@ -62,6 +64,7 @@ impl FrameDecoder {
             max_len: max_len.min(MAX_FRAME_LEN),
             pending: None,
             burst: false,
+            last_len: 0,
         }
     }
 
@@ -98,9 +101,12 @@ impl FrameDecoder {
             Some(len) => len,
             None => {
                 if self.buf.len() < LEN_PREFIX {
-                    if self.burst && self.buf.is_empty() {
+                    if self.burst && self.buf.is_empty() && self.last_len <= IDLE_CAPACITY / 2 {
                         // A burst grew the buffer; an idle connection should not keep it.
-                        // (Its capacity does not show it: frames split off share it.)
+                        // (Its capacity does not show it: frames split off share it.) A
+                        // stream of large frames keeps it: each would otherwise land in a
+                        // fresh allocation, page faults and all. The first small frame
+                        // that empties it, a heartbeat after the stream, lets it go.
                         self.buf = BytesMut::new();
                         self.burst = false;
                     }
@@ -119,6 +125,7 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.pending = None;
+        self.last_len = len;
         Ok(Some(self.buf.split_to(len)))
     }
 
@@ -208,6 +215,30 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().unwrap().as_ref(), [5]);
         assert_eq!(d.next_frame(), Ok(None));
         assert!(!d.burst, "ordinary traffic keeps its buffer");
+    }
+
+    #[test]
+    fn a_stream_of_large_frames_keeps_its_buffer_until_a_small_one_empties_it() {
+        let frame = |len: usize| {
+            let mut out = Vec::new();
+            put_frame(&mut out, &vec![9; len], MAX_FRAME_LEN).unwrap();
+            out
+        };
+        let big = frame(IDLE_CAPACITY + 100);
+        let mut d = FrameDecoder::new(MAX_FRAME_LEN);
+        d.push(&big);
+        drop(d.next_frame().unwrap().unwrap());
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push(&big[..8]);
+        assert!(d.buf.capacity() > IDLE_CAPACITY, "the next large frame reuses the allocation");
+        d.push(&big[8..]);
+        drop(d.next_frame().unwrap().unwrap());
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push(&frame(10));
+        assert_eq!(d.next_frame().unwrap().unwrap().len(), 10);
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push(&[0, 0, 0, 1]);
+        assert!(d.buf.capacity() <= IDLE_CAPACITY, "a small frame after the stream let it go");
     }
 
     #[test]
