@@ -46,7 +46,8 @@ pub use mesh_proto::counter;
 pub use mesh_proto::{
     AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Context,
     Event, GossipData, GossipError, Gossiper, HandshakeError, Instant, Member, NextTry, Node, NodeError,
-    PeerConnectionStatus, PeerName, PeerNameError, PeerStatus, Security, Stats, Status, Subnet, SubnetError,
+    PeerConnectionStatus, PeerDescription, PeerName, PeerNameError, PeerStatus, Security, Stats, Status,
+    Subnet, SubnetError,
 };
 
 /// A task handed to a spawner.

@@ -436,6 +436,23 @@ impl<R: Runtime> Mesh<R> {
         call(&self.tx, |node, _| node.status()).await
     }
 
+    /// The peer a 12-bit short id names, ourselves included (Go's
+    /// `Peers.FetchByShortID`); `None` if no peer claims it. The mapping changes when
+    /// peers join, leave or resolve a collision: [`Event::ShortIdsInvalidated`] in
+    /// [`Mesh::events`] says when to look again.
+    ///
+    /// [`Event::ShortIdsInvalidated`]: mesh_proto::Event::ShortIdsInvalidated
+    pub async fn peer_by_short_id(&self, short_id: u16) -> Result<Option<PeerName>, Error> {
+        call(&self.tx, move |node, _| node.peer_by_short_id(short_id)).await
+    }
+
+    /// Every peer we hold a record of, ourselves included, by name: name, nickname, UID,
+    /// version, short id, how many connections it reports, whether it is us (Go's
+    /// `Peers.Descriptions`).
+    pub async fn peer_descriptions(&self) -> Result<Vec<mesh_proto::PeerDescription>, Error> {
+        call(&self.tx, |node, _| node.peer_descriptions()).await
+    }
+
     /// Runs `f` on the node, for what the other calls do not cover.
     pub async fn with_node<T: Send + 'static>(
         &self,

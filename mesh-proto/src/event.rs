@@ -77,8 +77,14 @@ pub enum Event {
     },
     /// A peer entered the peers table.
     PeerAdded(PeerName),
-    /// A peer left the peers table (garbage-collected as unreachable).
+    /// A peer left the peers table (garbage-collected as unreachable: Go's `OnGC`).
     PeerRemoved(PeerName),
+    /// The short-id mapping changed: some short id now names another peer than before,
+    /// because a lower-named peer claimed it, its principal left or changed id, or a
+    /// freed id was taken again (Go's `OnInvalidateShortIDs`). Whatever was looked up by
+    /// short id ([`crate::Node::peer_by_short_id`]) should be looked up again. Raised
+    /// once per input, however many ids changed.
+    ShortIdsInvalidated,
 }
 
 impl core::fmt::Display for Event {
@@ -100,6 +106,7 @@ impl core::fmt::Display for Event {
             }
             Event::PeerAdded(peer) => write!(f, "peer {peer} added"),
             Event::PeerRemoved(peer) => write!(f, "peer {peer} removed"),
+            Event::ShortIdsInvalidated => write!(f, "short ids invalidated"),
         }
     }
 }
@@ -239,6 +246,7 @@ mod tests {
         );
         assert_eq!(Event::PeerAdded(name(5)).to_string(), "peer 00:00:00:00:00:05 added");
         assert_eq!(Event::PeerRemoved(name(5)).to_string(), "peer 00:00:00:00:00:05 removed");
+        assert_eq!(Event::ShortIdsInvalidated.to_string(), "short ids invalidated");
     }
 
     #[test]

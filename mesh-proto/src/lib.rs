@@ -192,7 +192,9 @@ pub use members::Member;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
 pub use pake::PakeError;
-pub use status::{ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerStatus, Status};
+pub use status::{
+    ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerDescription, PeerStatus, Status,
+};
 pub use time::Instant;
 
 /// The read-only view of a node's internals: [`Node::inspect`] and the record types it

@@ -72,6 +72,28 @@ pub struct PeerStatus {
     pub connections: Vec<PeerConnectionStatus>,
 }
 
+/// A peer as Go's `Peers.Descriptions` describes it: who it is and how connected, without
+/// its connection list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct PeerDescription {
+    /// Name.
+    pub name: PeerName,
+    /// Nickname (decoded lossily from the wire bytes).
+    pub nickname: String,
+    /// UID (0 for a placeholder).
+    pub uid: u64,
+    /// Version.
+    pub version: u64,
+    /// Short id, if it has one.
+    pub short_id: Option<u16>,
+    /// How many connections its record lists (ours: live).
+    pub connections: usize,
+    /// Whether it is us.
+    pub is_self: bool,
+}
+
 /// One connection in a peer's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

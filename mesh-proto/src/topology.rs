@@ -208,6 +208,8 @@ pub struct ShortIdEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShortIdIndex {
     entries: BTreeMap<u16, ShortIdEntry>,
+    /// Some id's principal changed since [`ShortIdIndex::take_invalidated`].
+    invalidated: bool,
 }
 
 /// Effect of a change to the short-id index.
@@ -230,8 +232,20 @@ impl ShortIdIndex {
         self.entries.get(&id).and_then(|e| e.principal)
     }
 
+    /// Whether some id's principal changed (Go's short-id invalidation) since the last
+    /// call.
+    pub fn take_invalidated(&mut self) -> bool {
+        std::mem::take(&mut self.invalidated)
+    }
+
     /// Adds `name` as a claimant of `id`.
     pub fn add(&mut self, name: PeerName, id: u16) -> IndexChange {
+        let change = self.add_claimant(name, id);
+        self.invalidated |= change.invalidated;
+        change
+    }
+
+    fn add_claimant(&mut self, name: PeerName, id: u16) -> IndexChange {
         match self.entries.get_mut(&id) {
             None => {
                 self.entries.insert(id, ShortIdEntry { principal: Some(name), others: BTreeSet::new() });
@@ -261,6 +275,7 @@ impl ShortIdIndex {
         let Some(e) = self.entries.get_mut(&id) else { return IndexChange::default() };
         if e.principal == Some(name) {
             e.principal = e.others.pop_first();
+            self.invalidated |= e.principal.is_some();
             IndexChange { invalidated: e.principal.is_some(), displaced: None }
         } else {
             e.others.remove(&name);
@@ -308,6 +323,17 @@ impl Peers {
             changes: BTreeSet::from([ours]),
             max_peers: usize::MAX,
         }
+    }
+
+    /// Whether the short-id mapping changed since the last call: some short id now names
+    /// another peer than before.
+    pub fn take_short_ids_invalidated(&mut self) -> bool {
+        self.short_ids.take_invalidated()
+    }
+
+    /// The peer a short id names (the lowest-named of its claimants), if any.
+    pub fn by_short_id(&self, id: u16) -> Option<PeerName> {
+        self.short_ids.principal(id)
     }
 
     /// Bounds how many entries (records and placeholders) a received update may grow the
@@ -884,6 +910,10 @@ mod tests {
         assert!(!idx.remove(n(5), 7).invalidated, "removing the last claimant");
         assert_eq!(idx.get(7), Some(&ShortIdEntry::default()));
         assert!(idx.add(n(9), 7).invalidated, "re-using an emptied id");
+        assert!(idx.take_invalidated(), "the changes are remembered until taken");
+        assert!(!idx.take_invalidated());
+        assert!(!idx.add(n(10), 7).invalidated);
+        assert!(!idx.take_invalidated(), "a secondary claimant changes no mapping");
     }
 
     #[test]

@@ -1328,3 +1328,51 @@ fn node_bad_inputs_during_the_handshake() {
         assert_eq!(node_closes(what, &mut node, conn, &input), CloseReason::Handshake(expected), "{what}");
     }
 }
+
+/// Go's `FetchByShortID` and `OnInvalidateShortIDs`: a lower-named peer that claims our
+/// short id takes it (the lowest name is the principal), the mapping's change is raised
+/// once for the input, and we move to a free id.
+#[test]
+fn a_lower_named_claim_on_our_short_id_is_raised_as_an_invalidation() {
+    let (mut node, conn, _) = node_with_peer(None);
+    let _ = transmitted(&mut node);
+    let us = PeerName::from_u64(US).unwrap();
+    let ours = node.status().short_id;
+    assert_eq!(node.peer_by_short_id(ours), Some(us));
+    assert_eq!(
+        node.peer_by_short_id(7),
+        Some(PeerName::from_u64(THEM).unwrap()),
+        "the peer's, from its handshake"
+    );
+    let lower = PeerName::from_u64(0x05).unwrap();
+    let summary =
+        topology::PeerSummary { name: lower, uid: 5, version: 1, short_id: Some(ours), ..Default::default() };
+    let mut update = Vec::new();
+    topology::UpdateEncoder::new().push(&mut update, &summary, [].iter());
+    node.handle_data(
+        conn,
+        &framed(&gossip_body(GossipKind::Gossip, b"topology", &update)),
+        Instant::from_secs(2),
+    );
+    let mut raised = 0;
+    while let Some(o) = node.poll_output() {
+        raised += usize::from(matches!(o, Output::Event(Event::ShortIdsInvalidated)));
+    }
+    assert_eq!(raised, 1, "once for the input");
+    assert_eq!(node.peer_by_short_id(ours), Some(lower), "the lower name took the id");
+    let moved = node.status().short_id;
+    assert_ne!(moved, ours, "we moved to a free id");
+    assert_eq!(node.peer_by_short_id(moved), Some(us));
+    let d = node.peer_descriptions();
+    let me = d.iter().find(|p| p.is_self).unwrap();
+    assert_eq!((me.name, me.short_id, me.connections), (us, Some(moved), 1));
+    let them = d.iter().find(|p| p.name == lower).unwrap();
+    assert_eq!((them.uid, them.version, them.short_id, them.is_self), (5, 1, Some(ours), false));
+    assert_eq!(d.iter().filter(|p| p.is_self).count(), 1);
+    // Nothing changed since: nothing is raised.
+    node.handle_timeout(Instant::from_secs(2));
+    assert!(
+        !std::iter::from_fn(|| node.poll_output())
+            .any(|o| matches!(o, Output::Event(Event::ShortIdsInvalidated)))
+    );
+}

@@ -114,3 +114,24 @@ fn simulated_addresses_are_valid_and_distinct_for_thousands_of_nodes() {
         assert!(seen.insert(a), "duplicate address for node {i}");
     }
 }
+
+/// Forty peers draw 12-bit short ids at random; with this seed two collide, the
+/// higher-named one moves, and every peer that saw a short id change hands raised Go's
+/// short-id invalidation.
+#[test]
+fn a_short_id_collision_is_resolved_and_raises_invalidations() {
+    let sc = mesh_sim::scenario::Scenario::parse(
+        r#"name = "short-ids"
+        seed = 11
+        nodes = 40
+        topology = { kind = "star" }
+        duration_ms = 60000
+        quiet_ms = 30000
+        expect_formed = true"#,
+    )
+    .expect("valid scenario");
+    let r = mesh_sim::runner::run(&sc, &mesh_sim::runner::RunOptions::default());
+    assert!(r.passed(), "{:#?}", r.violations);
+    assert!(r.events["short_id_reassignments"] >= 1, "the seed has a collision: {:?}", r.events);
+    assert!(r.events["short_id_invalidations"] >= 1, "{:?}", r.events);
+}

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::config::{Config, SHORT_ID_SPACE};
 use crate::connection::{ConnId, Connection, Phase};
 use crate::connector::{AddressError, Connector};
-use crate::event::{CloseReason, Output};
+use crate::event::{CloseReason, Event, Output};
 use crate::gossip::{Channel, RelayMemory};
 use crate::name::PeerName;
 use crate::random::Random;
@@ -203,6 +203,31 @@ impl Node {
         self.by_name.keys().copied().collect()
     }
 
+    /// The peer a short id names, ourselves included (Go's `Peers.FetchByShortID`): of
+    /// the peers that claim it, the lowest-named; `None` if no one does. The mapping can
+    /// change with any input; [`Event::ShortIdsInvalidated`] says when.
+    pub fn peer_by_short_id(&self, short_id: u16) -> Option<PeerName> {
+        self.peers.by_short_id(short_id)
+    }
+
+    /// Every record of the peers table, ourselves included, by name (Go's
+    /// `Peers.Descriptions`).
+    pub fn peer_descriptions(&self) -> Vec<crate::PeerDescription> {
+        let us = self.config.name;
+        self.peers
+            .iter()
+            .map(|p| crate::PeerDescription {
+                name: p.summary.name,
+                nickname: String::from_utf8_lossy(&p.summary.nickname).into_owned(),
+                uid: p.summary.uid,
+                version: p.summary.version,
+                short_id: p.summary.short_id,
+                connections: p.connections.len(),
+                is_self: p.summary.name == us,
+            })
+            .collect()
+    }
+
     fn relay_channel_count(&self) -> usize {
         self.channels.values().filter(|c| c.is_relay()).count()
     }
@@ -344,6 +369,10 @@ impl Node {
         if self.connector_dirty && !self.shut_down {
             self.connector_dirty = false;
             self.run_connector(now);
+        }
+        if self.peers.take_short_ids_invalidated() {
+            self.stats.short_id_invalidations += 1;
+            self.outputs.push_back(Output::Event(Event::ShortIdsInvalidated));
         }
         self.input_now = now;
     }

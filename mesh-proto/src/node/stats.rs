@@ -21,6 +21,9 @@ pub struct Stats {
     pub relay_channels_evicted: u64,
     /// Our short id was reassigned.
     pub short_id_reassignments: u64,
+    /// [`crate::Event::ShortIdsInvalidated`] raised: inputs after which some short id
+    /// named another peer.
+    pub short_id_invalidations: u64,
     /// Connections closed because the remote stopped reading.
     pub slow_reader_closes: u64,
     /// Handshakes completed.

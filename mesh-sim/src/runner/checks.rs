@@ -557,6 +557,7 @@ impl Runner<'_> {
             ("backoffs", sum(|s| s.backoffs)),
             ("slow_reader_closes", sum(|s| s.slow_reader_closes)),
             ("short_id_reassignments", sum(|s| s.short_id_reassignments)),
+            ("short_id_invalidations", sum(|s| s.short_id_invalidations)),
             ("unicasts_dropped", sum(|s| s.unicasts_dropped)),
             ("relay_channels_evicted", sum(|s| s.relay_channels_evicted)),
             ("topology_records_sent", sum(|s| s.topology_records_sent)),

@@ -155,6 +155,20 @@ pub async fn membership<R: Runtime>(rt: R) {
     assert_eq!(members[0].nickname, "peer2");
     let listed = within(&rt, STEP_SECS, "members", a.members()).await.expect("members");
     assert_eq!(listed, members);
+    // Go's Descriptions and FetchByShortID: every record, ourselves marked, and each
+    // short id naming the lowest-named peer that claims it (usually the only one).
+    let described =
+        within(&rt, STEP_SECS, "descriptions", a.peer_descriptions()).await.expect("descriptions");
+    let names: Vec<PeerName> = described.iter().map(|d| d.name).collect();
+    assert_eq!(names, [name(1), name(2), name(3)]);
+    assert_eq!(described.iter().filter(|d| d.is_self).map(|d| d.name).collect::<Vec<_>>(), [name(1)]);
+    assert!(described.iter().all(|d| d.uid != 0 && d.connections >= 1), "{described:?}");
+    for d in &described {
+        let id = d.short_id.expect("every peer has a short id");
+        let principal = within(&rt, STEP_SECS, "a short id", a.peer_by_short_id(id)).await.expect("lookup");
+        let p = principal.expect("a claimed id names a peer");
+        assert!(p <= d.name && described.iter().any(|o| o.name == p && o.short_id == Some(id)), "{id}: {p}");
+    }
     // A watch yields the current members first.
     let mut watch = within(&rt, STEP_SECS, "a watch", a.watch_members()).await.expect("watch");
     let first = within(&rt, STEP_SECS, "the first members", watch.next()).await.expect("members");
