@@ -59,3 +59,8 @@ fn events_start_with_a_snapshot_and_report_lag() {
 fn dropping_the_last_handle_shuts_the_mesh_down() {
     smol::block_on(suite::api::dropping_the_last_handle_shuts_down(AsyncIo::default()));
 }
+
+#[test]
+fn gossipers_are_made_on_demand_and_found_by_name() {
+    smol::block_on(suite::api::gossipers_made_on_demand(AsyncIo::default()));
+}

@@ -289,6 +289,28 @@ impl<R: Runtime> MeshBuilder<R> {
         channel
     }
 
+    /// Makes gossipers for channels nobody registered, when traffic first arrives on one
+    /// (Go's `GossiperMaker`; see [`mesh_proto::GossiperMaker`]). [`Mesh::channel`] then
+    /// finds a made channel by name.
+    ///
+    /// ```
+    /// # use mesh_driver::{MeshBuilder, Runtime};
+    /// # use mesh_proto::{MadeChannel, PeerName};
+    /// # use mesh_proto::counter::Counter;
+    /// # fn doc<R: Runtime>(b: MeshBuilder<R>, me: PeerName) -> MeshBuilder<R> {
+    /// b.gossiper_maker(move |channel: &[u8]| {
+    ///     channel.starts_with(b"count-").then(|| MadeChannel::new(Counter::new(me).gossiper()))
+    /// })
+    /// # }
+    /// ```
+    pub fn gossiper_maker(mut self, maker: impl mesh_proto::GossiperMaker + 'static) -> Self {
+        self.registrations.push(Box::new(move |node| {
+            node.set_gossiper_maker(maker);
+            Ok(())
+        }));
+        self
+    }
+
     /// Binds the listener, starts the node task, and dials the configured peers.
     pub async fn start(mut self) -> Result<Mesh<R>, Error> {
         let listener =
@@ -409,6 +431,18 @@ impl<R: Runtime> Mesh<R> {
         let name = name.into();
         let handle = call(&self.tx, move |node, _| node.register_channel(name, gossiper)).await??;
         Ok(Channel { handle, tx: self.tx.clone(), _rt: PhantomData })
+    }
+
+    /// The channel called `name`, registered or made by the
+    /// [`MeshBuilder::gossiper_maker`], if its data is `D` (Go's `Router.GetGossip`).
+    /// `None` for an unknown name, a relay-only channel or another data type.
+    pub async fn channel<D: GossipData>(
+        &self,
+        name: impl Into<Bytes>,
+    ) -> Result<Option<Channel<D, R>>, Error> {
+        let name = name.into();
+        let handle = call(&self.tx, move |node, _| node.channel::<D>(&name)).await?;
+        Ok(handle.map(|handle| Channel { handle, tx: self.tx.clone(), _rt: PhantomData }))
     }
 
     /// Adds peers to connect to (`replace`: instead of the current ones). Returns the

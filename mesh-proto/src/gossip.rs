@@ -266,6 +266,10 @@ pub(crate) trait Channel: Send {
     fn slots(&mut self) -> &mut dyn ErasedSlots;
     /// Whether this is a relay-only channel.
     fn is_relay(&self) -> bool;
+    /// The data type of an application channel (none for a relay-only one).
+    fn data_type(&self) -> Option<core::any::TypeId> {
+        None
+    }
     /// When a relay-only channel was last used (to evict the least recently used).
     fn last_used(&self) -> Instant {
         Instant::MAX
@@ -423,6 +427,57 @@ impl<G: Gossiper> Channel for AppChannel<G> {
     }
     fn is_relay(&self) -> bool {
         false
+    }
+    fn data_type(&self) -> Option<core::any::TypeId> {
+        Some(core::any::TypeId::of::<G::Data>())
+    }
+}
+
+/// A channel made on demand by a [`GossiperMaker`]: a gossiper, whatever its data type.
+pub struct MadeChannel(pub(crate) Box<dyn Channel>);
+
+impl MadeChannel {
+    /// The channel `gossiper` serves.
+    pub fn new<G: Gossiper>(gossiper: G) -> MadeChannel {
+        MadeChannel(Box::new(AppChannel::new(gossiper)))
+    }
+}
+
+impl core::fmt::Debug for MadeChannel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MadeChannel")
+    }
+}
+
+/// Makes gossipers for channels nobody registered, when traffic first arrives on one (Go's
+/// `GossiperMaker`). Set with [`crate::Node::set_gossiper_maker`].
+///
+/// It is asked once for a channel: the first time gossip, a broadcast or a unicast for us
+/// arrives on a name that has no channel. What it returns serves that channel from then
+/// on, starting with the message that asked; `None` leaves the channel relay-only, as
+/// without a maker. It is asked again only if that relay-only channel is later evicted
+/// (see [`crate::Config::max_relay_channels`]). Like every callback it runs on the task
+/// that drives the node. A closure `FnMut(&[u8]) -> Option<MadeChannel>` is a maker.
+///
+/// ```
+/// use mesh_proto::counter::Counter;
+/// use mesh_proto::{Config, MadeChannel, Node, PeerName};
+/// let name = PeerName::from_u64(1).unwrap();
+/// let mut node = Node::new(Config::new(name, "a"), Node::seed_from_u64(1), mesh_proto::Instant::ZERO)?;
+/// // A counter for every channel whose name starts with "count-".
+/// node.set_gossiper_maker(move |channel: &[u8]| {
+///     channel.starts_with(b"count-").then(|| MadeChannel::new(Counter::new(name).gossiper()))
+/// });
+/// # Ok::<(), mesh_proto::NodeError>(())
+/// ```
+pub trait GossiperMaker: Send {
+    /// The channel to serve `channel` (its name, any bytes), or `None` to relay it only.
+    fn make(&mut self, channel: &[u8]) -> Option<MadeChannel>;
+}
+
+impl<F: FnMut(&[u8]) -> Option<MadeChannel> + Send> GossiperMaker for F {
+    fn make(&mut self, channel: &[u8]) -> Option<MadeChannel> {
+        self(channel)
     }
 }
 

@@ -186,7 +186,7 @@ pub use connection::ConnId;
 pub use connector::AddressError;
 pub use crypto::CryptoError;
 pub use event::{CloseReason, Event, Output};
-pub use gossip::{Context, GossipData, GossipError, Gossiper};
+pub use gossip::{Context, GossipData, GossipError, Gossiper, GossiperMaker, MadeChannel};
 pub use handshake::{HandshakeError, Security, Stage};
 pub use members::Member;
 pub use name::{PeerName, PeerNameError, TextReason};

@@ -1347,3 +1347,47 @@ fn heartbeats_acknowledge_each_other_on_version_3_links() {
         Err(mesh_proto::NodeError::BadTimeout { what: "ack_timeout", .. })
     ));
 }
+
+/// Go's `GossiperMaker` and `GetGossip`: a channel nobody registered gets a gossiper made
+/// for it the first time traffic arrives, which handles that very message; the maker is
+/// asked once per channel, and a made channel is looked up by name and data type.
+#[test]
+fn a_gossiper_is_made_once_for_an_unregistered_channel_and_gets_the_first_message() {
+    use std::sync::{Arc, Mutex};
+    let mut net = Net::new(2, |_, _| {});
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let asked: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let made = Counter::new(name(1));
+    let (log, counter) = (asked.clone(), made.clone());
+    net.nodes[1].set_gossiper_maker(move |channel: &[u8]| {
+        log.lock().unwrap().push(channel.to_vec());
+        channel.starts_with(b"made-").then(|| mesh_proto::MadeChannel::new(counter.gossiper()))
+    });
+    let sender = Counter::new(name(0));
+    let ch = net.nodes[0].register_channel("made-1", sender.gossiper()).unwrap();
+    let other = net.nodes[0].register_channel("other", Counter::new(name(0)).gossiper()).unwrap();
+    for _ in 0..2 {
+        let (state, now) = (sender.increment(), net.now);
+        net.nodes[0].broadcast(&ch, state.clone(), now);
+        net.nodes[0].broadcast(&other, state, now);
+        net.pump();
+    }
+    assert_eq!(*asked.lock().unwrap(), [b"made-1".to_vec(), b"other".to_vec()], "once per channel");
+    assert_eq!(made.value(), 2, "the made gossiper got the first broadcast and the next");
+    let node = &net.nodes[1];
+    assert_eq!(node.stats().channels_made, 1);
+    assert_eq!(node.channel::<Counts>(b"made-1").map(|h| h.name().to_vec()), Some(b"made-1".to_vec()));
+    assert!(node.channel::<Counts>(b"other").is_none(), "declined: relay-only");
+    assert!(node.channel::<Counts>(b"default").is_some(), "registered channels too");
+    assert!(node.channel::<Counts>(b"nothing").is_none());
+    #[derive(Clone)]
+    struct Other;
+    impl mesh_proto::GossipData for Other {
+        fn encode(&self) -> Vec<bytes::Bytes> {
+            Vec::new()
+        }
+        fn merge(&mut self, _: Self) {}
+    }
+    assert!(node.channel::<Other>(b"made-1").is_none(), "another data type");
+}

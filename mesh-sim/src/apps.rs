@@ -83,6 +83,13 @@ impl Tracker {
 /// The tracker's gossiper.
 pub struct TrackerGossiper(Tracker);
 
+impl TrackerGossiper {
+    /// A gossiper recording into `tracker`.
+    pub fn new(tracker: Tracker) -> Self {
+        TrackerGossiper(tracker)
+    }
+}
+
 impl Gossiper for TrackerGossiper {
     type Data = Ids;
     fn on_broadcast(

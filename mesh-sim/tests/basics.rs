@@ -135,3 +135,41 @@ fn a_short_id_collision_is_resolved_and_raises_invalidations() {
     assert!(r.events["short_id_reassignments"] >= 1, "the seed has a collision: {:?}", r.events);
     assert!(r.events["short_id_invalidations"] >= 1, "{:?}", r.events);
 }
+
+/// Go's `GossiperMaker` down a line A–B–C: only A registered channel `made`; B and C make
+/// a gossiper for it when the first broadcast arrives (B's made channel relays it on to
+/// C), once each, and each delivers both broadcasts exactly once.
+#[test]
+fn peers_make_a_gossiper_once_for_a_channel_only_the_sender_registered() {
+    use mesh_sim::apps::{Tracker, TrackerGossiper, TrackerGossiperFactory};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (mut sim, a, b, c) = line();
+    let ch =
+        sim.act(a, |n, _, _| n.register_channel("made", TrackerGossiperFactory::make())).unwrap().unwrap();
+    let mut made = Vec::new();
+    for id in [b, c] {
+        let (tracker, asked) = (Tracker::default(), Arc::new(AtomicUsize::new(0)));
+        let (t, k) = (tracker.clone(), asked.clone());
+        sim.act(id, move |n, _, _| {
+            n.set_gossiper_maker(move |channel: &[u8]| {
+                k.fetch_add(1, Ordering::SeqCst);
+                (channel == b"made").then(|| mesh_proto::MadeChannel::new(TrackerGossiper::new(t.clone())))
+            })
+        });
+        made.push((id, tracker, asked));
+    }
+    for x in [7, 8] {
+        sim.act(a, |n, _, now| n.broadcast(&ch, Ids([x].into()), now));
+        sim.run_for(Duration::from_secs(2));
+    }
+    for (id, tracker, asked) in made {
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "node {id:?}: asked once");
+        let d = tracker.lock().broadcasts.clone();
+        for x in [7, 8] {
+            assert_eq!(d.get(&x), Some(&(sim.name(a), 1)), "node {id:?}, broadcast {x}");
+        }
+        assert_eq!(sim.node(id).unwrap().stats().channels_made, 1);
+        assert!(sim.node(id).unwrap().channel::<Ids>(b"made").is_some(), "found by name");
+    }
+}

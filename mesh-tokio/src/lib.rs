@@ -45,9 +45,9 @@ pub use mesh_proto as proto;
 pub use mesh_proto::counter;
 pub use mesh_proto::{
     AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Context,
-    Event, GossipData, GossipError, Gossiper, HandshakeError, Instant, Member, NextTry, Node, NodeError,
-    PeerConnectionStatus, PeerDescription, PeerName, PeerNameError, PeerStatus, Security, Stats, Status,
-    Subnet, SubnetError,
+    Event, GossipData, GossipError, Gossiper, GossiperMaker, HandshakeError, Instant, MadeChannel, Member,
+    NextTry, Node, NodeError, PeerConnectionStatus, PeerDescription, PeerName, PeerNameError, PeerStatus,
+    Security, Stats, Status, Subnet, SubnetError,
 };
 pub use runtime::Tokio;
 

@@ -60,3 +60,8 @@ async fn events_start_with_a_snapshot_and_report_lag() {
 async fn dropping_the_last_handle_shuts_the_mesh_down() {
     suite::api::dropping_the_last_handle_shuts_down(Tokio).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossipers_are_made_on_demand_and_found_by_name() {
+    suite::api::gossipers_made_on_demand(Tokio).await;
+}

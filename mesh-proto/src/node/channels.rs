@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::routing::Relay;
 use super::{Node, NodeError, TOPOLOGY_CHANNEL};
 use crate::connection::ConnId;
-use crate::gossip::{AppChannel, Emit, Erased, ErasedEmit, GossipData, Gossiper, Slot};
+use crate::gossip::{AppChannel, Emit, Erased, ErasedEmit, GossipData, Gossiper, GossiperMaker, Slot};
 use crate::name::PeerName;
 use crate::time::Instant;
 use crate::wire::message::{self, GossipKind};
@@ -55,6 +55,22 @@ impl Node {
         }
         self.channels.insert(name.clone(), Box::new(AppChannel::new(gossiper)));
         Ok(ChannelHandle { name, _data: PhantomData })
+    }
+
+    /// Sets the maker asked for a gossiper when traffic first arrives on a channel nobody
+    /// registered (Go's `GossiperMaker`; see [`GossiperMaker`]). Replaces any maker set
+    /// before; channels already made stay.
+    pub fn set_gossiper_maker(&mut self, maker: impl GossiperMaker + 'static) {
+        self.maker = Some(Box::new(maker));
+    }
+
+    /// The application channel called `name`, registered or made on demand, if its data
+    /// is `D` (Go's `Router.GetGossip`). `None` for a relay-only channel, an unknown name
+    /// or another data type.
+    pub fn channel<D: GossipData>(&self, name: &[u8]) -> Option<ChannelHandle<D>> {
+        let ch = self.channels.get(name)?;
+        (ch.data_type() == Some(std::any::TypeId::of::<D>()))
+            .then(|| ChannelHandle { name: Bytes::copy_from_slice(name), _data: PhantomData })
     }
 
     /// Broadcasts `data` to every peer: sent to all our neighbours, relayed down the

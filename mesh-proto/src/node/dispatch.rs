@@ -31,7 +31,7 @@ impl Node {
         if g.channel == TOPOLOGY_CHANNEL {
             return self.on_topology(id, g, now);
         }
-        if !self.channels.contains_key(g.channel) {
+        if !self.channels.contains_key(g.channel) && !self.make_channel(g.channel) {
             self.add_relay_channel(g.channel, now);
         }
         if g.kind == GossipKind::Gossip && self.broken(Sabotage::IgnoreGossip) {
@@ -144,6 +144,15 @@ impl Node {
             _ => return,
         };
         self.relay(relay, now);
+    }
+
+    /// A channel nobody registered: the application's maker may serve it. False if there
+    /// is no maker or it declined.
+    fn make_channel(&mut self, name: &[u8]) -> bool {
+        let Some(made) = self.maker.as_mut().and_then(|m| m.make(name)) else { return false };
+        self.channels.insert(Bytes::copy_from_slice(name), made.0);
+        self.stats.channels_made += 1;
+        true
     }
 
     /// A channel nobody registered: relay it, within `max_relay_channels` (the least

@@ -27,7 +27,7 @@ use crate::config::{Config, SHORT_ID_SPACE};
 use crate::connection::{ConnId, Connection, Phase};
 use crate::connector::{AddressError, Connector};
 use crate::event::{CloseReason, Event, Output};
-use crate::gossip::{Channel, RelayMemory};
+use crate::gossip::{Channel, GossiperMaker, RelayMemory};
 use crate::name::PeerName;
 use crate::random::Random;
 use crate::sabotage::Sabotage;
@@ -73,6 +73,8 @@ pub struct Node {
     conns: BTreeMap<ConnId, Connection>,
     by_name: BTreeMap<PeerName, ConnId>,
     channels: BTreeMap<Bytes, Box<dyn Channel>>,
+    /// Makes gossipers for channels nobody registered, if the application set one.
+    maker: Option<Box<dyn GossiperMaker>>,
     /// Gossip relayed lately on relay-only channels (outlives the channels).
     relay_memory: RelayMemory,
     connector: Connector,
@@ -155,6 +157,7 @@ impl Node {
             conns: BTreeMap::new(),
             by_name: BTreeMap::new(),
             channels: BTreeMap::new(),
+            maker: None,
             relay_memory: RelayMemory::new(config.gossip_interval),
             connector: Connector::new(config.port, config.peer_discovery),
             connector_dirty: false,

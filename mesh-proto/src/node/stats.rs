@@ -24,6 +24,8 @@ pub struct Stats {
     /// [`crate::Event::ShortIdsInvalidated`] raised: inputs after which some short id
     /// named another peer.
     pub short_id_invalidations: u64,
+    /// Channels a [`crate::GossiperMaker`] made when traffic first arrived on them.
+    pub channels_made: u64,
     /// Connections closed because the remote stopped reading.
     pub slow_reader_closes: u64,
     /// Handshakes completed.

@@ -295,3 +295,35 @@ pub async fn dropping_the_last_handle_shuts_down<R: Runtime>(rt: R) {
     assert!(matches!(a.channel.broadcast(Counts::default()).await, Err(Error::Stopped)));
     shutdown(&rt, b.mesh).await;
 }
+
+/// Go's `GossiperMaker` and `GetGossip` over real connections: a peer that never
+/// registered channel `made-1` gets a counter made for it by its maker when the first
+/// broadcast arrives, counts that broadcast, and finds the channel by name.
+pub async fn gossipers_made_on_demand<R: Runtime>(rt: R) {
+    use mesh_proto::MadeChannel;
+    use mesh_proto::counter::Counter;
+    let a = start(&rt, 1, None, &[]).await;
+    let made = Counter::new(name(2));
+    let counter = made.clone();
+    let mut b = MeshBuilder::with_runtime(rt.clone(), name(2))
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .peers([a.mesh.local_addr().to_string()])
+        .gossiper_maker(move |channel: &[u8]| {
+            (channel == b"made-1").then(|| MadeChannel::new(counter.gossiper()))
+        });
+    let _default = b.channel("default", Counter::new(name(2)).gossiper());
+    let b = within(&rt, STEP_SECS, "peer 2 to start", b.start()).await.expect("mesh starts");
+    within(&rt, 20, "peer 2", a.mesh.wait_for_peers(1, Duration::from_secs(20))).await.expect("peers");
+    let sender = Counter::new(name(1));
+    let ch = within(&rt, STEP_SECS, "a channel", a.mesh.register_channel("made-1", sender.gossiper()))
+        .await
+        .expect("registered");
+    within(&rt, STEP_SECS, "a broadcast", ch.broadcast(sender.increment())).await.expect("broadcast");
+    assert!(eventually(&rt, 10, || made.value() == 1).await, "the made counter took the first broadcast");
+    let found = within(&rt, STEP_SECS, "a lookup", b.channel::<Counts>("made-1")).await.expect("lookup");
+    assert_eq!(found.map(|c| c.name().to_vec()), Some(b"made-1".to_vec()));
+    let none = within(&rt, STEP_SECS, "a lookup", b.channel::<Counts>("never")).await.expect("lookup");
+    assert!(none.is_none());
+    shutdown(&rt, b).await;
+    shutdown(&rt, a.mesh).await;
+}
