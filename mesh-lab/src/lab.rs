@@ -302,6 +302,7 @@ impl Lab<'_> {
                         healed_s: t,
                         established_before_heal: before,
                         converged_after_s: None,
+                        overlapped: false,
                     });
                     watch = Some((heals.len() - 1, Instant::now(), Instant::now() - POLL));
                 }
@@ -310,6 +311,7 @@ impl Lab<'_> {
             if let Some((h, since, last)) = watch {
                 if active {
                     // Another fault holds: this heal's convergence cannot be seen alone.
+                    heals[h].overlapped = true;
                     watch = None;
                 } else if last.elapsed() >= POLL {
                     watch = Some((h, since, Instant::now()));
@@ -404,8 +406,11 @@ impl Lab<'_> {
                     None => format!("not within {} s", s.converge_timeout_s),
                 },
             ));
-            let unconverged: Vec<&str> =
-                heals.iter().filter(|h| h.converged_after_s.is_none()).map(|h| h.fault.as_str()).collect();
+            let unconverged: Vec<&str> = heals
+                .iter()
+                .filter(|h| h.converged_after_s.is_none() && !h.overlapped)
+                .map(|h| h.fault.as_str())
+                .collect();
             checks.push(Check::new(
                 "every heal converged",
                 unconverged.is_empty(),

@@ -68,8 +68,11 @@ pub struct Heal {
     /// answer): whether the fault lasted long enough for the mesh to notice.
     pub established_before_heal: Vec<Option<usize>>,
     /// How long after that every node held one table of every peer; none if another
-    /// fault held meanwhile or it did not happen within the schedule's timeout.
+    /// fault began first or it did not happen within the schedule's timeout.
     pub converged_after_s: Option<f64>,
+    /// Another fault began before the mesh agreed: this heal's convergence could not be
+    /// timed alone (not a failure).
+    pub overlapped: bool,
 }
 
 /// A process's resident memory (VmRSS) over the run, in KiB, across restarts.
@@ -155,7 +158,11 @@ impl fmt::Display for Report {
                 h.at_s,
                 h.healed_s,
                 h.fault,
-                secs(h.converged_after_s),
+                if h.overlapped {
+                    "- (another fault began first)".to_owned()
+                } else {
+                    secs(h.converged_after_s)
+                },
                 conns.join(" ")
             )?;
         }
@@ -174,5 +181,51 @@ impl fmt::Display for Report {
         }
         writeln!(f, "\nchecks:\n{line}")?;
         writeln!(f, "{:.0} s in all; logs in {}", self.wall_s, self.log_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_report_says_what_was_measured_and_what_could_not_be() {
+        let heal = |fault: &str, converged: Option<f64>, overlapped| Heal {
+            fault: fault.into(),
+            at_s: 5.0,
+            healed_s: 75.0,
+            established_before_heal: vec![Some(3), None],
+            converged_after_s: converged,
+            overlapped,
+        };
+        let r = Report {
+            schedule: "t".into(),
+            pass: false,
+            nodes: Vec::new(),
+            formed_s: Some(1.5),
+            heals: vec![heal("partition", Some(4.6), false), heal("freeze", None, true)],
+            final_converged_s: None,
+            tally: Tally { acked: vec![7], refused: vec![0], unsure: vec![1] },
+            values: vec![Some(8)],
+            rss: Vec::new(),
+            checks: vec![Check::new("nothing lost", false, "node 0 shows 5".into())],
+            events: Vec::new(),
+            log_dir: "/tmp/x".into(),
+            wall_s: 80.0,
+        };
+        let text = r.to_string();
+        for want in [
+            "mesh-lab t: FAIL",
+            "formed after 1.5 s",
+            "converged 4.6 s after the heal; connections before it [3 -]",
+            "converged - (another fault began first) after the heal",
+            "converged - after the load",
+            "7 acknowledged, 1 unsure, 0 refused",
+            "[FAIL] nothing lost: node 0 shows 5",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["heals"][1]["overlapped"], true);
     }
 }
