@@ -216,6 +216,13 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
+    /// The most channels the [`MeshBuilder::gossiper_maker`] may make (default 256):
+    /// channel names come from the wire, so past it a new name is relayed only.
+    pub fn max_made_channels(mut self, max: usize) -> Self {
+        self.config.max_made_channels = max;
+        self
+    }
+
     /// What one topology record may cost, and how many entries the peers table may
     /// hold (defaults far above any honest mesh: 10 000 connections a record, 1 KiB
     /// nicknames, 1 MiB records, 20 000 entries). A record over a bound is refused and

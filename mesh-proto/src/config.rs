@@ -104,6 +104,10 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Ours: the most relay-only channels (for names we have no gossiper for) kept at once.
 pub const MAX_RELAY_CHANNELS: usize = 256;
+/// Ours: the most channels a [`crate::GossiperMaker`] may make. Made channels are never
+/// dropped, and their names come from the wire, so a peer inventing names must not be
+/// able to grow them without end; past the bound a new name is relayed only.
+pub const MAX_MADE_CHANNELS: usize = 256;
 
 /// Limits the gob decoder enforces on any stream it reads, whatever the frame size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +268,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most relay-only channels kept at once (the least recently used one is dropped).
     pub max_relay_channels: usize,
+    /// Most channels a [`crate::GossiperMaker`] may make; further names are relayed only.
+    pub max_made_channels: usize,
     /// What one topology record, and the table, may cost.
     pub record_limits: RecordLimits,
     /// Test builds only: mechanisms switched off on purpose (see [`crate::sabotage`]).
@@ -291,6 +297,7 @@ impl Config {
             receive_timeout: RECEIVE_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             max_relay_channels: MAX_RELAY_CHANNELS,
+            max_made_channels: MAX_MADE_CHANNELS,
             record_limits: RecordLimits::default(),
             #[cfg(feature = "sabotage")]
             sabotage: Default::default(),

@@ -456,7 +456,9 @@ impl core::fmt::Debug for MadeChannel {
 /// arrives on a name that has no channel. What it returns serves that channel from then
 /// on, starting with the message that asked; `None` leaves the channel relay-only, as
 /// without a maker. It is asked again only if that relay-only channel is later evicted
-/// (see [`crate::Config::max_relay_channels`]). Like every callback it runs on the task
+/// (see [`crate::Config::max_relay_channels`]). Once it has made
+/// [`crate::Config::max_made_channels`] channels it is not asked again: channel names come
+/// from the wire, and made channels are kept for good. Like every callback it runs on the task
 /// that drives the node. A closure `FnMut(&[u8]) -> Option<MadeChannel>` is a maker.
 ///
 /// ```

@@ -1391,3 +1391,36 @@ fn a_gossiper_is_made_once_for_an_unregistered_channel_and_gets_the_first_messag
     }
     assert!(node.channel::<Other>(b"made-1").is_none(), "another data type");
 }
+
+/// Channel names come from the wire: past `max_made_channels` the maker is not asked, and
+/// a new name is relayed only.
+#[test]
+fn a_maker_makes_no_more_than_its_bound() {
+    use std::sync::{Arc, Mutex};
+    let mut net = Net::new(2, |i, c| {
+        if i == 1 {
+            c.max_made_channels = 2;
+        }
+    });
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let asked: Arc<Mutex<usize>> = Arc::default();
+    let log = asked.clone();
+    net.nodes[1].set_gossiper_maker(move |_: &[u8]| {
+        *log.lock().unwrap() += 1;
+        Some(mesh_proto::MadeChannel::new(Counter::new(name(1)).gossiper()))
+    });
+    for i in 0..4 {
+        let sender = Counter::new(name(0));
+        let ch = net.nodes[0].register_channel(format!("made-{i}"), sender.gossiper()).unwrap();
+        let (state, now) = (sender.increment(), net.now);
+        net.nodes[0].broadcast(&ch, state, now);
+        net.pump();
+    }
+    assert_eq!(*asked.lock().unwrap(), 2, "asked for the first two names only");
+    let node = &net.nodes[1];
+    assert_eq!(node.stats().channels_made, 2);
+    assert!(node.channel::<Counts>(b"made-1").is_some());
+    assert!(node.channel::<Counts>(b"made-2").is_none(), "relayed only");
+    assert_eq!(node.inspect().relay_channel_count(), 2);
+}

@@ -146,9 +146,13 @@ impl Node {
         self.relay(relay, now);
     }
 
-    /// A channel nobody registered: the application's maker may serve it. False if there
-    /// is no maker or it declined.
+    /// A channel nobody registered: the application's maker may serve it, within
+    /// `max_made_channels`. False if there is no maker, it declined or the bound is
+    /// reached.
     fn make_channel(&mut self, name: &[u8]) -> bool {
+        if self.stats.channels_made >= self.config.max_made_channels as u64 {
+            return false;
+        }
         let Some(made) = self.maker.as_mut().and_then(|m| m.make(name)) else { return false };
         self.channels.insert(Bytes::copy_from_slice(name), made.0);
         self.stats.channels_made += 1;
