@@ -111,6 +111,10 @@ impl Runtime for AsyncIo {
     async fn sleep_until(&self, deadline: StdInstant) {
         async_io::Timer::at(deadline).await;
     }
+
+    fn stream_local_addr(stream: &Self::Stream) -> Option<SocketAddr> {
+        stream.local_addr().ok()
+    }
 }
 
 /// A builder for a [`Mesh`] on async-io (`MeshBuilder::new(name)` uses smol's executor;

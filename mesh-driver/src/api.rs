@@ -318,6 +318,28 @@ impl<R: Runtime> MeshBuilder<R> {
         self
     }
 
+    /// Plugs an overlay into every mesh connection (Go's `Overlay`; see
+    /// [`mesh_proto::overlay`]): it adds its features to the handshake, prepares and
+    /// confirms each connection's overlay connection, exchanges control messages with
+    /// the remote's, and decides when a connection is established. Its diagnostics and
+    /// each connection's attributes appear in [`Mesh::status`]. Without one, the mesh
+    /// behaves as Go's null overlay.
+    ///
+    /// ```
+    /// # use mesh_driver::{MeshBuilder, Runtime};
+    /// use mesh_proto::overlay::{Liveness, LivenessConfig};
+    /// # fn doc<R: Runtime>(b: MeshBuilder<R>) -> MeshBuilder<R> {
+    /// b.overlay(Liveness::new(LivenessConfig::default()))
+    /// # }
+    /// ```
+    pub fn overlay(mut self, overlay: impl mesh_proto::Overlay + 'static) -> Self {
+        self.registrations.push(Box::new(move |node| {
+            node.set_overlay(overlay);
+            Ok(())
+        }));
+        self
+    }
+
     /// Binds the listener, starts the node task, and dials the configured peers.
     pub async fn start(mut self) -> Result<Mesh<R>, Error> {
         let listener =

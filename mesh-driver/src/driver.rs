@@ -443,10 +443,16 @@ impl<R: Runtime> Driver<R> {
             Input::Accepted(stream, addr) => {
                 let conn = self.node.handle_accepted(addr, now);
                 debug!(%conn, %addr, "accepted");
+                if let Some(local) = R::stream_local_addr(&stream) {
+                    self.node.handle_local_addr(conn, local);
+                }
                 self.start_io(conn, stream);
             }
             Input::Dialed(conn, Ok(stream)) => {
                 debug!(%conn, "dialled");
+                if let Some(local) = R::stream_local_addr(&stream) {
+                    self.node.handle_local_addr(conn, local);
+                }
                 self.start_io(conn, stream);
                 self.node.handle_dialed(conn, now);
             }

@@ -36,4 +36,10 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn connect(&self, addr: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send;
+    /// The stream's local address, for an overlay ([`mesh_proto::OverlayParams`]); `None`
+    /// if the runtime cannot tell.
+    fn stream_local_addr(stream: &Self::Stream) -> Option<SocketAddr> {
+        let _ = stream;
+        None
+    }
 }

@@ -68,6 +68,10 @@ pub(crate) struct Running {
     pub(crate) topology: SendSlots<BTreeSet<PeerName>>,
     /// Version 3 links: topology synchronisation waiting to be sent.
     pub(crate) sync: crate::node::sync::SyncOut,
+    /// Our record marks it established (§16.7).
+    pub(crate) established: bool,
+    /// The application overlay's connection, once prepared.
+    pub(crate) overlay: Option<Box<dyn crate::overlay::OverlayConnection>>,
 }
 
 pub(crate) struct Connection {
@@ -77,6 +81,8 @@ pub(crate) struct Connection {
     /// A discovered target's peer, which may answer even if it is no longer in the table.
     pub(crate) expected_peer: Option<PeerName>,
     pub(crate) trusts_remote: bool,
+    /// The socket's local address, if the driver reported it.
+    pub(crate) local_addr: Option<std::net::SocketAddr>,
     pub(crate) phase: Phase,
     /// Frames built during the current input, written out in one transmit.
     pub(crate) out: Vec<u8>,
@@ -103,6 +109,7 @@ impl Connection {
             accept_new_peer,
             expected_peer: None,
             trusts_remote,
+            local_addr: None,
             phase,
             out: Vec::new(),
             in_flight: VecDeque::new(),
@@ -127,7 +134,8 @@ impl Connection {
     }
 
     /// The phase's own deadline: the handshake's, or a running connection's receive
-    /// timeout, next heartbeat or acknowledgement due (the send timeout is
+    /// timeout, next heartbeat or acknowledgement due, or its overlay connection's
+    /// (the send timeout is
     /// [`Connection::oldest_unwritten`]'s).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
@@ -136,7 +144,8 @@ impl Connection {
             Phase::Handshaking(h) => Some(h.deadline()),
             Phase::Running(r) => {
                 let ack = r.unacked.front().map_or(Instant::MAX, |&sent| sent.saturating_add(r.ack_timeout));
-                Some(r.receive_deadline.min(r.heartbeat_at).min(ack))
+                let overlay = r.overlay.as_ref().and_then(|o| o.next_timeout()).unwrap_or(Instant::MAX);
+                Some(r.receive_deadline.min(r.heartbeat_at).min(ack).min(overlay))
             }
         }
     }

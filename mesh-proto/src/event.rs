@@ -194,6 +194,10 @@ pub enum CloseReason {
     /// The node is shutting down.
     #[error("shutting down")]
     Shutdown,
+    /// The application's overlay refused the connection or its overlay connection failed
+    /// ([`crate::overlay`]).
+    #[error("overlay: {0}")]
+    Overlay(crate::overlay::OverlayError),
 }
 
 #[cfg(test)]

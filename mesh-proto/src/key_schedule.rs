@@ -7,6 +7,8 @@
 //! K(l) = HKDF-Expand(PRK, "weave mesh v3 " ‖ l, 32)
 //! confirmation sent by the dialer   = K("confirm dialer")
 //! confirmation sent by the listener = K("confirm listener")
+//! AEAD keys = K("key dialer to listener"), K("key listener to dialer")
+//! an application overlay's key = K("overlay")
 //! ```
 //!
 //! A confirmation is an output of the PRF keyed by PRK, so it proves knowledge of the
@@ -57,6 +59,9 @@ pub struct Keys {
     pub send_key: Zeroizing<[u8; 32]>,
     /// AEAD key of what we receive.
     pub receive_key: Zeroizing<[u8; 32]>,
+    /// Key for an application overlay's own encryption, the same at both ends and used
+    /// by nothing of the mesh (docs/protocol-v3.md §5.2).
+    pub overlay: Zeroizing<[u8; 32]>,
 }
 
 impl core::fmt::Debug for Keys {
@@ -86,7 +91,8 @@ impl Keys {
             Role::Dialer => (confirm_dialer, confirm_listener, dialer_to_listener, listener_to_dialer),
             Role::Listener => (confirm_listener, confirm_dialer, listener_to_dialer, dialer_to_listener),
         };
-        Keys { our_confirmation: *ours, their_confirmation: theirs, send_key, receive_key }
+        let overlay = expand(&prk, "overlay");
+        Keys { our_confirmation: *ours, their_confirmation: theirs, send_key, receive_key, overlay }
     }
 
     /// Whether `tag` is the remote's confirmation, compared in constant time.

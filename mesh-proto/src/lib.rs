@@ -152,6 +152,7 @@ mod key_schedule;
 mod members;
 mod name;
 mod node;
+pub mod overlay;
 // Public through `fuzzing` only: unreachable (and partly unused) in an ordinary build.
 #[cfg_attr(not(any(fuzzing, feature = "test-internals")), allow(unreachable_pub, dead_code))]
 mod pake;
@@ -191,6 +192,7 @@ pub use handshake::{HandshakeError, Security, Stage};
 pub use members::Member;
 pub use name::{PeerName, PeerNameError, TextReason};
 pub use node::{ChannelHandle, Inspect, Node, NodeError, Stats, TOPOLOGY_CHANNEL};
+pub use overlay::{Overlay, OverlayConnection, OverlayControl, OverlayError, OverlayParams};
 pub use pake::PakeError;
 pub use status::{
     ConnectionState, ConnectionStatus, NextTry, PeerConnectionStatus, PeerDescription, PeerStatus, Status,

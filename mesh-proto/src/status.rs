@@ -1,6 +1,7 @@
 //! The status snapshot (docs/protocol-v2.md §21), with every list in a deterministic order.
 
 use core::fmt;
+use std::collections::BTreeMap;
 
 use crate::config::Subnet;
 use crate::connection::ConnId;
@@ -51,6 +52,9 @@ pub struct Status {
     pub trusted_subnets: Vec<Subnet>,
     /// Names of relay-only channels currently held (decoded lossily from the wire bytes).
     pub relay_channels: Vec<String>,
+    /// The overlay's diagnostics ([`crate::Overlay::diagnostics`]); `None` without an
+    /// overlay (Go's null overlay).
+    pub overlay: Option<BTreeMap<String, String>>,
 }
 
 /// One peer as the table holds it.
@@ -163,6 +167,9 @@ pub struct ConnectionStatus {
     pub last_error: Option<String>,
     /// For a target: when it is tried next. `None` for live connections.
     pub next_try: Option<NextTry>,
+    /// The overlay connection's attributes ([`crate::OverlayConnection::attrs`]); empty
+    /// without an overlay.
+    pub overlay: BTreeMap<String, String>,
 }
 
 /// When a target is tried next.
@@ -188,7 +195,8 @@ impl fmt::Display for NextTry {
 impl ConnectionStatus {
     /// The detail Go's status shows for this row: for an established connection its
     /// encryption and the remote (`"encrypted none 00:00:00:00:00:02(kv-2)"`, with
-    /// `"unencrypted"` when both ends trust each other and `"v3"` marks for version 3),
+    /// `"unencrypted"` when both ends trust each other and `"v3"` marks for version 3;
+    /// `none` is the overlay's name, an overlay's own `name` attribute where it has one),
     /// for a target its last error and next try (`"wrong password..., retry at 5s"`),
     /// and nothing for a connection still handshaking.
     pub fn go_info(&self) -> String {
@@ -203,7 +211,9 @@ impl ConnectionStatus {
                     (Security::V3Unauthenticated, _) => "encrypted v3 unauthenticated ",
                 };
                 let nickname = self.remote_nickname.as_deref().unwrap_or_default();
-                return format!("{enc}none {name}({nickname})");
+                // The overlay's name, as Go shows its `Attrs()["name"]`; "none" without.
+                let overlay = self.overlay.get("name").map_or("none", String::as_str);
+                return format!("{enc}{overlay} {name}({nickname})");
             }
         }
         match (&self.last_error, self.next_try) {

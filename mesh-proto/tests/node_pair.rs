@@ -1424,3 +1424,254 @@ fn a_maker_makes_no_more_than_its_bound() {
     assert!(node.channel::<Counts>(b"made-2").is_none(), "relayed only");
     assert_eq!(node.inspect().relay_channel_count(), 2);
 }
+
+// ------------------------------------------------------------------ the overlay
+
+mod common;
+use common::probe::{Log, OnConfirm, PROBE_FEATURE, Probe};
+use mesh_proto::OverlayError;
+use mesh_proto::overlay::{Liveness, LivenessConfig};
+use std::sync::{Arc, Mutex};
+
+/// A net of `n` nodes each running the probe `make(i)` gives.
+fn probed(
+    n: usize,
+    tweak: impl Fn(usize, &mut Config),
+    make: impl Fn(usize) -> Probe,
+) -> (Net, Vec<Arc<Mutex<Log>>>) {
+    let mut net = Net::new(n, tweak);
+    let mut logs = Vec::new();
+    for i in 0..n {
+        let probe = make(i);
+        logs.push(probe.log.clone());
+        net.nodes[i].set_overlay(probe);
+    }
+    (net, logs)
+}
+
+/// The overlay's features reach the remote's overlay (and the mesh's own keys cannot be
+/// overridden); each side's parameters describe the connection from its end; the key
+/// is given on encrypted untrusted links only (as in Go), the same at both ends.
+#[test]
+fn overlay_features_parameters_and_keys_reach_each_end() {
+    let cases = [
+        (2, None, false),
+        (2, Some("pw"), false),
+        (2, Some("pw"), true),
+        (3, None, false),
+        (3, Some("pw"), false),
+        (3, Some("pw"), true),
+    ];
+    let mut v2_key = None;
+    for (version, password, trusted) in cases {
+        let what = format!("v{version} password {password:?} trusted {trusted}");
+        let (mut net, logs) = probed(
+            2,
+            |_, c| {
+                c.max_protocol_version = version;
+                c.password = password.map(|p: &str| bytes::Bytes::copy_from_slice(p.as_bytes()));
+                if trusted {
+                    c.trusted_subnets = vec!["10.0.0.0/8".parse().unwrap()];
+                }
+            },
+            |_| Probe::new(OnConfirm::Establish).0,
+        );
+        net.dial(0, 1);
+        net.run_for(Duration::from_secs(2));
+        let params: Vec<_> = logs.iter().map(|l| l.lock().unwrap().prepared.clone()).collect();
+        assert_eq!(params[0].len(), 1, "{what}");
+        assert_eq!(params[1].len(), 1, "{what}");
+        let (a, b) = (&params[0][0], &params[1][0]);
+        assert_eq!((a.remote, b.remote), (name(1), name(0)), "{what}");
+        assert_eq!((a.outbound, b.outbound), (true, false), "{what}");
+        assert_eq!(a.conn_uid, b.conn_uid, "{what}: Go's connection UID is the same at both ends");
+        assert_eq!((a.version, b.version), (version, version), "{what}");
+        assert_eq!(a.remote_addr, addr(1), "{what}: the dialled target");
+        assert!(b.remote_addr.starts_with("10.0.0.1:"), "{what}: the socket's remote address");
+        for (p, remote) in [(a, 1), (b, 0)] {
+            assert_eq!(p.features.get(PROBE_FEATURE).map(String::as_str), Some("v1"), "{what}");
+            assert_eq!(p.features.get("Name"), Some(&name(remote).to_string()), "{what}: ours kept");
+            assert_eq!(p.remote_nickname, format!("n{remote}"), "{what}");
+        }
+        // Version 3 encrypts without a password too (authenticating nothing).
+        let encrypted = password.is_some() || version == 3;
+        match (encrypted, trusted) {
+            (true, false) => {
+                let (ka, kb) = (a.key.as_ref().unwrap(), b.key.as_ref().unwrap());
+                assert_eq!(ka.as_bytes(), kb.as_bytes(), "{what}: one key for both ends");
+                if version == 2 {
+                    v2_key = Some(*ka.as_bytes());
+                } else if password.is_some() {
+                    assert_ne!(Some(*ka.as_bytes()), v2_key, "{what}");
+                }
+                assert_eq!(format!("{ka:?}"), "OverlayKey(..)", "no key bytes in Debug");
+            }
+            _ => assert!(a.key.is_none() && b.key.is_none(), "{what}: no key"),
+        }
+        for i in 0..2 {
+            assert!(net.conn(i, 1 - i).is_some(), "{what}: established at {i}");
+            let st = net.nodes[i].status();
+            let c = st.connections.iter().find(|c| c.remote_name == Some(name(1 - i))).unwrap();
+            assert_eq!(c.state, mesh_proto::ConnectionState::Established, "{what}");
+            assert_eq!(c.overlay.get("name").map(String::as_str), Some("probe"), "{what}");
+            assert!(c.go_info().contains("probe 00:00:00:00:00:0"), "{}", c.go_info());
+            let diagnostics = st.overlay.expect("the overlay's diagnostics");
+            assert_eq!(diagnostics.get("probe prepared").map(String::as_str), Some("1"));
+        }
+    }
+}
+
+/// Control messages (tag 7) flow both ways, on version 2 and version 3 links, sealed or
+/// not; each end is established when its overlay says so.
+#[test]
+fn overlay_control_messages_flow_both_ways_on_version_2_and_3_links() {
+    for (version, password) in [(2, None), (2, Some("pw")), (3, None), (3, Some("pw"))] {
+        let what = format!("v{version} password {password:?}");
+        let (mut net, logs) = probed(
+            2,
+            |_, c| {
+                c.max_protocol_version = version;
+                c.password = password.map(|p: &str| bytes::Bytes::copy_from_slice(p.as_bytes()));
+            },
+            |_| Probe::new(OnConfirm::Greet).0,
+        );
+        net.dial(0, 1);
+        net.run_for(Duration::from_secs(2));
+        for (i, log) in logs.iter().enumerate() {
+            let other = name(1 - i);
+            let got = log.lock().unwrap().received.clone();
+            assert_eq!(
+                got,
+                [(other, 7, b"hello".to_vec()), (other, 7, b"welcome".to_vec())],
+                "{what} at {i}"
+            );
+            assert!(net.conn(i, 1 - i).is_some(), "{what}: established at {i}");
+            let stats = net.nodes[i].stats();
+            assert_eq!((stats.overlay_messages_sent, stats.overlay_messages_received), (2, 2), "{what}");
+            let st = net.nodes[i].status();
+            let c = st.connections.iter().find(|c| c.remote_name == Some(other)).unwrap();
+            assert_eq!(c.overlay.get("received").map(String::as_str), Some("2"), "{what}");
+        }
+        // Routes use the link once both ends marked it established.
+        let now = net.now;
+        net.run_until(now + Duration::from_secs(2));
+        assert!(net.nodes[0].status().unicast_routes.contains(&(name(1), name(1))), "{what}");
+    }
+}
+
+/// An overlay that fails a connection, or refuses to prepare it, closes that connection
+/// only, with the typed reason in events and status; the overlay connection is stopped.
+#[test]
+fn a_failing_overlay_closes_only_its_connection() {
+    let (mut net, logs) = probed(
+        3,
+        |_, _| {},
+        |i| {
+            let (mut p, _) = Probe::new(OnConfirm::Establish);
+            if i == 0 {
+                p.special.insert(name(2), OnConfirm::Fail);
+            }
+            p
+        },
+    );
+    net.dial(0, 1);
+    net.dial(0, 2);
+    net.run_for(Duration::from_secs(1));
+    let failed = CloseReason::Overlay(OverlayError::Failed("probe failed on confirm".into()));
+    assert_eq!(net.closes(0), [failed]);
+    assert!(net.conn(0, 1).is_some(), "the other connection is untouched");
+    assert!(net.conn(0, 2).is_none());
+    assert!(matches!(net.closes(2)[..], [CloseReason::Closed(_)]), "{:?}", net.closes(2));
+    assert_eq!(logs[0].lock().unwrap().stopped, [name(2)], "stopped, as Go stops it");
+    assert_eq!(net.nodes[0].stats().overlay_failures, 1);
+    let st = net.nodes[0].status();
+    let target = st.connections.iter().find(|c| c.addr == addr(2)).unwrap();
+    assert_eq!(target.last_error.as_deref(), Some("overlay: probe failed on confirm"));
+
+    // Refused before registration: never confirmed, never registered.
+    let (mut net, logs) = probed(
+        2,
+        |_, _| {},
+        |i| {
+            let (mut p, _) = Probe::new(OnConfirm::Establish);
+            if i == 1 {
+                p.refuse.insert(name(0));
+            }
+            p
+        },
+    );
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(1));
+    let refused = CloseReason::Overlay(OverlayError::Failed("probe refuses this peer".into()));
+    assert_eq!(net.closes(1), [refused]);
+    assert!(logs[1].lock().unwrap().confirmed.is_empty());
+    assert!(!net.events[1].iter().any(|e| matches!(e, Event::ConnectionEstablished { .. })));
+    assert!(net.nodes[1].inspect().peer(&name(1)).unwrap().connections.is_empty(), "never registered");
+}
+
+/// As in Go, an overlay connection that never reports established leaves its connection
+/// registered but not established: it stays open on heartbeats, gossips topology, shows
+/// as pending, and carries no routes (the link is not established at both ends).
+#[test]
+fn an_overlay_that_never_confirms_leaves_the_connection_pending_as_go_does() {
+    let mut net = Net::new(2, |_, _| {});
+    let (probe, log) = Probe::new(OnConfirm::Never);
+    net.nodes[0].set_overlay(probe);
+    net.dial(0, 1);
+    net.run_for(Duration::from_secs(2));
+    let received = net.nodes[0].stats().frames_received;
+    net.run_for(Duration::from_secs(180));
+    assert!(net.closes(0).is_empty() && net.closes(1).is_empty(), "{:?}", net.closes(0));
+    assert!(net.nodes[0].stats().frames_received >= received + 6, "heartbeats go on");
+    assert_eq!(log.lock().unwrap().confirmed, [name(1)]);
+    assert!(!net.events[0].iter().any(|e| matches!(e, Event::ConnectionEstablished { .. })));
+    let st = net.nodes[0].status();
+    let c = st.connections.iter().find(|c| c.remote_name == Some(name(1))).unwrap();
+    assert_eq!(c.state, mesh_proto::ConnectionState::Pending);
+    let ours = st.peers.iter().find(|p| p.name == name(0)).unwrap();
+    assert_eq!(ours.connections.len(), 1, "registered");
+    assert!(!ours.connections[0].established);
+    // The remote (no overlay) marks its end established and knows our record.
+    let theirs = net.nodes[1].status();
+    assert_eq!(theirs.peers.len(), 2, "topology gossiped over the pending link");
+    let from_them = theirs.peers.iter().find(|p| p.name == name(1)).unwrap();
+    assert!(from_them.connections[0].established);
+    assert!(!st.unicast_routes.iter().any(|(d, _)| *d == name(1)), "{:?}", st.unicast_routes);
+    assert!(!theirs.unicast_routes.iter().any(|(d, _)| *d == name(0)), "{:?}", theirs.unicast_routes);
+}
+
+/// The ready liveness overlay: established at the first answer, round trips in status,
+/// and a connection whose pings go unanswered fails; against a peer without it, a
+/// connection is established at once.
+#[test]
+fn the_liveness_overlay_proves_each_connection_and_fails_a_silent_one() {
+    let config = LivenessConfig { interval: Duration::from_secs(5), timeout: Duration::from_secs(20) };
+    let mut net = Net::new(3, |_, _| {});
+    net.nodes[0].set_overlay(Liveness::new(config));
+    net.nodes[1].set_overlay(Liveness::new(config));
+    net.dial(0, 1);
+    net.dial(0, 2);
+    net.run_for(Duration::from_secs(12));
+    assert!(net.conn(0, 1).is_some() && net.conn(1, 0).is_some());
+    assert!(net.conn(0, 2).is_some(), "node 2 has no overlay: established at confirmation");
+    let st = net.nodes[0].status();
+    let to =
+        |i: usize| st.connections.iter().find(|c| c.remote_name == Some(name(i))).unwrap().overlay.clone();
+    let one = to(1);
+    assert_eq!(one.get("name").map(String::as_str), Some("liveness"));
+    assert!(one["pongs"].parse::<u64>().unwrap() >= 2, "{one:?}");
+    assert_eq!(one.get("rtt_us").map(String::as_str), Some("0"), "the in-memory net takes no time");
+    assert!(to(2)["remote"].contains("no liveness overlay"), "{:?}", to(2));
+    assert_eq!(st.overlay.unwrap()["overlay"], "liveness");
+
+    // Node 1's writes stop reaching node 0: its pongs with them.
+    let c10 = net.conn(1, 0).unwrap();
+    net.stalled.insert((1, c10));
+    net.run_for(Duration::from_secs(30));
+    let first = net.closes(0).first().cloned();
+    assert!(
+        matches!(&first, Some(CloseReason::Overlay(OverlayError::Failed(why))) if why.contains("unanswered")),
+        "{first:?}"
+    );
+    assert!(net.conn(0, 2).is_some(), "the other connection is untouched");
+}

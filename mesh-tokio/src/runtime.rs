@@ -43,4 +43,8 @@ impl Runtime for Tokio {
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
         tokio::time::sleep_until(deadline.into())
     }
+
+    fn stream_local_addr(stream: &Self::Stream) -> Option<SocketAddr> {
+        stream.get_ref().local_addr().ok()
+    }
 }

@@ -25,12 +25,15 @@
 mod v2;
 mod v3;
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use crate::config::{MAX_HANDSHAKE_FRAME_LEN, PREAMBLE_LEN, PREAMBLE_TIMEOUT};
 use crate::crypto::{CryptoError, KeyPair};
 use crate::key_schedule::{CONFIRM_LEN, Keys};
 use crate::name::PeerName;
+use crate::overlay::OverlayKey;
 use crate::pake::{Exchange, Mode, PakeError};
 use crate::sealing::Sealing;
 use crate::time::Instant;
@@ -220,6 +223,16 @@ pub struct Outcome {
     pub session: Option<Sealing>,
     /// Bytes received after the features frame: the start of the message stream.
     pub leftover: Bytes,
+    /// The remote's whole features map (invalid UTF-8 replaced), for an overlay.
+    pub features: BTreeMap<String, String>,
+    /// Key material for an overlay's own encryption, if the connection is encrypted
+    /// ([`OverlayKey`] says which key for which version).
+    pub overlay_key: Option<OverlayKey>,
+}
+
+/// Wire bytes as text, invalid UTF-8 replaced.
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 impl Outcome {
@@ -280,15 +293,28 @@ pub struct Handshake {
     out: Vec<u8>,
     deadline: Instant,
     session: Option<Sealing>,
+    /// Key material for an overlay, once the session key is known.
+    overlay_key: Option<OverlayKey>,
 }
 
 impl Handshake {
     /// Starts a handshake at `now`; the first bytes to send are ready at once.
     pub fn new<R: rand_core::CryptoRng + ?Sized>(config: HandshakeConfig, rng: &mut R, now: Instant) -> Self {
+        Self::with_features(config, &[], rng, now)
+    }
+
+    /// Starts a handshake whose features map also carries `extra` entries (an overlay's;
+    /// see [`features::encode_with`] for which are left out).
+    pub fn with_features<R: rand_core::CryptoRng + ?Sized>(
+        config: HandshakeConfig,
+        extra: &[(&[u8], &[u8])],
+        rng: &mut R,
+        now: Instant,
+    ) -> Self {
         let local_conn_id = rng.next_u64();
         let keys = config.password.as_ref().map(|_| KeyPair::generate(rng));
         let exchange = (config.versions.max >= 3).then(|| Exchange::start(config.password.as_deref(), rng));
-        Self::build(config, keys, exchange, local_conn_id, now)
+        Self::build(config, extra, keys, exchange, local_conn_id, now)
     }
 
     /// Starts a handshake with a given version 2 key pair and connection id instead of
@@ -308,18 +334,19 @@ impl Handshake {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(local_conn_id);
             Exchange::start(config.password.as_deref(), &mut rng)
         });
-        Self::build(config, keys, exchange, local_conn_id, now)
+        Self::build(config, &[], keys, exchange, local_conn_id, now)
     }
 
     fn build(
         config: HandshakeConfig,
+        extra: &[(&[u8], &[u8])],
         keys: Option<KeyPair>,
         exchange: Option<(Exchange, [u8; crate::pake::ELEMENT_LEN])>,
         local_conn_id: u64,
         now: Instant,
     ) -> Self {
         let mut features_plain = Vec::with_capacity(192);
-        features::encode(
+        features::encode_with(
             &mut features_plain,
             &LocalFeatures {
                 name: config.name,
@@ -329,6 +356,7 @@ impl Handshake {
                 conn_id: local_conn_id,
                 trusts_remote: config.trusts_remote,
             },
+            extra,
         );
         let v3 = exchange.map(|(exchange, element)| V3State {
             hello: v3::hello(exchange.mode(), local_conn_id, &element),
@@ -351,6 +379,7 @@ impl Handshake {
             out: Vec::with_capacity(256),
             deadline: now + PREAMBLE_TIMEOUT,
             session: None,
+            overlay_key: None,
             config,
         };
         h.out.extend_from_slice(&h.config.versions.encode());
@@ -496,7 +525,10 @@ impl Handshake {
             }
             None => body,
         };
-        let remote = features::decode(plain)?;
+        let entries = features::decode_map(plain).map_err(FeaturesError::from)?;
+        let remote = features::validate(&entries)?;
+        // Later entries win, as in `validate` (and in Go, whose map keeps the last).
+        let all = entries.iter().map(|(k, v)| (lossy(k), lossy(v))).collect();
         let security = match (&self.v3, version) {
             (Some(v3), 3) => {
                 if remote.conn_id != v3.remote_conn_id {
@@ -522,6 +554,8 @@ impl Handshake {
             local_conn_id: self.local_conn_id,
             session: self.session.take(),
             leftover: self.frames.take_remaining(),
+            features: all,
+            overlay_key: self.overlay_key.take(),
         })
     }
 

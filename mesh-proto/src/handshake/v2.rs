@@ -50,6 +50,7 @@ impl Handshake {
         };
         let shared = keys.shared_key(remote)?;
         let key = crypto::session_key(&shared, password);
+        self.overlay_key = Some(crate::overlay::OverlayKey::new(*key));
         self.session = Some(Sealing::V2(Session::new(&key, self.config.role == super::Role::Dialer)));
         self.send_features()?;
         self.stage = Stage::Features;

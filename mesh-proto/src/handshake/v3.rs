@@ -83,6 +83,7 @@ impl Handshake {
                 None => HandshakeError::ConfirmationFailed,
             });
         }
+        self.overlay_key = Some(crate::overlay::OverlayKey::new(*keys.overlay));
         let session =
             V3Session { sealer: Direction::new(&keys.send_key), opener: Direction::new(&keys.receive_key) };
         self.session = Some(Sealing::V3(session));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 
 use super::Node;
+use super::overlay::OverlayArrival;
 use crate::config::{HEARTBEAT_INTERVAL, MAX_HANDSHAKE_FRAME_LEN};
 use crate::connection::{ConnId, Connection, Phase, Running};
 use crate::event::{CloseReason, Event, Output};
@@ -44,12 +45,13 @@ struct Arrival {
     conn_key: u64,
     addr: String,
     outbound: bool,
-    nickname: Bytes,
     /// The remote's incarnation.
     uid: u64,
     /// It may bind to a record we do not hold.
     accept_new: bool,
     leftover: Bytes,
+    /// For the overlay, if there is one (taken when it prepares).
+    overlay: Option<OverlayArrival>,
 }
 
 impl Node {
@@ -68,7 +70,9 @@ impl Node {
             // Checked by `Node::new`.
             versions: self.config.versions().unwrap_or(Preamble::OURS),
         };
-        let mut h = Handshake::new(config, self.rng.crypto(), now);
+        let extra = self.overlay_features();
+        let extra: Vec<(&[u8], &[u8])> = extra.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+        let mut h = Handshake::with_features(config, &extra, self.rng.crypto(), now);
         let Some(c) = self.conns.get_mut(&id) else { return };
         let buffered = match std::mem::replace(&mut c.phase, Phase::Paced { buffered: Vec::new() }) {
             Phase::Paced { buffered } => buffered,
@@ -181,8 +185,9 @@ impl Node {
                     self.on_sync(id, sync, now);
                 }
             }
-            // Heartbeats only refresh the deadline; overlay and unknown tags and
-            // empty frames are ignored, as by Go with the null overlay.
+            Ok(Message::Overlay { tag, payload }) => self.on_overlay_message(id, tag, payload, now),
+            // Heartbeats only refresh the deadline; unknown tags and empty frames are
+            // ignored, as by Go.
             Ok(_) => {}
         }
         self.conns.contains_key(&id)
@@ -203,11 +208,18 @@ impl Node {
         }
     }
 
-    /// The handshake of `id` succeeded: bind, check, tie-break, admit, register.
+    /// The handshake of `id` succeeded: bind, check, tie-break, admit, prepare the
+    /// overlay, register.
     fn complete_handshake(&mut self, id: ConnId, outcome: Outcome, now: Instant) {
-        let Some((arrival, candidate)) = self.enter_running(id, outcome, now) else { return };
+        let Some((mut arrival, candidate)) = self.enter_running(id, outcome, now) else { return };
         let Some((was_known, restarted)) = self.bind(id, &arrival, candidate, now) else { return };
-        if self.tie_break(id, &arrival, now) && self.admit(id, &arrival, now) {
+        if !(self.tie_break(id, &arrival, now) && self.admit(id, &arrival, now)) {
+            return;
+        }
+        // As in Go, the overlay prepares before registration makes the connection
+        // visible to routing, and is confirmed only after it (a duplicate never is).
+        let overlay = arrival.overlay.take().unwrap_or_default();
+        if self.prepare_overlay(id, overlay, now) {
             self.register(id, arrival, was_known, restarted, now);
         }
     }
@@ -215,7 +227,7 @@ impl Node {
     /// Moves `id` into the running phase; what the next steps need, and the record the
     /// remote described.
     fn enter_running(&mut self, id: ConnId, outcome: Outcome, now: Instant) -> Option<(Arrival, Peer)> {
-        let Outcome { remote, session, leftover, version, security, .. } = outcome;
+        let Outcome { remote, session, leftover, version, security, features, overlay_key, .. } = outcome;
         let frames = match &session {
             // A record holds up to one largest message and its prefix, and a tag.
             Some(Sealing::V3(_)) => FrameDecoder::for_records(self.config.max_frame_len),
@@ -228,11 +240,11 @@ impl Node {
             conn_key: outcome.local_conn_id ^ remote.conn_id,
             addr: c.addr.clone(),
             outbound: c.outbound,
-            nickname: remote.nickname.clone(),
             uid: remote.uid,
             // A discovered peer we have collected since learning its address may answer.
             accept_new: c.accept_new_peer || c.expected_peer == Some(name),
             leftover,
+            overlay: Some(OverlayArrival { features, key: overlay_key, version }),
         };
         let candidate = Peer::candidate(name, remote.nickname.clone(), remote.uid, remote.short_id);
         c.phase = Phase::Running(Box::new(Running {
@@ -252,6 +264,8 @@ impl Node {
             unacked: VecDeque::new(),
             topology: Default::default(),
             sync: Default::default(),
+            established: false,
+            overlay: None,
         }));
         self.stats.handshakes += 1;
         self.stats.handshakes_v3 += u64::from(version == 3);
@@ -361,14 +375,14 @@ impl Node {
         if a.outbound {
             self.connector.connected(&a.addr);
         }
-        // Null overlay: established at once (§16.7).
-        self.peers.set_our_connection_established(name);
-        self.peers.bump_our_version();
-        self.schedule_update([], now);
-        let Arrival { nickname, addr, outbound, leftover, .. } = a;
-        let nickname = String::from_utf8_lossy(&nickname).into_owned();
-        let event = Event::ConnectionEstablished { conn: id, peer: name, nickname, addr, outbound };
-        self.outputs.push_back(Output::Event(event));
+        if self.has_overlay_connection(id) {
+            // Established when the overlay connection says so (§16.11).
+            self.run_overlay(id, now, |oc, ctl| oc.confirm(ctl));
+        } else {
+            // Null overlay: established at once (§16.7).
+            self.mark_established(id, now);
+        }
+        let leftover = a.leftover;
         self.to_flush.insert(id);
         if !leftover.is_empty() {
             if let Some(r) = self.conns.get_mut(&id).and_then(Connection::running_mut) {
@@ -426,6 +440,7 @@ impl Node {
                     self.stats.frames_sent += u64::from(sent.is_ok());
                     self.to_flush.insert(id);
                 }
+                self.overlay_timer(id, now);
             }
             _ => {}
         }

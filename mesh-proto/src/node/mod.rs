@@ -40,6 +40,7 @@ mod dispatch;
 mod error;
 mod inspect;
 mod lifecycle;
+mod overlay;
 mod pacing;
 mod routing;
 mod send;
@@ -75,6 +76,8 @@ pub struct Node {
     channels: BTreeMap<Bytes, Box<dyn Channel>>,
     /// Makes gossipers for channels nobody registered, if the application set one.
     maker: Option<Box<dyn GossiperMaker>>,
+    /// The application's overlay, if it set one (Go's null overlay otherwise).
+    overlay: Option<Box<dyn crate::overlay::Overlay>>,
     /// Gossip relayed lately on relay-only channels (outlives the channels).
     relay_memory: RelayMemory,
     connector: Connector,
@@ -158,6 +161,7 @@ impl Node {
             by_name: BTreeMap::new(),
             channels: BTreeMap::new(),
             maker: None,
+            overlay: None,
             relay_memory: RelayMemory::new(config.gossip_interval),
             connector: Connector::new(config.port, config.peer_discovery),
             connector_dirty: false,
@@ -250,6 +254,15 @@ impl Node {
         self.pace(id, now);
         self.after_input(now);
         id
+    }
+
+    /// The local address of `conn`'s socket, for an overlay
+    /// ([`crate::OverlayParams::local_addr`]). Optional: a driver that cannot tell skips
+    /// it.
+    pub fn handle_local_addr(&mut self, conn: ConnId, addr: SocketAddr) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.local_addr = Some(addr);
+        }
     }
 
     /// The dial of `conn` succeeded. A dial the node already gave up on (its connect

@@ -54,4 +54,10 @@ pub struct Stats {
     /// [`crate::config::RecordLimits`] (connections, nickname, size) or for growing the
     /// table past its bound; each closed the connection it came on.
     pub records_refused: u64,
+    /// Connections an overlay refused or failed ([`crate::CloseReason::Overlay`]).
+    pub overlay_failures: u64,
+    /// Overlay control messages sent for the overlay.
+    pub overlay_messages_sent: u64,
+    /// Overlay control messages handed to the overlay.
+    pub overlay_messages_received: u64,
 }

@@ -39,6 +39,7 @@ impl Node {
             terminations: self.terminations,
             targets: self.connector.direct_peers(false),
             trusted_subnets: self.config.trusted_subnets.clone(),
+            overlay: self.overlay_diagnostics(),
             relay_channels: self
                 .channels
                 .iter()
@@ -78,7 +79,7 @@ impl Node {
         for (id, c) in &self.conns {
             let running = c.running();
             let state = match &c.phase {
-                Phase::Running(r) if self.by_name.get(&r.remote.name) == Some(id) => {
+                Phase::Running(r) if r.established && self.by_name.get(&r.remote.name) == Some(id) => {
                     ConnectionState::Established
                 }
                 Phase::Dialing { .. } => ConnectionState::Connecting,
@@ -96,6 +97,7 @@ impl Node {
                 remote_nickname: running.map(|r| text(&r.remote.nickname)),
                 last_error: None,
                 next_try: None,
+                overlay: running.and_then(|r| r.overlay.as_ref()).map(|o| o.attrs()).unwrap_or_default(),
             });
         }
         let live_addrs: BTreeSet<&str> = self.conns.values().map(|c| c.addr.as_str()).collect();
@@ -116,6 +118,7 @@ impl Node {
                 remote_nickname: None,
                 last_error: t.last_error.clone(),
                 next_try: Some(t.try_after.map_or(NextTry::Never, NextTry::At)),
+                overlay: BTreeMap::new(),
             });
         }
         connections.sort_by(|a, b| (&a.addr, a.conn).cmp(&(&b.addr, b.conn)));

@@ -41,8 +41,18 @@ impl Node {
         self.teardown(id, conn, reason, refused, now);
     }
 
-    fn teardown(&mut self, id: ConnId, conn: Connection, reason: CloseReason, refused: bool, now: Instant) {
+    fn teardown(
+        &mut self,
+        id: ConnId,
+        mut conn: Connection,
+        reason: CloseReason,
+        refused: bool,
+        now: Instant,
+    ) {
         let peer = conn.running().map(|r| r.remote.name);
+        if let Some(mut oc) = conn.running_mut().and_then(|r| r.overlay.take()) {
+            oc.stop();
+        }
         if let Some(r) = conn.running() {
             let name = r.remote.name;
             if r.bound {

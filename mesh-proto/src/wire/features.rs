@@ -91,6 +91,13 @@ pub enum FeaturesError {
 
 /// Appends the canonical gob stream of our features map (keys sorted, type id 65).
 pub fn encode(out: &mut Vec<u8>, f: &LocalFeatures) {
+    encode_with(out, f, &[]);
+}
+
+/// Appends the features map with `extra` entries beside ours (an overlay's), all sorted
+/// by key. An extra entry whose key is one of ours, or that repeats an earlier extra
+/// key, is left out. Without extras the bytes are exactly [`encode`]'s.
+pub fn encode_with(out: &mut Vec<u8>, f: &LocalFeatures, extra: &[(&[u8], &[u8])]) {
     let conn_id = f.conn_id.to_string();
     let name = f.name.to_string();
     let short_id = f.short_id.to_string();
@@ -105,7 +112,17 @@ pub fn encode(out: &mut Vec<u8>, f: &LocalFeatures) {
         (b"Trusted", trusted),
         (b"UID", uid.as_bytes()),
     ];
-    encode_map(out, &entries);
+    if extra.is_empty() {
+        return encode_map(out, &entries);
+    }
+    let mut all: Vec<(&[u8], &[u8])> = entries.to_vec();
+    for &(k, v) in extra {
+        if !all.iter().any(|(have, _)| *have == k) {
+            all.push((k, v));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    encode_map(out, &all);
 }
 
 /// Appends a gob stream holding `entries` as a `map[string]string`, in the given order.
