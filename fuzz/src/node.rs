@@ -4,7 +4,9 @@
 //! write progress; time; application calls.
 //!
 //! Encoding: byte 0 holds the node's settings (bit 0: encrypted with `pw`; bit 1: peer
-//! discovery; bits 2–4: the connection limit; bits 5–6: its [`Versions`]); then
+//! discovery; bits 2–4: the connection limit; bits 5–6: its [`Versions`]; bit 7: it
+//! runs the liveness overlay, which answers pings a remote sends as control messages);
+//! then
 //! operations to the end of the input, each an opcode byte (taken modulo 20) and its
 //! fields, in the order of [`Op`]'s variants and of their fields. `conn` picks a
 //! connection by index (modulo their number), `password` is a [`Password`] in the two
@@ -209,6 +211,8 @@ pub struct Input {
     pub conn_limit: u8,
     /// The versions the node offers.
     pub versions: Versions,
+    /// The node runs [`mesh_proto::overlay::Liveness`].
+    pub overlay: bool,
     /// What happens, in order.
     pub ops: Vec<Op>,
 }
@@ -364,6 +368,7 @@ impl Input {
             discovery: flags & 2 != 0,
             conn_limit: (flags >> 2) & 7,
             versions: Versions::from_bits(flags >> 5),
+            overlay: flags & 0x80 != 0,
             ops,
         }
     }
@@ -375,7 +380,8 @@ impl Input {
         w.u8(u8::from(self.encrypted)
             | u8::from(self.discovery) << 1
             | self.conn_limit << 2
-            | self.versions.bits() << 5);
+            | self.versions.bits() << 5
+            | u8::from(self.overlay) << 7);
         for op in &self.ops {
             write_op(&mut w, op);
         }
@@ -424,6 +430,9 @@ pub fn run(input: &Input) -> Report {
     }
     let mut now = Instant::from_secs(1);
     let mut node = Node::new(config, [7; 32], now).expect("a valid configuration");
+    if input.overlay {
+        node.set_overlay(mesh_proto::overlay::Liveness::default());
+    }
     let counter = Counter::new(us);
     let channel = node.register_channel("default", counter.gossiper()).expect("a new channel");
     let mut conns: Vec<ConnId> = Vec::new();

@@ -64,3 +64,8 @@ fn dropping_the_last_handle_shuts_the_mesh_down() {
 fn gossipers_are_made_on_demand_and_found_by_name() {
     smol::block_on(suite::api::gossipers_made_on_demand(AsyncIo::default()));
 }
+
+#[test]
+fn a_liveness_overlay_proves_connections_and_shows_round_trips() {
+    smol::block_on(suite::api::liveness_overlay(AsyncIo::default()));
+}

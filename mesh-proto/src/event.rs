@@ -276,6 +276,7 @@ mod tests {
                 "connection closed by the remote or the network: reset",
             ),
             (CloseReason::Shutdown, "shutting down"),
+            (CloseReason::Overlay(crate::overlay::OverlayError::failed("no answer")), "overlay: no answer"),
             (
                 CloseReason::Frame(FrameError::TooLarge { len: 9, max: 8 }),
                 "bad frame: frame of 9 bytes exceeds the limit of 8",

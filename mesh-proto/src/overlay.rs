@@ -89,10 +89,11 @@ impl OverlayError {
 ///
 /// - **Version 2** links: Go's session key itself, SHA-256(X25519 shared key ‖
 ///   password), the key the mesh connection's XSalsa20-Poly1305 frames use. As Go's API
-///   documents, an overlay must then keep its nonces apart from the connection's: 192
-///   bits, the topmost bit free (for the direction), the next bit set to 1, then 126 zero
-///   bits, then a 64-bit message sequence number in the lowest 64 bits. The connection's
-///   own nonces have that second bit clear, so the two never collide.
+///   documents, an overlay must then keep its nonces apart from the connection's, which
+///   are 192 bits: the topmost bit for the direction, the next bit (`0x40` of byte 0)
+///   set, 126 zero bits, then a 64-bit message sequence number in the lowest 64 bits
+///   (docs/protocol-v2.md §6.4). Nonces with that second bit clear never collide with
+///   them.
 /// - **Version 3** links: `HKDF-Expand(PRK, "weave mesh v3 overlay", 32)` from the
 ///   connection's key schedule (docs/protocol-v3.md §5.2), the same at both ends and used
 ///   by nothing else; the overlay separates its two directions itself (for example by
@@ -186,8 +187,9 @@ pub trait OverlayConnection: Send {
     /// sleeve tag 1 to 3.
     fn control_message(&mut self, tag: u8, payload: &[u8], ctl: &mut OverlayControl);
 
-    /// When [`OverlayConnection::handle_timeout`] should next run, if ever. Asked after
-    /// every call that hands it an [`OverlayControl`].
+    /// When [`OverlayConnection::handle_timeout`] should next run, if ever. Asked
+    /// whenever the node computes its next deadline; a deadline that
+    /// `handle_timeout` does not move on would wake the node again at once.
     fn next_timeout(&self) -> Option<Instant> {
         None
     }
@@ -203,8 +205,8 @@ pub trait OverlayConnection: Send {
         BTreeMap::new()
     }
 
-    /// The mesh connection ended (Go's `Stop`). Not called for a connection whose own
-    /// failure ended it.
+    /// The mesh connection ended, for whatever reason, its own failure included (Go's
+    /// `Stop`).
     fn stop(&mut self) {}
 }
 

@@ -168,3 +168,73 @@ fn a_wrong_password_learns_why_even_when_its_features_arrive_with_its_key() {
     assert!(!reply.is_empty(), "the node closed without sending its features");
     assert!(matches!(intruder.handle_data(&reply, t0), Err(HandshakeError::WrongPassword)));
 }
+
+mod common;
+
+/// A plaintext version 2 frame holding one message: `tag` and `payload`.
+fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+    f.push(tag);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The recorded Go dialer's stream, with overlay control messages appended as Go's
+/// `SendControlMessage` would frame them (no capture has any: Go's example uses the null
+/// overlay), fed to a node: with an overlay, they reach it, with the remote's features;
+/// with none, they are ignored and the connection stays.
+#[test]
+fn overlay_control_messages_in_a_go_stream_reach_the_overlay() {
+    use common::probe::{OnConfirm, PROBE_FEATURE, Probe};
+    let capture = load("capture-unencrypted.json");
+    let alpha = PeerName::parse("00:00:00:00:00:0a").unwrap();
+    let bravo = PeerName::parse("00:00:00:00:00:0b").unwrap();
+    for with_overlay in [true, false] {
+        let mut config = Config::new(alpha, "alpha-rs");
+        config.peer_discovery = false;
+        config.max_protocol_version = 2;
+        let t0 = Instant::from_secs(1);
+        let mut node = Node::new(config, Node::seed_from_u64(1), t0).unwrap();
+        let (probe, log) = Probe::new(OnConfirm::Establish);
+        if with_overlay {
+            node.set_overlay(probe);
+        }
+        let conn = node.handle_accepted("127.0.0.1:50000".parse().unwrap(), t0);
+        let (hello, _) = drain(&mut node);
+        let mut ours = FrameDecoder::new(1 << 20);
+        ours.push(&hello[8..]);
+        let first = ours.next_frame().unwrap().unwrap();
+        let sent = features::decode_map(&first).unwrap();
+        let announced = sent.iter().any(|(k, v)| *k == PROBE_FEATURE.as_bytes() && *v == b"v1");
+        assert_eq!(announced, with_overlay, "our features carry the overlay's");
+        let mut stream: Vec<u8> = capture["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["dir"] == "D2L")
+            .flat_map(|c| hex::decode(c["hex"].as_str().unwrap()).unwrap())
+            .collect();
+        stream.extend(frame(7, b"from go"));
+        stream.extend(frame(1, b"sleeve"));
+        stream.extend(frame(7, b""));
+        node.handle_data(conn, &stream, t0);
+        let (_, events) = drain(&mut node);
+        assert!(
+            events.iter().any(|e| matches!(e, Event::ConnectionEstablished { peer, .. } if *peer == bravo))
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::ConnectionClosed { .. })), "{events:?}");
+        let log = log.lock().unwrap();
+        if !with_overlay {
+            assert!(log.prepared.is_empty() && log.received.is_empty());
+            continue;
+        }
+        let expected =
+            [(bravo, 7, b"from go".to_vec()), (bravo, 1, b"sleeve".to_vec()), (bravo, 7, Vec::new())];
+        assert_eq!(log.received, expected);
+        let params = &log.prepared[0];
+        assert_eq!(params.features.get("PeerNameFlavour").map(String::as_str), Some("mac"));
+        assert_eq!(params.features.get("NickName").map(String::as_str), Some("bravo"));
+        assert!(params.key.is_none(), "plaintext");
+        assert_eq!(node.stats().overlay_messages_received, 3);
+    }
+}

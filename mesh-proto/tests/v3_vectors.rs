@@ -177,6 +177,7 @@ fn generate_case(name: &str, password: Option<&str>) -> Value {
     let kl = Keys::derive(&shared, th, Role::Listener);
     assert!(kd.confirms(&kl.our_confirmation) && kl.confirms(&kd.our_confirmation));
     assert_eq!((*kd.send_key, *kd.receive_key), (*kl.receive_key, *kl.send_key));
+    assert_eq!(*kd.overlay, *kl.overlay, "one overlay key for both ends");
 
     // Frames after the handshake, each opened by the other end.
     let mut frames = Vec::new();
@@ -200,6 +201,7 @@ fn generate_case(name: &str, password: Option<&str>) -> Value {
         "confirm_listener": hex::encode(kl.our_confirmation),
         "key_dialer_to_listener": hex::encode(*kd.send_key),
         "key_listener_to_dialer": hex::encode(*kl.send_key),
+        "overlay_key": hex::encode(*kd.overlay),
         "frames": frames,
     })
 }
@@ -488,6 +490,7 @@ fn check_case_from_spec(case: &Value) {
     assert_eq!(hx32(&case["confirm_listener"]), confirm_l, "{name}");
     assert_eq!(hx32(&case["key_dialer_to_listener"]), key_dl, "{name}");
     assert_eq!(hx32(&case["key_listener_to_dialer"]), key_ld, "{name}");
+    assert_eq!(hx32(&case["overlay_key"]), expand(&prk, "overlay"), "{name}: the overlay's key");
     // §6: each side's confirmation is the one for its role.
     assert_eq!(d.confirmation, confirm_d, "{name}: the dialer's flight 2 ends with its confirmation");
     assert_eq!(l.confirmation, confirm_l, "{name}: the listener's flight 2 starts with its confirmation");

@@ -43,11 +43,14 @@ pub use mesh_driver::{Error, EventItem, Events, MembersWatch, Runtime, Snapshot}
 pub use mesh_proto as proto;
 /// The grow-only counter CRDT and its gossiper, the example application.
 pub use mesh_proto::counter;
+/// The overlay extension point (Go's `Overlay`) and the ready liveness overlay.
+pub use mesh_proto::overlay;
 pub use mesh_proto::{
     AddressError, ChannelHandle, CloseReason, Config, ConnId, ConnectionState, ConnectionStatus, Context,
     Event, GossipData, GossipError, Gossiper, GossiperMaker, HandshakeError, Instant, MadeChannel, Member,
-    NextTry, Node, NodeError, PeerConnectionStatus, PeerDescription, PeerName, PeerNameError, PeerStatus,
-    Security, Stats, Status, Subnet, SubnetError,
+    NextTry, Node, NodeError, Overlay, OverlayConnection, OverlayControl, OverlayError, OverlayParams,
+    PeerConnectionStatus, PeerDescription, PeerName, PeerNameError, PeerStatus, Security, Stats, Status,
+    Subnet, SubnetError,
 };
 pub use runtime::Tokio;
 

@@ -65,3 +65,8 @@ async fn dropping_the_last_handle_shuts_the_mesh_down() {
 async fn gossipers_are_made_on_demand_and_found_by_name() {
     suite::api::gossipers_made_on_demand(Tokio).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_liveness_overlay_proves_connections_and_shows_round_trips() {
+    suite::api::liveness_overlay(Tokio).await;
+}

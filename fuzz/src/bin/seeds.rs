@@ -428,6 +428,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         discovery,
         conn_limit: 7,
         versions: Versions::Both,
+        overlay: false,
         ops,
     };
 
@@ -494,6 +495,14 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
                 // are given up at the connect timeout, and nothing else closes.
                 let only_dials = r.closes.iter().all(|c| matches!(c, CloseReason::DialTimeout(_)));
                 r.established == 1 && only_dials && r.checked >= 5 && r.counts == merged
+            });
+            // With the liveness overlay: a ping the remote sends as an overlay control
+            // message (tag 7) is answered with a pong the remote opens and decodes.
+            let ping: Vec<u8> = [&[7u8][..], b"LV", &[0], &42u64.to_be_bytes()].concat();
+            let mut overlaid = session(encrypted, pw, frames(0, &[ping]));
+            overlaid.overlay = true;
+            node_seed(c, &format!("{v}{label}_overlay_ping"), overlaid, |r| {
+                r.established == 1 && r.closes.is_empty() && r.checked >= 3
             });
             // We dial; the remote listens.
             let ops = vec![
@@ -636,6 +645,7 @@ fn node_seeds(v: &Vectors, c: &mut Corpus) {
         discovery: true,
         conn_limit: 7,
         versions,
+        overlay: false,
         ops: [
             vec![
                 Op::Accept { ip: 2, port: 50_000 },

@@ -25,9 +25,11 @@ pub(super) struct OverlayArrival {
 }
 
 impl Node {
-    /// Sets the application's overlay (Go's `Overlay`; see [`crate::overlay`]). It applies
-    /// to connections whose handshake starts from now on; without one (the default) the
-    /// node behaves as Go's null overlay, byte for byte.
+    /// Sets the application's overlay (Go's `Overlay`; see [`crate::overlay`]), best
+    /// before the first connection: it prepares the connections whose handshakes
+    /// complete from now on, and its features go into the handshakes that start from now
+    /// on. Without one (the default) the node behaves as Go's null overlay, byte for
+    /// byte.
     pub fn set_overlay(&mut self, overlay: impl Overlay + 'static) {
         self.overlay = Some(Box::new(overlay));
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mesh_proto::counter::Counts;
 use mesh_proto::{Context, Event, GossipError, Gossiper, PeerName};
 
-use super::{STEP_SECS, eventually, name, shutdown, start, three, within};
+use super::{STEP_SECS, eventually, name, shutdown, start, status, three, within};
 use mesh_driver::{Channel, Error, EventItem, Mesh, MeshBuilder, Runtime};
 
 /// Polls `fut` once, as a callback that blocked on it would: `Pending` means it would
@@ -326,4 +326,58 @@ pub async fn gossipers_made_on_demand<R: Runtime>(rt: R) {
     assert!(none.is_none());
     shutdown(&rt, b).await;
     shutdown(&rt, a.mesh).await;
+}
+
+/// The overlay extension point over real connections: two peers running the liveness
+/// overlay prove their connection with pings over control messages and show the round
+/// trips in status; a third without it is established at confirmation.
+pub async fn liveness_overlay<R: Runtime>(rt: R) {
+    use mesh_proto::overlay::{Liveness, LivenessConfig};
+    let liveness = || {
+        Liveness::new(LivenessConfig {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        })
+    };
+    let plain = start(&rt, 3, None, &[]).await;
+    let mut meshes = Vec::new();
+    for i in 1..=2u64 {
+        let peers: Vec<String> = std::iter::once(plain.mesh.local_addr().to_string())
+            .chain(meshes.iter().map(|m: &Mesh<R>| m.local_addr().to_string()))
+            .collect();
+        let mut b = MeshBuilder::with_runtime(rt.clone(), name(i))
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .peers(peers)
+            .overlay(liveness());
+        let _default = b.channel("default", mesh_proto::counter::Counter::new(name(i)).gossiper());
+        meshes.push(within(&rt, STEP_SECS, "a peer to start", b.start()).await.expect("mesh starts"));
+    }
+    for m in &meshes {
+        within(&rt, 20, "two peers", m.wait_for_peers(2, Duration::from_secs(20))).await.expect("peers");
+    }
+    let mut answered = false;
+    for _ in 0..100 {
+        let st = status(&rt, &meshes[0]).await;
+        let to = |i: u64| {
+            st.connections.iter().find(|c| c.remote_name == Some(name(i))).map(|c| c.overlay.clone())
+        };
+        if let (Some(two), Some(three)) = (to(2), to(3)) {
+            let pongs = two.get("pongs").and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+            if pongs >= 3 {
+                assert!(two.contains_key("rtt_us"), "{two:?}");
+                assert!(three.get("remote").is_some_and(|r| r.contains("no liveness overlay")), "{three:?}");
+                assert_eq!(st.overlay.as_ref().map(|d| d["overlay"].as_str()), Some("liveness"));
+                let c = st.connections.iter().find(|c| c.remote_name == Some(name(2))).expect("a connection");
+                assert!(c.go_info().contains("liveness "), "{}", c.go_info());
+                answered = true;
+                break;
+            }
+        }
+        rt.sleep_until(Instant::now() + Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the liveness overlay's pings were answered");
+    for m in meshes {
+        shutdown(&rt, m).await;
+    }
+    shutdown(&rt, plain.mesh).await;
 }
