@@ -29,3 +29,8 @@ fn a_restarted_peer_with_the_same_name_rejoins() {
 fn a_wrong_password_is_refused_and_reported() {
     async_std::task::block_on(suite::wrong_password_refused(rt()));
 }
+
+#[test]
+fn a_liveness_overlay_proves_connections_and_shows_round_trips() {
+    async_std::task::block_on(suite::api::liveness_overlay(rt()));
+}
