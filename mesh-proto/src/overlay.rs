@@ -166,7 +166,8 @@ pub trait Overlay: Send {
         Vec::new()
     }
 
-    /// Prepares the overlay connection of a connection that finished its handshake. It
+    /// Prepares the overlay connection of a connection that finished its handshake, won
+    /// any tie-break and passed the connection limit, just before it is registered. It
     /// should stay passive (send nothing) until it is confirmed. An error closes the mesh
     /// connection with [`crate::CloseReason::Overlay`].
     fn prepare(&mut self, params: OverlayParams) -> Result<Box<dyn OverlayConnection>, OverlayError>;
@@ -230,9 +231,42 @@ impl OverlayControl {
         OverlayControl { now, room, max_len, sends: Vec::new(), established: false, failed: None }
     }
 
+    /// A control handle attached to no node, for testing an [`OverlayConnection`] on
+    /// its own: what it was asked shows in [`OverlayControl::sent`],
+    /// [`OverlayControl::is_established`] and [`OverlayControl::failure`].
+    ///
+    /// ```
+    /// use mesh_proto::overlay::{Liveness, LivenessConfig, Overlay, OverlayControl};
+    /// # fn params() -> mesh_proto::OverlayParams { unimplemented!() }
+    /// # fn doc(mut liveness: Liveness) {
+    /// let mut conn = liveness.prepare(params()).unwrap();
+    /// let mut ctl = OverlayControl::detached(mesh_proto::Instant::from_secs(1));
+    /// conn.confirm(&mut ctl);
+    /// assert_eq!(ctl.sent().len(), 1, "a ping");
+    /// # }
+    /// ```
+    pub fn detached(now: Instant) -> Self {
+        OverlayControl::new(now, crate::config::MAX_QUEUED_BYTES, crate::config::MAX_FRAME_LEN)
+    }
+
     /// The time of the input being handled.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The control messages sent through this handle so far: (tag, payload).
+    pub fn sent(&self) -> &[(u8, Bytes)] {
+        &self.sends
+    }
+
+    /// Whether [`OverlayControl::established`] was called.
+    pub fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// The reason given to [`OverlayControl::fail`], if it was called.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// Sends a control message to the remote's overlay connection (Go's
@@ -459,5 +493,98 @@ impl OverlayConnection for LivenessConnection {
             a.insert("rtt_us".to_owned(), rtt.as_micros().to_string());
         }
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(remote_speaks: bool) -> OverlayParams {
+        let mut features = BTreeMap::new();
+        if remote_speaks {
+            features.insert(LIVENESS_FEATURE.to_owned(), "1".to_owned());
+        }
+        OverlayParams {
+            conn: ConnId(1),
+            remote: PeerName::from_u64(2).unwrap(),
+            remote_nickname: "b".to_owned(),
+            remote_uid: 7,
+            remote_addr: "10.0.0.2:6783".to_owned(),
+            local_addr: None,
+            outbound: true,
+            conn_uid: 9,
+            version: 3,
+            key: None,
+            features,
+        }
+    }
+
+    fn at(ms: u64) -> OverlayControl {
+        OverlayControl::detached(Instant::from_millis(ms))
+    }
+
+    #[test]
+    fn liveness_pings_counts_round_trips_and_fails_when_unanswered() {
+        let config = LivenessConfig { interval: Duration::from_secs(1), timeout: Duration::from_secs(3) };
+        let mut overlay = Liveness::new(config);
+        let mut conn = overlay.prepare(params(true)).unwrap();
+        let mut ctl = at(1000);
+        conn.confirm(&mut ctl);
+        assert!(!ctl.is_established(), "not before an answer");
+        let [(tag, ping)] = ctl.sent() else { panic!("one ping: {:?}", ctl.sent()) };
+        assert_eq!((*tag, &ping[..3]), (TAG_OVERLAY_CONTROL, &b"LV\x00"[..]));
+        // The remote's answer: the same sequence number as a pong.
+        let mut pong = ping.to_vec();
+        pong[2] = PONG;
+        let mut ctl = at(1250);
+        conn.control_message(TAG_OVERLAY_CONTROL, &pong, &mut ctl);
+        assert!(ctl.is_established());
+        assert_eq!(conn.attrs()["rtt_us"], "250000");
+        // A ping from the remote is answered in kind.
+        let mut ctl = at(1300);
+        conn.control_message(TAG_OVERLAY_CONTROL, ping, &mut ctl);
+        assert_eq!(ctl.sent(), [(TAG_OVERLAY_CONTROL, Bytes::from(pong.clone()))]);
+        // Garbage and other tags are ignored.
+        let mut ctl = at(1300);
+        conn.control_message(1, &pong, &mut ctl);
+        conn.control_message(TAG_OVERLAY_CONTROL, b"LV", &mut ctl);
+        assert!(ctl.sent().is_empty() && !ctl.is_established());
+        // The next ping goes out an interval after the first; left unanswered, the
+        // connection fails at the timeout and not before.
+        assert_eq!(conn.next_timeout(), Some(Instant::from_millis(2000)));
+        let mut ctl = at(2000);
+        conn.handle_timeout(&mut ctl);
+        assert_eq!(ctl.sent().len(), 1);
+        let mut ctl = at(4999);
+        conn.handle_timeout(&mut ctl);
+        assert_eq!(ctl.failure(), None);
+        assert!(ctl.sent().is_empty(), "one ping outstanding at a time");
+        let mut ctl = at(5000);
+        conn.handle_timeout(&mut ctl);
+        assert!(ctl.failure().is_some_and(|f| f.contains("unanswered")), "{:?}", ctl.failure());
+        assert_eq!(overlay.diagnostics()["connections prepared"], "1");
+    }
+
+    #[test]
+    fn liveness_against_a_remote_without_it_is_established_at_confirmation() {
+        let mut conn = Liveness::default().prepare(params(false)).unwrap();
+        let mut ctl = at(0);
+        conn.confirm(&mut ctl);
+        assert!(ctl.is_established() && ctl.sent().is_empty());
+        assert_eq!(conn.next_timeout(), None);
+    }
+
+    #[test]
+    fn control_sends_are_checked() {
+        let mut ctl = OverlayControl::new(Instant::ZERO, 10, 8);
+        assert_eq!(ctl.send(4, Bytes::new()), Err(OverlayError::BadTag(4)));
+        assert_eq!(ctl.send(7, vec![0; 8]), Err(OverlayError::TooLarge { len: 8, max: 7 }));
+        ctl.send(7, vec![0; 7]).unwrap();
+        assert_eq!(ctl.send(3, vec![0; 2]), Err(OverlayError::Congested), "10 bytes of room, 8 taken");
+        ctl.send(1, vec![0; 1]).unwrap();
+        ctl.fail("first");
+        ctl.fail("second");
+        assert_eq!(ctl.failure(), Some("first"));
     }
 }
