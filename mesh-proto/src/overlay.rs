@@ -236,14 +236,26 @@ impl OverlayControl {
     /// [`OverlayControl::is_established`] and [`OverlayControl::failure`].
     ///
     /// ```
-    /// use mesh_proto::overlay::{Liveness, LivenessConfig, Overlay, OverlayControl};
-    /// # fn params() -> mesh_proto::OverlayParams { unimplemented!() }
-    /// # fn doc(mut liveness: Liveness) {
-    /// let mut conn = liveness.prepare(params()).unwrap();
+    /// use mesh_proto::overlay::{OverlayConnection, OverlayControl};
+    ///
+    /// /// Greets the remote, and is established when it answers.
+    /// struct Greeter;
+    ///
+    /// impl OverlayConnection for Greeter {
+    ///     fn confirm(&mut self, ctl: &mut OverlayControl) {
+    ///         let _ = ctl.send(7, &b"hello"[..]);
+    ///     }
+    ///     fn control_message(&mut self, _: u8, payload: &[u8], ctl: &mut OverlayControl) {
+    ///         if payload == b"hello" {
+    ///             ctl.established();
+    ///         }
+    ///     }
+    /// }
+    ///
     /// let mut ctl = OverlayControl::detached(mesh_proto::Instant::from_secs(1));
-    /// conn.confirm(&mut ctl);
-    /// assert_eq!(ctl.sent().len(), 1, "a ping");
-    /// # }
+    /// Greeter.confirm(&mut ctl);
+    /// assert_eq!(ctl.sent(), [(7, bytes::Bytes::from_static(b"hello"))]);
+    /// assert!(!ctl.is_established());
     /// ```
     pub fn detached(now: Instant) -> Self {
         OverlayControl::new(now, crate::config::MAX_QUEUED_BYTES, crate::config::MAX_FRAME_LEN)

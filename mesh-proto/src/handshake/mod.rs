@@ -25,8 +25,6 @@
 mod v2;
 mod v3;
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
 use crate::config::{MAX_HANDSHAKE_FRAME_LEN, PREAMBLE_LEN, PREAMBLE_TIMEOUT};
@@ -223,16 +221,12 @@ pub struct Outcome {
     pub session: Option<Sealing>,
     /// Bytes received after the features frame: the start of the message stream.
     pub leftover: Bytes,
-    /// The remote's whole features map (invalid UTF-8 replaced), for an overlay.
-    pub features: BTreeMap<String, String>,
+    /// The remote's features map as it arrived (its plaintext gob stream), for an
+    /// overlay: decoded again only when one is set ([`features::decode_map`]).
+    pub features: Bytes,
     /// Key material for an overlay's own encryption, if the connection is encrypted
     /// ([`OverlayKey`] says which key for which version).
     pub overlay_key: Option<OverlayKey>,
-}
-
-/// Wire bytes as text, invalid UTF-8 replaced.
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 impl Outcome {
@@ -525,10 +519,8 @@ impl Handshake {
             }
             None => body,
         };
-        let entries = features::decode_map(plain).map_err(FeaturesError::from)?;
-        let remote = features::validate(&entries)?;
-        // Later entries win, as in `validate` (and in Go, whose map keeps the last).
-        let all = entries.iter().map(|(k, v)| (lossy(k), lossy(v))).collect();
+        let remote = features::decode(plain)?;
+        let all = Bytes::copy_from_slice(plain);
         let security = match (&self.v3, version) {
             (Some(v3), 3) => {
                 if remote.conn_id != v3.remote_conn_id {

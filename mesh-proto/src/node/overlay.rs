@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use super::Node;
+use super::status::text;
 use crate::config::MAX_QUEUED_BYTES;
 use crate::connection::{ConnId, Connection};
 use crate::event::{CloseReason, Event, Output};
@@ -19,7 +22,8 @@ use crate::time::Instant;
 /// prepared.
 #[derive(Default)]
 pub(super) struct OverlayArrival {
-    pub(super) features: BTreeMap<String, String>,
+    /// The remote's features map, still encoded.
+    pub(super) features: Bytes,
     pub(super) key: Option<OverlayKey>,
     pub(super) version: u8,
 }
@@ -61,7 +65,7 @@ impl Node {
         let params = OverlayParams {
             conn: id,
             remote: r.remote.name,
-            remote_nickname: String::from_utf8_lossy(&r.remote.nickname).into_owned(),
+            remote_nickname: text(&r.remote.nickname),
             remote_uid: r.remote.uid,
             remote_addr: addr,
             local_addr,
@@ -69,7 +73,7 @@ impl Node {
             conn_uid: r.conn_key,
             version: arrival.version,
             key: arrival.key.filter(|_| untrusted),
-            features: arrival.features,
+            features: decode_features(&arrival.features),
         };
         match overlay.prepare(params) {
             Ok(oc) => {
@@ -145,14 +149,11 @@ impl Node {
             return;
         }
         r.established = true;
-        let nickname = String::from_utf8_lossy(&r.remote.nickname).into_owned();
+        let nickname = text(&r.remote.nickname);
         self.peers.set_our_connection_established(name);
         self.peers.bump_our_version();
-        if self.overlay.is_some() {
-            // Routes over the link may now exist; without an overlay registration has
-            // just recalculated them.
-            self.routes_changed(now);
-        }
+        // Routes over the link may now exist.
+        self.routes_changed(now);
         self.schedule_update([], now);
         let event = Event::ConnectionEstablished { conn: id, peer: name, nickname, addr, outbound };
         self.outputs.push_back(Output::Event(event));
@@ -176,4 +177,12 @@ impl Node {
             self.run_overlay(id, now, |oc, ctl| oc.handle_timeout(ctl));
         }
     }
+}
+
+/// The remote's features map as text, for [`OverlayParams::features`]: of a key sent
+/// twice the last, as in `validate` (and Go, whose map keeps the last). The handshake
+/// already decoded it, so it cannot fail here.
+fn decode_features(encoded: &[u8]) -> BTreeMap<String, String> {
+    let entries = crate::wire::features::decode_map(encoded).unwrap_or_default();
+    entries.iter().map(|(k, v)| (text(k), text(v))).collect()
 }

@@ -11,7 +11,7 @@ use crate::status::{
 };
 
 /// Wire bytes (nicknames, addresses, channel names) as text, invalid UTF-8 replaced.
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
